@@ -24,3 +24,35 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"real data not found at {SHARED_DATA}: see DEVELOPERS notes")
     return SHARED_DATA
+
+
+@pytest.fixture
+def make_raster(tmp_path: Path):
+    """Factory for synthetic GeoTIFFs (size, dtype, bands, CRS, nodata/mask/alpha, overviews).
+
+    Returns (path, boxes) where boxes are the ground-truth objects in pixels.
+    """
+    from geoal.synthetic import write_scene
+
+    counter = iter(range(10_000))
+
+    def make(name: str | None = None, **kwargs):
+        path = tmp_path / (name or f"scene_{next(counter)}.tif")
+        kwargs.setdefault("width", 300)
+        kwargs.setdefault("height", 200)
+        boxes = write_scene(path, **kwargs)
+        return path, boxes
+
+    return make
+
+
+@pytest.fixture
+def project(tmp_path: Path):
+    """A fresh project with classes ship, tank and 64 px chips (small, fast)."""
+    from geoal.config import with_tiling
+    from geoal.project import init_project
+
+    proj = init_project(tmp_path / "proj", "ship,tank")
+    proj.config = with_tiling(proj.config, size=64, overlap=0.25)
+    yield proj
+    proj.close()

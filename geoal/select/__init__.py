@@ -1,1 +1,39 @@
-"""geoal.select."""
+"""geoal.select: pure selection strategies over score and embedding arrays, explicit rng.
+
+pool = SelectionPool(scores=s, embeddings=e, bounds=b, groups=g)
+sel = get_strategy("hybrid")(pool, Budget(k=50), np.random.default_rng(0),
+                             Constraints(min_distance=0.0, max_share=0.5))
+sel.indices  # (n,) int64 into the pool, in selection order
+"""
+
+from geoal.select.constraints import boxes_conflict
+from geoal.select.features import IMAGE_STATS_DIM, image_stats_embedding
+from geoal.select.pool import Budget, Constraints, Selection, SelectionPool
+from geoal.select.strategies import (
+    STRATEGIES,
+    Strategy,
+    get_strategy,
+    list_strategies,
+    select_coreset,
+    select_hybrid,
+    select_random,
+    select_uncertainty,
+)
+
+__all__ = [
+    "IMAGE_STATS_DIM",
+    "STRATEGIES",
+    "Budget",
+    "Constraints",
+    "Selection",
+    "SelectionPool",
+    "Strategy",
+    "boxes_conflict",
+    "get_strategy",
+    "image_stats_embedding",
+    "list_strategies",
+    "select_coreset",
+    "select_hybrid",
+    "select_random",
+    "select_uncertainty",
+]

@@ -1,0 +1,1 @@
+"""Packaged configs: default.yaml and imagery profiles."""

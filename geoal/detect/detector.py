@@ -1,0 +1,290 @@
+"""A loaded YOLO detector: chips in, detections with class-score vectors and embeddings out.
+
+The forward pass, NMS and the gathering of score vectors are done here on the
+ultralytics ``DetectionModel`` directly (not through ``YOLO.predict``), so that
+the raw head output, the score vector of every anchor and the head's input
+feature maps are at hand. For a square chip the result matches ``YOLO.predict``
+on the same pixels (geoal chips are RGB; ultralytics reads numpy arrays as BGR,
+so ``YOLO.predict(chip[..., ::-1])`` is the equivalent call).
+
+torch and ultralytics are imported inside the methods that need them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from geoal.detect.prefetch import prefetch
+from geoal.detect.result import ChipResult
+from geoal.detect.views import (
+    anchor_permutation,
+    get_view_ops,
+    grid_shapes_for,
+    inverse_transform_boxes,
+    view_names,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+K = TypeVar("K")
+
+
+class Detector:
+    """A YOLO detection model in eval mode, fused, on its device, for the project's classes.
+
+    Build one with ``geoal.detect.load_detector``. ``model`` is the ultralytics
+    ``DetectionModel``; ``model_hash`` is the content hash that tags stored
+    results (sha256 of the .pt file, or of the yaml content + classes).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        classes: tuple[str, ...],
+        model_path: Path,
+        model_hash: str,
+        device: str,
+        half: bool,
+        imgsz: int | None = None,
+    ) -> None:
+        self.model = model
+        self.classes = classes
+        self.model_path = model_path
+        self.model_hash = model_hash
+        self.device = device
+        self.half = half
+        self.strides: tuple[int, ...] = tuple(int(s) for s in model.stride.tolist())
+        if imgsz is not None and (imgsz <= 0 or imgsz % max(self.strides)):
+            raise ValueError(
+                f"imgsz must be a positive multiple of {max(self.strides)} pixels, got {imgsz}"
+            )
+        self.imgsz = imgsz
+        self._perm_cache: dict[tuple[int, tuple[str, ...]], torch.Tensor] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"Detector({str(self.model_path)!r}, classes={list(self.classes)}, "
+            f"device={self.device!r}, half={self.half}, hash={self.model_hash[:12]})"
+        )
+
+    @property
+    def num_classes(self) -> int:
+        """C, the number of classes."""
+        return len(self.classes)
+
+    def predict_batch(
+        self,
+        images: np.ndarray,
+        views: int = 1,
+        conf: float = 0.001,
+        iou: float = 0.7,
+        max_det: int = 300,
+    ) -> list[ChipResult]:
+        """Detect objects in (B, S, S, 3) uint8 RGB chips; one ChipResult per chip.
+
+        S must be a multiple of the model's largest stride (32); with ``imgsz``
+        set and different from S, chips are resized (bilinear) to imgsz x imgsz
+        and boxes scaled back to chip pixels. ``views`` runs the first ``views``
+        transforms of ``VIEW_TRANSFORMS`` in one forward pass of B * views images.
+        ``conf`` is the minimum best-class score kept, ``iou`` the class-wise NMS
+        threshold, ``max_det`` the most detections per chip and view.
+        """
+        import torch
+        from ultralytics.utils.nms import non_max_suppression
+
+        names = view_names(views)
+        _check_thresholds(conf, iou, max_det)
+        images = self._check_images(images)
+        n_images, size = images.shape[0], images.shape[1]
+        if n_images == 0:
+            return []
+        input_size = self.imgsz or size
+        if input_size % max(self.strides):
+            raise ValueError(
+                f"chip size {size} is not a multiple of the model's stride {max(self.strides)}; "
+                "give square chips of e.g. 640 pixels, or set imgsz"
+            )
+        with torch.inference_mode():
+            x = self._to_input(images, input_size)
+            if len(names) > 1:  # view-major: rows [v * B, (v + 1) * B) hold view v
+                x = torch.cat([_view_tensor(x, name) for name in names])
+            raw, feats = self._forward(x)  # (V * B, 4 + C, A), [(V * B, ch, h, w)] per level
+            dets, keep = non_max_suppression(
+                raw, conf, iou, max_det=max_det, nc=self.num_classes, return_idxs=True
+            )
+            perms = self._permutations(input_size, names, raw.shape[-1], feats)  # (V, A)
+            n_views, n_anchors, n_cls = len(names), raw.shape[-1], self.num_classes
+            scores = raw[:, 4:].reshape(n_views, n_images, n_cls, n_anchors)
+            scores = scores.gather(3, perms[:, None, None, :].expand_as(scores))
+            anchor_probs = scores.permute(1, 0, 3, 2).float().cpu().numpy()  # (B, V, A, C)
+            pooled = [f[:n_images].mean(dim=(2, 3), dtype=torch.float32) for f in feats]
+            embedding = torch.nn.functional.normalize(torch.cat(pooled, 1), dim=1).cpu().numpy()
+            counts = [int(d.shape[0]) for d in dets]
+            det_rows = torch.cat(dets).float().cpu().numpy()  # (sum N, 6) xyxy, conf, cls
+            anchor_idx = torch.cat([k.reshape(-1) for k in keep]).long().cpu().numpy()
+        return _results(
+            names, size, input_size, anchor_probs, embedding, counts, det_rows, anchor_idx
+        )
+
+    def iter_predict(
+        self,
+        batches: Iterable[tuple[K, np.ndarray]],
+        views: int = 1,
+        conf: float = 0.001,
+        iou: float = 0.7,
+        max_det: int = 300,
+        prefetch_depth: int = 2,
+    ) -> Iterator[tuple[K, list[ChipResult]]]:
+        """Yield (keys, results) for each (keys, (B, S, S, 3) chips) of ``batches``, in order.
+
+        A background thread reads up to ``prefetch_depth`` batches ahead, so the
+        reading of batch n + 1 overlaps the model's work on batch n. Errors of the
+        reader are raised here; closing this generator stops the reader.
+        """
+        view_names(views)
+        _check_thresholds(conf, iou, max_det)
+        return self._iter_predict(batches, views, conf, iou, max_det, prefetch_depth)
+
+    def _iter_predict(
+        self,
+        batches: Iterable[tuple[K, np.ndarray]],
+        views: int,
+        conf: float,
+        iou: float,
+        max_det: int,
+        prefetch_depth: int,
+    ) -> Iterator[tuple[K, list[ChipResult]]]:
+        stream = prefetch(batches, prefetch_depth)
+        try:
+            for keys, images in stream:
+                yield keys, self.predict_batch(images, views, conf, iou, max_det)
+        finally:
+            stream.close()  # type: ignore[attr-defined]
+
+    def _check_images(self, images: np.ndarray) -> np.ndarray:
+        if not isinstance(images, np.ndarray):
+            raise TypeError(f"images must be a numpy array, got {type(images).__name__}")
+        if images.ndim != 4 or images.shape[3] != 3 or images.shape[1] != images.shape[2]:
+            raise ValueError(f"images must be (B, S, S, 3) square RGB chips, got {images.shape}")
+        if images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8 (0-255), got {images.dtype}")
+        return np.ascontiguousarray(images)  # no copy for a contiguous batch
+
+    def _to_input(self, images: np.ndarray, input_size: int) -> torch.Tensor:
+        """(B, S, S, 3) uint8 RGB -> (B, 3, s, s) float on the device, 0-1, as ultralytics does."""
+        import torch
+
+        x = torch.from_numpy(images)
+        if self.device.startswith("cuda"):
+            x = x.pin_memory().to(self.device, non_blocking=True)  # upload as uint8
+        dtype = torch.float16 if self.half else torch.float32
+        x = x.permute(0, 3, 1, 2).to(dtype, memory_format=torch.contiguous_format).div_(255)
+        if input_size != x.shape[-1]:
+            # Chips are square, so a plain resize is ultralytics' letterbox without padding.
+            x = torch.nn.functional.interpolate(
+                x, size=(input_size, input_size), mode="bilinear", align_corners=False
+            )
+        return x
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Raw head output (N, 4 + C, A) (xywh, sigmoid scores) and the head's input maps."""
+        out = self.model(x)
+        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
+            raise RuntimeError(f"unexpected output of {type(self.model).__name__}: {type(out)}")
+        raw, preds = out
+        if "one2many" in preds:
+            preds = preds["one2many"]
+        return raw, list(preds["feats"])
+
+    def _permutations(
+        self, input_size: int, names: tuple[str, ...], n_anchors: int, feats: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """(V, A) int64 anchor permutations on the device, cached per input size and views."""
+        import torch
+
+        key = (input_size, names)
+        if key not in self._perm_cache:
+            grids = grid_shapes_for(input_size, self.strides)
+            if [tuple(f.shape[2:]) for f in feats] != list(grids) or sum(
+                h * w for h, w in grids
+            ) != n_anchors:
+                raise RuntimeError(
+                    f"head grids {[tuple(f.shape[2:]) for f in feats]} do not match strides "
+                    f"{self.strides} at {input_size} pixels"
+                )
+            perms = np.stack([anchor_permutation(grids, name) for name in names])
+            self._perm_cache[key] = torch.from_numpy(perms).to(feats[0].device)
+        return self._perm_cache[key]
+
+
+def _results(
+    names: tuple[str, ...],
+    size: int,
+    input_size: int,
+    anchor_probs: np.ndarray,
+    embedding: np.ndarray,
+    counts: list[int],
+    det_rows: np.ndarray,
+    anchor_idx: np.ndarray,
+) -> list[ChipResult]:
+    """Split a batch's arrays into ChipResults.
+
+    ``anchor_probs`` (B, V, A, C), ``embedding`` (B, D), ``det_rows`` (sum N, 6)
+    xyxy/conf/cls in model-input pixels and ``anchor_idx`` (sum N,) hold the
+    detections of each (view, chip) in view-major order, ``counts`` rows each.
+    """
+    n_views, n_images = len(names), anchor_probs.shape[0]
+    scale = np.float32(size / input_size)
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    def rows(view: int, image: int) -> slice:
+        i = view * n_images + image
+        return slice(int(starts[i]), int(starts[i + 1]))
+
+    results = []
+    for b in range(n_images):
+        own = rows(0, b)
+        idx = anchor_idx[own]
+        extra = [rows(v, b) for v in range(1, n_views)]
+        results.append(
+            ChipResult(
+                boxes=det_rows[own, :4] * scale,
+                conf=det_rows[own, 4].copy(),
+                cls=det_rows[own, 5].astype(np.int64),
+                probs=anchor_probs[b, 0][idx],
+                anchor_idx=idx.copy(),
+                anchor_probs=anchor_probs[b],
+                view_boxes=tuple(
+                    inverse_transform_boxes(det_rows[r, :4] * scale, names[v], size)
+                    for v, r in enumerate(extra, start=1)
+                ),
+                view_conf=tuple(det_rows[r, 4].copy() for r in extra),
+                view_cls=tuple(det_rows[r, 5].astype(np.int64) for r in extra),
+                embedding=embedding[b],
+                views=names,
+            )
+        )
+    return results
+
+
+def _view_tensor(x: torch.Tensor, name: str) -> torch.Tensor:
+    """The view ``name`` of a (N, 3, H, W) batch, the same operation as ``views.transform_image``."""
+    ops = get_view_ops(name)
+    if ops.swap:
+        x = x.transpose(-2, -1)
+    dims = [d for d, flip in ((-2, ops.flip_rows), (-1, ops.flip_cols)) if flip]
+    return x.flip(dims) if dims else x.contiguous()
+
+
+def _check_thresholds(conf: float, iou: float, max_det: int) -> None:
+    if not 0.0 <= conf <= 1.0:
+        raise ValueError(f"conf must be in [0, 1], got {conf}")
+    if not 0.0 <= iou <= 1.0:
+        raise ValueError(f"iou must be in [0, 1], got {iou}")
+    if max_det < 1:
+        raise ValueError(f"max_det must be at least 1, got {max_det}")

@@ -1,0 +1,216 @@
+"""Build or load a YOLO detection model, offline, and check it against the project's classes.
+
+ultralytics would download a missing ``yolo*.pt`` by name, or anything given as
+a URL; geoal never does: a model is a local ``.pt`` file or a ``.yaml``
+architecture (a local file, or one that ships inside the ultralytics package,
+such as ``yolov8n.yaml``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from geoal.detect.detector import Detector
+from geoal.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    import torch
+
+YAML_SEED = 0
+"""A ``.yaml`` model is initialised from this seed, so yaml + classes determine its weights."""
+
+_YAML_SUFFIXES = (".yaml", ".yml")
+_CUDA_DEVICE = re.compile(r"^cuda(:\d+)?$")
+
+
+def load_detector(
+    model: str | Path,
+    classes: Sequence[str],
+    device: str = "cpu",
+    half: bool | None = None,
+    imgsz: int | None = None,
+) -> Detector:
+    """Load a local ``.pt`` or build a ``.yaml`` detector for ``classes``, ready for inference.
+
+    A ``.yaml`` gives a model with nc = len(classes) and these class names,
+    randomly initialised from ``YAML_SEED``. A ``.pt`` must name exactly
+    ``classes``, in order. ``device`` is "cpu" or "cuda:N"; ``half`` defaults to
+    fp16 on CUDA and fp32 on CPU. ``imgsz`` (pixels, a multiple of the model's
+    largest stride) resizes chips to the model's input size; None runs chips at
+    their own size. Raises ModelError for a missing, unreadable, remote or
+    mismatching model.
+    """
+    class_names = _check_classes(classes)
+    torch_device, use_half = _check_device(device, half)
+    text = str(model)
+    if "://" in text:
+        raise ModelError(
+            f"model {text!r} is a URL; geoal never downloads models: "
+            "download it yourself and give the local .pt path"
+        )
+    path = Path(text).expanduser()
+    suffix = path.suffix.lower()
+    if suffix in _YAML_SUFFIXES:
+        net, model_hash = _build_yaml(path, class_names)
+    elif suffix == ".pt":
+        net, model_hash = _load_pt(path, class_names)
+    else:
+        raise ModelError(
+            f"model {text!r} is neither a .pt checkpoint nor a .yaml architecture; give one of those"
+        )
+    net = _prepare(net, torch_device, use_half)
+    return Detector(
+        model=net,
+        classes=class_names,
+        model_path=path,
+        model_hash=model_hash,
+        device=str(torch_device),
+        half=use_half,
+        imgsz=imgsz,
+    )
+
+
+def _check_classes(classes: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(classes, str):
+        raise ConfigError(f"classes must be a list of names, got the string {classes!r}")
+    names = tuple(classes)
+    if not names or not all(isinstance(name, str) and name for name in names):
+        raise ConfigError(f"classes must be a non-empty list of non-empty names, got {names!r}")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"class names must be unique; repeated: {duplicates}")
+    return names
+
+
+def _check_device(device: str, half: bool | None) -> tuple[torch.device, bool]:
+    import torch
+
+    if device == "cpu":
+        if half:
+            raise ModelError("half precision needs a CUDA device; use half=False on device 'cpu'")
+        return torch.device("cpu"), False
+    if not _CUDA_DEVICE.match(device):
+        raise ModelError(f"device must be 'cpu' or 'cuda:N', got {device!r}")
+    index = int(device.partition(":")[2] or 0)
+    if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+        available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        raise ModelError(
+            f"device {device!r} is not available ({available} CUDA device(s) found); use 'cpu'"
+        )
+    return torch.device("cuda", index), True if half is None else bool(half)
+
+
+def _build_yaml(path: Path, classes: tuple[str, ...]) -> tuple[Any, str]:
+    """A randomly initialised DetectionModel from a yaml, and its hash (yaml content + classes)."""
+    import torch
+    from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+
+    try:
+        # Resolves a local file, or a name shipped with ultralytics ("yolov8n.yaml" reads
+        # yolov8.yaml at scale n); a plain name never reaches the network.
+        spec = yaml_model_load(path)
+    except FileNotFoundError:
+        raise ModelError(
+            f"model architecture {str(path)!r} not found: not a local file, "
+            "nor a .yaml shipped with ultralytics (e.g. 'yolov8n.yaml')"
+        ) from None
+    except Exception as error:
+        raise ModelError(f"cannot read model architecture {str(path)!r}: {error}") from error
+    spec.pop("yaml_file", None)
+    spec["nc"] = len(classes)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(YAML_SEED)
+            net = DetectionModel(dict(spec), nc=len(classes), verbose=False)
+    except Exception as error:
+        raise ModelError(f"cannot build a model from {str(path)!r}: {error}") from error
+    net.names = dict(enumerate(classes))
+    content = json.dumps(
+        {"yaml": spec, "classes": list(classes), "seed": YAML_SEED}, sort_keys=True, default=str
+    )
+    return net, hashlib.sha256(content.encode()).hexdigest()
+
+
+def _load_pt(path: Path, classes: tuple[str, ...]) -> tuple[Any, str]:
+    """A DetectionModel from a local checkpoint, and the sha256 of the file."""
+    from ultralytics.nn.tasks import load_checkpoint
+    from ultralytics.utils.checks import check_yolov5u_filename
+
+    if not path.is_file():
+        hint = (
+            " (ultralytics would download a model of that name; geoal never downloads: "
+            "put the file on disk and give its path)"
+            if path.parent == Path(".")
+            else ""
+        )
+        raise ModelError(f"model file {str(path)!r} not found{hint}")
+    resolved = str(path.resolve())
+    if check_yolov5u_filename(resolved, verbose=False) != resolved:
+        # ultralytics silently swaps yolov5x.pt for yolov5xu.pt and downloads it.
+        raise ModelError(
+            f"model file {resolved!r}: ultralytics would replace this name by its 'u' variant "
+            "and download that; rename the file (e.g. add a suffix) and load it again"
+        )
+    try:
+        model_hash = _sha256_file(path)
+        net, _ = load_checkpoint(resolved, device="cpu")
+    except Exception as error:
+        raise ModelError(
+            f"cannot load model file {resolved!r}: {type(error).__name__}: {error}"
+        ) from error
+    _check_detection_model(net, resolved)
+    names = _model_class_names(net)
+    if names != classes:
+        raise ModelError(
+            f"model file {resolved!r} detects classes {list(names)} but the project's classes "
+            f"are {list(classes)} (same names, same order needed); "
+            "use a model trained for this project"
+        )
+    return net, model_hash
+
+
+def _check_detection_model(net: Any, source: str) -> None:
+    from ultralytics.nn.modules.head import Detect
+    from ultralytics.nn.tasks import DetectionModel
+
+    head = net.model[-1] if isinstance(net, DetectionModel) else None
+    if type(head) is not Detect:  # Segment, Pose, OBB... add channels after the class scores
+        raise ModelError(
+            f"model file {source!r} is a {type(net).__name__}, not a plain YOLO detection model"
+        )
+
+
+def _model_class_names(net: Any) -> tuple[str, ...]:
+    names = getattr(net, "names", None) or {}
+    if isinstance(names, dict):
+        return tuple(str(names[i]) for i in sorted(names))
+    return tuple(str(name) for name in names)
+
+
+def _prepare(net: Any, device: torch.device, half: bool) -> Any:
+    """Eval, one-to-many head, fused, on ``device``, fp16 or fp32, no gradients."""
+    head = net.model[-1]
+    if getattr(head, "one2one_cv2", None) is not None:
+        # End-to-end heads (YOLOv10, YOLO26) score only their top-k boxes; the
+        # one-to-many branch scores every anchor, which the views and NMS need.
+        head.end2end = False
+    net = net.eval()
+    net.fuse(verbose=False)
+    net = net.to(device)
+    net = net.half() if half else net.float()
+    for parameter in net.parameters():
+        parameter.requires_grad_(False)
+    return net
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

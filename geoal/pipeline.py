@@ -1,0 +1,191 @@
+"""Wires the steps together: the only module that calls across stages.
+
+Each function here takes an open :class:`~geoal.project.Project`, calls the
+pure/IO functions of one or more stages and writes the results to the store.
+The CLI is a thin layer over these.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geoal.config import TilingConfig
+from geoal.errors import GeoalError, ProjectError
+from geoal.project import Project
+from geoal.raster.scene import canonical_path, catalogue, expand_inputs
+
+
+@dataclass
+class TileReport:
+    """What ``geoal tile`` did: scenes added, problems per file, warnings."""
+
+    added: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def tile_scenes(
+    project: Project, inputs: Sequence[str], tiling: TilingConfig, *, progress: bool = True
+) -> TileReport:
+    """Add scenes (files, globs, folders, GDAL URLs) and record their chip grids.
+
+    Each scene is stored in its own transaction: a bad file is reported and
+    skipped, the others are added, nothing is half-written.
+    """
+    from tqdm import tqdm
+
+    report = TileReport()
+    paths, problems = expand_inputs(inputs)
+    report.errors.extend(problems)
+    store = project.store
+    bar = tqdm(paths, desc="tiling", unit="scene", disable=not progress or len(paths) < 2)
+    for path in bar:
+        bar.set_postfix_str(Path(path).name)
+        try:
+            known = store.find_scene(canonical_path(path))
+            if known is not None:
+                raise ProjectError(f"{path}: already added as scene {known.id} ({known.name})")
+            cat = catalogue(path, tiling)
+            known = store.find_scene(cat.values["path"], cat.values["fingerprint"])
+            if known is not None:
+                raise ProjectError(
+                    f"{path}: same content as scene {known.id} ({known.path}); not added twice"
+                )
+            scene_id = store.insert_scene(cat.values, cat.windows, cat.valid)
+        except GeoalError as exc:
+            report.errors.append(str(exc))
+            continue
+        report.warnings.extend(cat.warnings)
+        report.added.append(
+            {
+                "scene_id": scene_id,
+                "path": cat.values["path"],
+                "chips": len(cat.windows),
+                "skipped_nodata": cat.skipped,
+            }
+        )
+    return report
+
+
+def project_status(project: Project) -> dict[str, Any]:
+    """Counts and per-scene rows, as printed by ``geoal status``."""
+    from pyproj import CRS
+
+    scenes = project.store.scene_summaries()
+    for row in scenes:
+        wkt = row.pop("crs")
+        row["crs"] = _crs_name(CRS, wkt)
+    return {
+        "project": str(project.root),
+        "name": project.config.name,
+        "classes": list(project.config.classes),
+        "counts": project.store.counts(),
+        "scenes": scenes,
+    }
+
+
+def _crs_name(crs_cls: Any, wkt: str | None) -> str:
+    if wkt is None:
+        return "pixels"
+    crs = crs_cls.from_wkt(wkt)
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else crs.name
+
+
+def chip_table(project: Project) -> list[dict[str, Any]]:
+    """Every chip with its scene, window, state and latest score (for maps and reports)."""
+    rows = project.store.conn.execute(
+        """
+        SELECT c.id AS chip_id, c.scene_id, c.col_off, c.row_off, c.width, c.height,
+               c.valid_fraction,
+               EXISTS (SELECT 1 FROM labelled_chips l WHERE l.chip_id = c.id) AS labelled,
+               EXISTS (SELECT 1 FROM round_chips rc JOIN rounds r ON r.id = rc.round_id
+                       WHERE rc.chip_id = c.id AND r.status != 'cancelled') AS selected,
+               (SELECT cs.scores FROM chip_scores cs WHERE cs.chip_id = c.id
+                ORDER BY cs.scored_at DESC, cs.rowid DESC LIMIT 1) AS scores
+        FROM chips c ORDER BY c.id
+        """
+    ).fetchall()
+    aggregation = project.config.score.aggregation
+    out = []
+    for r in rows:
+        row = dict(r)
+        scores = json.loads(row.pop("scores")) if row["scores"] else None
+        row["score"] = None if scores is None else scores.get(aggregation)
+        row["state"] = (
+            "labelled"
+            if row["labelled"]
+            else "selected"
+            if row["selected"]
+            else "scored"
+            if scores is not None
+            else "new"
+        )
+        out.append(row)
+    return out
+
+
+def write_chip_map(project: Project, out: Path) -> dict[str, int]:
+    """GeoPackage of chip footprints: one layer per scene in its own CRS, plus 'chips_wgs84'.
+
+    Columns: chip_id, scene, col_off, row_off, width, height, valid_fraction,
+    state (new | scored | selected | labelled) and score (latest, default aggregation).
+    Written to a temporary file and renamed, so an existing map is never half-replaced.
+    """
+    import geopandas as gpd
+
+    from geoal.raster.footprint import WGS84, scene_footprints, to_wgs84
+
+    scenes = {s.id: s for s in project.store.scenes()}
+    if not scenes:
+        raise ProjectError(f"{project.root}: no scenes yet; add some with 'geoal tile SCENE...'")
+    table = chip_table(project)
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp.gpkg")
+    tmp.unlink(missing_ok=True)
+    layers: dict[str, int] = {}
+    wgs_frames = []
+    for scene in scenes.values():
+        rows = [r for r in table if r["scene_id"] == scene.id]
+        if not rows:
+            continue
+        windows = np.array([[r["col_off"], r["row_off"], r["width"], r["height"]] for r in rows])
+        polys = scene_footprints(scene, windows)
+        attrs = {
+            "chip_id": [r["chip_id"] for r in rows],
+            "scene": scene.name,
+            "col_off": windows[:, 0],
+            "row_off": windows[:, 1],
+            "width": windows[:, 2],
+            "height": windows[:, 3],
+            "valid_fraction": [r["valid_fraction"] for r in rows],
+            "state": [r["state"] for r in rows],
+            "score": [r["score"] for r in rows],
+        }
+        frame = gpd.GeoDataFrame(attrs, geometry=polys, crs=scene.crs)
+        layer = _layer_name(scene.name, scene.id, layers)
+        frame.to_file(tmp, layer=layer, driver="GPKG")
+        layers[layer] = len(frame)
+        wgs = to_wgs84(polys, scene.crs)
+        if wgs is not None:
+            wgs_frames.append(gpd.GeoDataFrame(attrs, geometry=wgs, crs=WGS84))
+    if wgs_frames:
+        import pandas as pd
+
+        combined = gpd.GeoDataFrame(pd.concat(wgs_frames, ignore_index=True), crs=WGS84)
+        combined.to_file(tmp, layer="chips_wgs84", driver="GPKG")
+        layers["chips_wgs84"] = len(combined)
+    tmp.replace(out)
+    return layers
+
+
+def _layer_name(name: str, scene_id: int, taken: dict[str, int]) -> str:
+    safe = "".join(ch if ch.isalnum() else "_" for ch in name)[:40] or "scene"
+    layer = f"chips_{safe}"
+    return layer if layer not in taken else f"{layer}_{scene_id}"

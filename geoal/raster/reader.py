@@ -1,0 +1,169 @@
+"""Read chips as (H, W, 3) uint8 arrays: windows + stored stretch, fast.
+
+:class:`SceneReader` is a thin class that holds one open dataset and delegates
+to :func:`read_window`, a plain function over an open dataset. :func:`iter_chips`
+reads many chips with a small thread pool (GDAL releases the GIL while it
+decodes), each thread with its own dataset handles, in a bounded look-ahead so
+memory does not grow with the number of chips.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from affine import Affine
+
+from geoal.raster.grid import window_transform
+from geoal.raster.scene import open_raster
+from geoal.raster.stretch import apply_stretch
+from geoal.store import SceneRecord
+
+
+def read_window(ds: Any, scene: SceneRecord, window: Iterable[int], mask_kind: str) -> np.ndarray:
+    """One chip of an open dataset: (height, width, 3) uint8, stored bands and stretch applied.
+
+    ``window``: [col_off, row_off, width, height] in scene pixels; the part beyond
+    the scene (a scene smaller than a chip) and nodata / masked pixels read as 0.
+    ``mask_kind``: 'none', 'nodata' or 'mask' (from :func:`mask_kind`).
+    """
+    from rasterio.windows import Window
+
+    col, row, width, height = (int(v) for v in window)
+    w = min(width, scene.width - col)
+    h = min(height, scene.height - row)
+    unique = tuple(dict.fromkeys(scene.bands))
+    win = Window(col, row, w, h)
+    data = ds.read(unique, window=win)
+    if len(unique) != 3:
+        data = data[[unique.index(b) for b in scene.bands]]
+    invalid = None
+    if mask_kind == "nodata" and scene.nodata is not None:
+        nodata = scene.nodata
+        if np.isnan(nodata):
+            invalid = np.all(np.isnan(data), axis=0)
+        else:
+            invalid = np.all(data == np.asarray(nodata, dtype=data.dtype), axis=0)
+    elif mask_kind == "mask":
+        invalid = ds.dataset_mask(window=win) == 0
+    rgb = apply_stretch(data, scene.stretch)
+    if invalid is not None and invalid.any():
+        rgb = rgb.copy() if rgb is data else rgb
+        rgb[:, invalid] = 0
+    if (w, h) == (width, height):
+        return np.ascontiguousarray(rgb.transpose(1, 2, 0))
+    out = np.zeros((height, width, 3), dtype=np.uint8)
+    out[:h, :w] = rgb.transpose(1, 2, 0)
+    return out
+
+
+def mask_kind(ds: Any) -> str:
+    """How a dataset marks invalid pixels: 'none', 'nodata' (a value) or 'mask' (mask / alpha)."""
+    from rasterio.enums import MaskFlags
+
+    flags = ds.mask_flag_enums
+    if all(f == [MaskFlags.all_valid] for f in flags):
+        return "none"
+    if ds.nodata is not None and all(MaskFlags.nodata in f for f in flags):
+        return "nodata"
+    return "mask"
+
+
+class SceneReader:
+    """Holds one open scene and reads its chips."""
+
+    def __init__(self, scene: SceneRecord) -> None:
+        self.scene = scene
+        self.ds = open_raster(scene.path)
+        self.mask_kind = mask_kind(self.ds)
+
+    def read(self, window: Iterable[int]) -> np.ndarray:
+        """A chip as (height, width, 3) uint8."""
+        return read_window(self.ds, self.scene, window, self.mask_kind)
+
+    def transform(self, window: Iterable[int]) -> Affine:
+        """The chip's affine transform (chip pixels -> scene CRS)."""
+        return window_transform(Affine(*self.scene.transform), list(window))
+
+    def close(self) -> None:
+        """Close the dataset."""
+        self.ds.close()
+
+    def __enter__(self) -> SceneReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_chip(scene: SceneRecord, window: Iterable[int]) -> tuple[np.ndarray, Affine]:
+    """Read one chip: (H, W, 3) uint8 and its affine transform. Opens and closes the scene."""
+    with SceneReader(scene) as reader:
+        return reader.read(window), reader.transform(window)
+
+
+def iter_chips(
+    scenes: Mapping[int, SceneRecord],
+    items: Iterable[tuple[int, int, Iterable[int]]],
+    *,
+    workers: int = 2,
+    lookahead: int = 8,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Read chips in order with a thread pool: yields (chip_id, (H, W, 3) uint8).
+
+    ``items``: (chip_id, scene_id, window) triples. At most ``workers * lookahead``
+    chips are in flight, so memory stays bounded for any number of chips.
+    """
+    local = threading.local()
+    readers: list[SceneReader] = []
+    lock = threading.Lock()
+
+    def read(scene_id: int, window: Iterable[int]) -> np.ndarray:
+        cache: dict[int, SceneReader] | None = getattr(local, "readers", None)
+        if cache is None:
+            cache = local.readers = {}
+        reader = cache.get(scene_id)
+        if reader is None:
+            reader = cache[scene_id] = SceneReader(scenes[scene_id])
+            with lock:
+                readers.append(reader)
+        return reader.read(window)
+
+    pending: deque[tuple[int, Future[np.ndarray]]] = deque()
+    limit = max(1, workers * lookahead)
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="geoal-read") as pool:
+        try:
+            for chip_id, scene_id, window in items:
+                pending.append((chip_id, pool.submit(read, scene_id, tuple(window))))
+                if len(pending) >= limit:
+                    cid, fut = pending.popleft()
+                    yield cid, fut.result()
+            while pending:
+                cid, fut = pending.popleft()
+                yield cid, fut.result()
+        finally:
+            for _, fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True)
+            for reader in readers:
+                reader.close()
+
+
+def iter_batches(
+    chips: Iterator[tuple[int, np.ndarray]], batch: int
+) -> Iterator[tuple[list[int], np.ndarray]]:
+    """Group chips into batches: (chip_ids, (B, H, W, 3) uint8); chips must share a size."""
+    ids: list[int] = []
+    arrays: list[np.ndarray] = []
+    for cid, arr in chips:
+        ids.append(cid)
+        arrays.append(arr)
+        if len(ids) == batch:
+            yield ids, np.stack(arrays)
+            ids, arrays = [], []
+    if ids:
+        yield ids, np.stack(arrays)

@@ -1,0 +1,247 @@
+"""Open scenes and catalogue them: metadata, fingerprint, statistics, chip grid.
+
+Nothing here reads a scene whole at full resolution: nodata masks and stretch
+statistics come from one decimated read (served from overviews when the file
+has them), and truncation is caught by reading a few single pixels.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geoal.config import TilingConfig
+from geoal.errors import RasterError
+from geoal.raster.grid import chip_grid, valid_fractions
+from geoal.raster.stretch import percentile_clip
+
+RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".jpg", ".jpeg", ".png", ".jp2", ".img"}
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Catalogued:
+    """A scene ready to be stored: its row values, chip windows and their valid fractions."""
+
+    values: dict[str, Any]
+    windows: np.ndarray  # (N, 4) int64 [col, row, w, h]
+    valid: np.ndarray  # (N,) float, 0-1
+    skipped: int  # chips dropped as (nearly) all nodata
+    warnings: tuple[str, ...]
+
+
+def expand_inputs(items: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Files from paths, globs and folders (recursive for rasters); returns (paths, problems)."""
+    paths: list[str] = []
+    problems: list[str] = []
+    for item in items:
+        if item.startswith("/vsi") or "://" in item:
+            paths.append(item)
+        elif os.path.isdir(item):
+            found = sorted(
+                str(p) for p in Path(item).rglob("*") if p.suffix.lower() in RASTER_SUFFIXES
+            )
+            if not found:
+                problems.append(f"{item}: folder holds no raster files ({', '.join(sorted(RASTER_SUFFIXES))})")
+            paths.extend(found)
+        elif any(ch in item for ch in "*?["):
+            found = sorted(glob.glob(item, recursive=True))
+            if not found:
+                problems.append(f"{item}: pattern matches no files")
+            paths.extend(found)
+        else:
+            paths.append(item)
+    return list(dict.fromkeys(paths)), problems
+
+
+def canonical_path(path: str) -> str:
+    """Absolute, resolved path for local files; GDAL URLs unchanged."""
+    if path.startswith("/vsi") or "://" in path:
+        return path
+    return str(Path(path).resolve())
+
+
+def fingerprint(path: str, ds: Any) -> str:
+    """Content fingerprint: sha256 of size, head and tail (1 MiB each), and the grid.
+
+    Cheap on a 10 GB file, and the same file copied elsewhere has the same print.
+    """
+    h = hashlib.sha256()
+    h.update(repr((ds.width, ds.height, ds.count, ds.dtypes, tuple(ds.transform))).encode())
+    if os.path.isfile(path):
+        size = os.path.getsize(path)
+        h.update(str(size).encode())
+        with open(path, "rb") as fh:
+            h.update(fh.read(_HASH_CHUNK))
+            if size > _HASH_CHUNK:
+                fh.seek(max(_HASH_CHUNK, size - _HASH_CHUNK))
+                h.update(fh.read(_HASH_CHUNK))
+    else:
+        h.update(path.encode())
+    return h.hexdigest()
+
+
+def open_raster(path: str) -> Any:
+    """Open a raster with rasterio; missing, unreadable or non-raster files raise RasterError."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    local = not (path.startswith("/vsi") or "://" in path)
+    if local and not os.path.exists(path):
+        raise RasterError(f"{path}: file not found")
+    if local and os.path.isdir(path):
+        raise RasterError(f"{path}: is a folder, not a raster")
+    if local and os.path.getsize(path) == 0:
+        raise RasterError(f"{path}: file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioIOError as exc:
+        msg = str(exc).split("\n")[0]
+        raise RasterError(f"{path}: not a readable raster ({msg})") from None
+
+
+def default_bands(ds: Any) -> tuple[int, int, int]:
+    """Bands shown as R, G, B: the first three non-alpha bands, or one band thrice."""
+    from rasterio.enums import ColorInterp
+
+    usable = [i + 1 for i, ci in enumerate(ds.colorinterp) if ci != ColorInterp.alpha]
+    usable = usable or [1]
+    if len(usable) >= 3:
+        return usable[0], usable[1], usable[2]
+    return usable[0], usable[0], usable[0]
+
+
+def resolve_bands(ds: Any, path: str, bands: tuple[int, ...] | None) -> tuple[int, int, int]:
+    """The 3 band indexes to show, validated against the scene's band count."""
+    if bands is None:
+        return default_bands(ds)
+    bad = [b for b in bands if not 1 <= b <= ds.count]
+    if bad:
+        raise RasterError(
+            f"{path}: band {bad[0]} out of range: the scene has {ds.count} band(s) (1-{ds.count})"
+        )
+    if len(bands) == 1:
+        return bands[0], bands[0], bands[0]
+    return bands[0], bands[1], bands[2]
+
+
+def statistics_shape(width: int, height: int, overview_max: int) -> tuple[int, int]:
+    """(h, w) of the decimated statistics read: longest side <= overview_max."""
+    scale = max(width, height) / overview_max
+    if scale <= 1:
+        return height, width
+    return max(1, round(height / scale)), max(1, round(width / scale))
+
+
+def decimated_sample(ds: Any, bands: tuple[int, ...], overview_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """One decimated read: band data (B, h, w) and the valid mask (h, w) bool.
+
+    The mask honours the nodata value, internal masks and alpha (GDAL's dataset
+    mask) and NaN in float data. Served from overviews when the file has them.
+    """
+    from rasterio.enums import MaskFlags, Resampling
+
+    h, w = statistics_shape(ds.width, ds.height, overview_max)
+    # One read of every band: the nodata mask needs them all, the stretch the shown ones.
+    full = ds.read(out_shape=(ds.count, h, w), resampling=Resampling.nearest)
+    data = full[[b - 1 for b in bands]]
+    flags = ds.mask_flag_enums
+    if all(f == [MaskFlags.all_valid] for f in flags):
+        valid = np.ones((h, w), dtype=bool)
+    elif ds.nodata is not None and all(MaskFlags.nodata in f for f in flags):
+        # GDAL's dataset mask for nodata: valid where any band differs from nodata.
+        nodata = ds.nodata
+        if np.isnan(nodata):
+            valid = ~np.all(np.isnan(full), axis=0)
+        else:
+            valid = np.any(full != np.asarray(nodata, dtype=full.dtype), axis=0)
+    else:
+        valid = ds.dataset_mask(out_shape=(h, w), resampling=Resampling.nearest) > 0
+    if data.dtype.kind == "f":
+        valid &= np.all(np.isfinite(data), axis=0)
+    return data, valid
+
+
+def _check_readable(ds: Any, path: str) -> None:
+    """Read single pixels at the corners and centre: catches truncated files cheaply."""
+    from rasterio.windows import Window
+
+    w, h = ds.width, ds.height
+    for col, row in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1), (w // 2, h // 2)):
+        try:
+            ds.read(1, window=Window(col, row, 1, 1))
+        except Exception as exc:
+            msg = str(exc).split("\n")[0]
+            raise RasterError(f"{path}: cannot read pixels (truncated or corrupt file: {msg})") from None
+
+
+def catalogue(path: str, tiling: TilingConfig) -> Catalogued:
+    """Open ``path`` and compute everything the store keeps about it; reads no full-resolution scene."""
+    ds = open_raster(path)
+    notes: list[str] = []
+    try:
+        if ds.width < 1 or ds.height < 1 or ds.count < 1:
+            raise RasterError(f"{path}: empty raster ({ds.width} x {ds.height}, {ds.count} bands)")
+        bands = resolve_bands(ds, path, tiling.bands)
+        _check_readable(ds, path)
+        try:
+            data, valid = decimated_sample(ds, bands, tiling.overview_max)
+        except RasterError:
+            raise
+        except Exception as exc:
+            msg = str(exc).split("\n")[0]
+            raise RasterError(f"{path}: cannot read pixels (truncated or corrupt file: {msg})") from None
+        if not valid.any():
+            raise RasterError(f"{path}: scene holds no valid pixels (all nodata); nothing to tile")
+        dtype = ds.dtypes[bands[0] - 1]
+        mode = tiling.stretch.mode
+        stretch = None
+        if mode == "always" or (mode == "auto" and dtype != "uint8"):
+            stretch = percentile_clip(data, valid, tiling.stretch.low, tiling.stretch.high)
+        if ds.crs is None:
+            notes.append(f"{path}: no CRS; using pixel coordinates (footprints are in pixels)")
+        if ds.width < tiling.size or ds.height < tiling.size:
+            notes.append(
+                f"{path}: scene ({ds.width} x {ds.height}) is smaller than the chip size "
+                f"{tiling.size}; it becomes one padded chip"
+            )
+        windows = chip_grid(ds.width, ds.height, tiling.size, tiling.overlap)
+        frac = valid_fractions(valid, windows, ds.width, ds.height)
+        keep = frac >= max(tiling.min_valid, 1e-9)
+        values = {
+            "path": canonical_path(path),
+            "name": Path(path).stem if not path.startswith("/vsi") else path.rsplit("/", 1)[-1],
+            "fingerprint": fingerprint(path, ds),
+            "driver": ds.driver,
+            "width": ds.width,
+            "height": ds.height,
+            "band_count": ds.count,
+            "dtype": dtype,
+            "crs": ds.crs.to_wkt() if ds.crs is not None else None,
+            "transform": json.dumps(list(tuple(ds.transform)[:6])),
+            "nodata": None if ds.nodata is None else float(ds.nodata),
+            "bands": json.dumps(list(bands)),
+            "stretch": None if stretch is None else json.dumps([list(s) for s in stretch]),
+            "chip_size": tiling.size,
+            "overlap": tiling.overlap,
+        }
+        return Catalogued(
+            values=values,
+            windows=windows[keep],
+            valid=frac[keep],
+            skipped=int((~keep).sum()),
+            warnings=tuple(notes),
+        )
+    finally:
+        ds.close()

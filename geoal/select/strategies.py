@@ -1,0 +1,275 @@
+"""Selection strategies: random, uncertainty, coreset (k-center greedy) and hybrid.
+
+Each is ``strategy(pool, budget, rng, constraints=None) -> Selection``; the constraints of
+``geoal.select.constraints`` apply to all of them through one ``Picker``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from geoal.errors import SelectionError
+from geoal.select.constraints import Picker
+from geoal.select.pool import Budget, Constraints, IntArray, Selection, SelectionPool
+
+# Seed distances are computed in blocks of labelled embeddings of about this many floats.
+_BLOCK_FLOATS = 1 << 24
+
+
+class Strategy(Protocol):
+    """What every entry of ``STRATEGIES`` is."""
+
+    def __call__(
+        self,
+        pool: SelectionPool,
+        budget: Budget,
+        rng: np.random.Generator,
+        constraints: Constraints | None = None,
+    ) -> Selection: ...
+
+
+def select_random(
+    pool: SelectionPool,
+    budget: Budget,
+    rng: np.random.Generator,
+    constraints: Constraints | None = None,
+) -> Selection:
+    """Uniformly random chips without replacement (scores and embeddings ignored)."""
+    picker = Picker(pool, budget, constraints)
+    picked = _walk(rng.permutation(pool.n), picker)
+    return _finish(pool, picker, picked, np.full(len(picked), np.nan), pool.n)
+
+
+def select_uncertainty(
+    pool: SelectionPool,
+    budget: Budget,
+    rng: np.random.Generator,
+    constraints: Constraints | None = None,
+) -> Selection:
+    """The highest-scored chips; NaN scores are never picked, ties are broken by ``rng``."""
+    scores = _require_scores(pool, "uncertainty")
+    order = _score_order(scores, rng)
+    picker = Picker(pool, budget, constraints)
+    picked = _walk(order, picker)
+    return _finish(pool, picker, picked, scores[picked], len(order))
+
+
+def select_coreset(
+    pool: SelectionPool,
+    budget: Budget,
+    rng: np.random.Generator,
+    constraints: Constraints | None = None,
+) -> Selection:
+    """Greedy k-center on ``pool.embeddings`` (Sener & Savarese 2018).
+
+    Starts from ``pool.labelled_embeddings`` when given, else from a random chip; each step
+    picks the chip farthest (Euclidean) from everything selected or labelled so far.
+    Cost per step is one float32 (N, D) matrix-vector product: no N x N matrix is formed.
+    Works before any model exists when the embeddings are ``image_stats_embedding`` vectors.
+    """
+    emb = _require_embeddings(pool, "coreset")
+    picker = Picker(pool, budget, constraints)
+    cand = np.arange(pool.n, dtype=np.int64)
+    picked, dist = _k_center(emb, cand, picker, rng, pool.labelled_embeddings, first="random")
+    return _finish(pool, picker, picked, dist, pool.n)
+
+
+def select_hybrid(
+    pool: SelectionPool,
+    budget: Budget,
+    rng: np.random.Generator,
+    constraints: Constraints | None = None,
+    pool_factor: float = 5.0,
+) -> Selection:
+    """Uncertainty then diversity: k-center greedy over the M most uncertain chips.
+
+    M = ceil(pool_factor * k) chips under a ``k`` budget; under a ``max_objects`` budget, the
+    shortest run of top chips whose cost reaches ``pool_factor * max_objects``.
+    k-center starts from ``pool.labelled_embeddings`` when given, else from the top chip.
+    If constraints exhaust those M before the budget is met, the rest is filled in score order
+    from the chips below M. Without embeddings it warns and falls back to ``uncertainty``.
+    """
+    if not pool_factor >= 1:
+        raise SelectionError(f"hybrid pool_factor must be >= 1, got {pool_factor!r}")
+    scores = _require_scores(pool, "hybrid")
+    if pool.embeddings is None:
+        note = "hybrid: no embeddings in the pool, fell back to uncertainty"
+        warnings.warn(note, stacklevel=2)
+        sel = select_uncertainty(pool, budget, rng, constraints)
+        return Selection(sel.indices, sel.reasons, sel.cost, sel.complete, _join(note, sel.note))
+    order = _score_order(scores, rng)
+    picker = Picker(pool, budget, constraints)
+    reach = np.cumsum(picker.costs[order]) >= pool_factor * picker.capacity - 1e-9
+    m = int(np.argmax(reach)) + 1 if reach.any() else len(order)
+    top, rest = order[:m], order[m:]
+    picked, _ = _k_center(
+        pool.embeddings[top], top, picker, rng, pool.labelled_embeddings, first="top"
+    )
+    note = ""
+    if not picker.done and len(rest):
+        extra = _walk(rest, picker)
+        if extra:
+            note = f"hybrid: constraints exhausted the top {m}; {len(extra)} filled in score order"
+        picked = np.concatenate([picked, extra]).astype(np.int64)
+    sel = _finish(pool, picker, picked, scores[picked], len(order))
+    return Selection(sel.indices, sel.reasons, sel.cost, sel.complete, _join(note, sel.note))
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "random": select_random,
+    "uncertainty": select_uncertainty,
+    "coreset": select_coreset,
+    "hybrid": select_hybrid,
+}
+
+
+def list_strategies() -> list[str]:
+    """Names of the registered strategies, sorted."""
+    return sorted(STRATEGIES)
+
+
+def get_strategy(name: str) -> Strategy:
+    """The strategy registered as ``name``, or SelectionError listing the valid names."""
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        valid = ", ".join(list_strategies())
+        raise SelectionError(f"unknown selection strategy {name!r}; valid names: {valid}") from None
+
+
+def _require_scores(pool: SelectionPool, name: str) -> npt.NDArray[np.float64]:
+    if pool.scores is None or not np.isfinite(pool.scores).any():
+        raise SelectionError(
+            f"strategy {name!r} needs scores and the pool has none: score the chips first, "
+            "or use 'random' or 'coreset' for a cold start"
+        )
+    return pool.scores
+
+
+def _require_embeddings(pool: SelectionPool, name: str) -> npt.NDArray[np.float32]:
+    if pool.embeddings is None:
+        raise SelectionError(
+            f"strategy {name!r} needs pool.embeddings: pass the detector's embeddings, or "
+            "image_stats_embedding vectors for a cold start"
+        )
+    return pool.embeddings
+
+
+def _score_order(scores: npt.NDArray[np.float64], rng: np.random.Generator) -> IntArray:
+    """(n_scored,) indices of the finite scores, highest first, ties in random order."""
+    scored = np.flatnonzero(np.isfinite(scores))
+    ranks = np.lexsort((rng.random(len(scored)), -scores[scored]))
+    return scored[ranks].astype(np.int64)
+
+
+def _walk(order: IntArray, picker: Picker) -> IntArray:
+    """The candidates of ``order`` the picker admits, walking until its budget is met."""
+    picked: list[int] = []
+    for i in order.tolist():
+        if picker.done:
+            break
+        if picker.try_add(i):
+            picked.append(i)
+    return np.asarray(picked, dtype=np.int64)
+
+
+def _k_center(
+    x: npt.NDArray[np.float32],
+    cand: IntArray,
+    picker: Picker,
+    rng: np.random.Generator,
+    seeds: npt.NDArray[np.float32] | None,
+    first: Literal["random", "top"],
+) -> tuple[IntArray, npt.NDArray[np.float64]]:
+    """Greedy k-center over candidates ``x`` (M, D), whose pool indices are ``cand`` (M,).
+
+    Returns the picked pool indices and each one's distance to the nearest earlier centre
+    (NaN for a first pick without seeds). ``first`` picks the first centre when there are no
+    seeds: a random candidate, or the first admissible one of ``cand``'s order.
+    """
+    sq = np.einsum("ij,ij->i", x, x)
+    # Squared distance to the nearest centre; -inf marks picked or refused candidates.
+    near = np.full(len(x), np.inf, dtype=np.float32)
+    if seeds is not None and len(seeds):
+        near = _nearest_sq(x, sq, seeds)
+    have_centre = bool(seeds is not None and len(seeds))
+    buf = np.empty(len(x), dtype=np.float32)
+    picked: list[int] = []
+    dist: list[float] = []
+    while not picker.done:
+        if have_centre:
+            j = int(np.argmax(near))
+        else:
+            live = np.flatnonzero(near > -np.inf)
+            if len(live) == 0:
+                break
+            j = int(live[rng.integers(len(live))] if first == "random" else live[0])
+        if near[j] == -np.inf:
+            break
+        reach = float(near[j])
+        near[j] = -np.inf
+        if not picker.try_add(int(cand[j])):
+            continue
+        picked.append(int(cand[j]))
+        dist.append(math.sqrt(max(reach, 0.0)) if have_centre else math.nan)
+        have_centre = True
+        # ||a - c||^2 = ||a||^2 - 2 a.c + ||c||^2, one matrix-vector product per centre.
+        np.dot(x, -2.0 * x[j], out=buf)
+        buf += sq
+        buf += sq[j]
+        np.minimum(near, buf, out=near)
+    return np.asarray(picked, dtype=np.int64), np.asarray(dist, dtype=np.float64)
+
+
+def _nearest_sq(
+    x: npt.NDArray[np.float32], sq: npt.NDArray[np.float32], seeds: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """(M,) squared distance from each row of ``x`` (M, D) to its nearest row of ``seeds``."""
+    near = np.full(len(x), np.inf, dtype=np.float32)
+    step = max(1, _BLOCK_FLOATS // max(len(x), 1))
+    for s in range(0, len(seeds), step):
+        block = seeds[s : s + step]
+        d = x @ (-2.0 * block.T).astype(np.float32)
+        d += sq[:, None]
+        d += np.einsum("ij,ij->i", block, block)[None, :]
+        np.minimum(near, d.min(axis=1), out=near)
+    return near
+
+
+def _finish(
+    pool: SelectionPool,
+    picker: Picker,
+    picked: IntArray,
+    reasons: npt.NDArray[np.float64],
+    n_candidates: int,
+) -> Selection:
+    """Wrap ``picked`` with its cost, and say why it falls short of the budget, if it does."""
+    cost = math.nan
+    if pool.expected_objects is not None:
+        cost = float(np.maximum(pool.expected_objects[picked], picker.budget.min_cost).sum())
+    b, refused = picker.budget, picker.refused
+    if b.k is not None:
+        complete = picker.done
+        wanted = f"{len(picked)} of k={b.k} chips"
+    else:
+        # Under max_objects the budget is used up when no remaining candidate fits.
+        complete = picker.done or refused["spatial"] + refused["quota"] == 0
+        wanted = f"{picker.spent:g} of max_objects={b.max_objects:g}"
+    note = ""
+    if not complete:
+        c = picker.constraints
+        note = (
+            f"selected {wanted} from {n_candidates} candidates; refused by the spatial "
+            f"constraint (min_distance={c.min_distance}): {refused['spatial']}, by the "
+            f"per-scene quota (max_share={c.max_share}): {refused['quota']}"
+        )
+    return Selection(picked, np.asarray(reasons, dtype=np.float64), cost, complete, note)
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)

@@ -1,0 +1,364 @@
+"""The project's SQLite store: schema, migrations and typed queries.
+
+One file (``geoal.db``) holds all state: scenes, chips, models, detections,
+scores, rounds and labels. WAL journaling lets readers (``geoal status``) run
+while a writer works; every multi-row write runs in one transaction, so a killed
+process leaves either all of a step or none of it. The schema version lives in
+``PRAGMA user_version``; :data:`MIGRATIONS` upgrades older stores in place.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geoal.errors import ProjectError, ProjectLockedError
+
+# Each entry upgrades the store from version i to i + 1. Never edit a released
+# entry: append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE scenes (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,          -- absolute path or GDAL URL as given
+        name TEXT NOT NULL,
+        fingerprint TEXT NOT NULL UNIQUE,   -- content hash: same file at two paths is one scene
+        driver TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        band_count INTEGER NOT NULL,
+        dtype TEXT NOT NULL,
+        crs TEXT,                           -- WKT, NULL = pixel coordinates
+        transform TEXT NOT NULL,            -- JSON [a, b, c, d, e, f] (affine, pixel -> CRS)
+        nodata REAL,
+        bands TEXT NOT NULL,                -- JSON list of 3 1-based band indexes shown as RGB
+        stretch TEXT,                       -- JSON [[lo, hi], ...] per shown band, NULL = none
+        chip_size INTEGER NOT NULL,
+        overlap REAL NOT NULL,
+        added_at TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    CREATE TABLE chips (
+        id INTEGER PRIMARY KEY,
+        scene_id INTEGER NOT NULL REFERENCES scenes(id) ON DELETE CASCADE,
+        col_off INTEGER NOT NULL,
+        row_off INTEGER NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        valid_fraction REAL NOT NULL,
+        UNIQUE (scene_id, col_off, row_off, width, height)
+    );
+    CREATE INDEX chips_scene ON chips(scene_id);
+    CREATE TABLE models (
+        id INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        path TEXT NOT NULL,
+        parent_hash TEXT,
+        round_id INTEGER,
+        classes TEXT NOT NULL,              -- JSON list
+        metrics TEXT,                       -- JSON
+        created_at TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    -- One row per chip scored by a model: the "done" marker, written in the same
+    -- transaction as the chip's detections and scores (resume = skip these).
+    CREATE TABLE chip_scores (
+        chip_id INTEGER NOT NULL REFERENCES chips(id) ON DELETE CASCADE,
+        model_hash TEXT NOT NULL,
+        views INTEGER NOT NULL,
+        n_detections INTEGER NOT NULL,
+        expected_count REAL NOT NULL,
+        scores TEXT NOT NULL,               -- JSON {aggregation: value}
+        embedding BLOB,                     -- float32 little-endian
+        scored_at TEXT NOT NULL DEFAULT (datetime('now')),
+        PRIMARY KEY (chip_id, model_hash)
+    );
+    CREATE TABLE detections (
+        id INTEGER PRIMARY KEY,
+        chip_id INTEGER NOT NULL REFERENCES chips(id) ON DELETE CASCADE,
+        model_hash TEXT NOT NULL,
+        x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,  -- chip pixels
+        class_id INTEGER NOT NULL,
+        confidence REAL NOT NULL,
+        probs BLOB NOT NULL,                -- float32 class-score vector
+        uncertainty TEXT NOT NULL           -- JSON {measure: value}
+    );
+    CREATE INDEX detections_chip ON detections(chip_id, model_hash);
+    CREATE TABLE rounds (
+        id INTEGER PRIMARY KEY,
+        status TEXT NOT NULL DEFAULT 'open',   -- open | cancelled | labelled
+        strategy TEXT NOT NULL,
+        model_hash TEXT,
+        seed INTEGER,
+        budget TEXT NOT NULL,               -- JSON {"chips": k} or {"objects": n}
+        params TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    CREATE TABLE round_chips (
+        round_id INTEGER NOT NULL REFERENCES rounds(id) ON DELETE CASCADE,
+        chip_id INTEGER NOT NULL REFERENCES chips(id) ON DELETE CASCADE,
+        rank INTEGER NOT NULL,
+        score REAL,
+        reason TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (round_id, chip_id)
+    );
+    CREATE TABLE imports (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        format TEXT NOT NULL,
+        n_chips INTEGER NOT NULL,
+        n_boxes INTEGER NOT NULL,
+        created_at TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    -- A chip with a row here is labelled; zero boxes = a labelled negative.
+    CREATE TABLE labelled_chips (
+        chip_id INTEGER PRIMARY KEY REFERENCES chips(id) ON DELETE CASCADE,
+        import_id INTEGER REFERENCES imports(id),
+        labelled_at TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    CREATE TABLE labels (
+        id INTEGER PRIMARY KEY,
+        chip_id INTEGER NOT NULL REFERENCES labelled_chips(chip_id) ON DELETE CASCADE,
+        class_id INTEGER NOT NULL,
+        x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL  -- chip pixels
+    );
+    CREATE INDEX labels_chip ON labels(chip_id);
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class SceneRecord:
+    """A scene as stored: where it is, its grid, its CRS and how it is shown."""
+
+    id: int
+    path: str
+    name: str
+    fingerprint: str
+    driver: str
+    width: int
+    height: int
+    band_count: int
+    dtype: str
+    crs: str | None
+    transform: tuple[float, float, float, float, float, float]
+    nodata: float | None
+    bands: tuple[int, int, int]
+    stretch: tuple[tuple[float, float], ...] | None
+    chip_size: int
+    overlap: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> SceneRecord:
+        """Build from a ``scenes`` row."""
+        stretch = json.loads(row["stretch"]) if row["stretch"] else None
+        return cls(
+            id=row["id"],
+            path=row["path"],
+            name=row["name"],
+            fingerprint=row["fingerprint"],
+            driver=row["driver"],
+            width=row["width"],
+            height=row["height"],
+            band_count=row["band_count"],
+            dtype=row["dtype"],
+            crs=row["crs"],
+            transform=tuple(json.loads(row["transform"])),  # type: ignore[arg-type]
+            nodata=row["nodata"],
+            bands=tuple(json.loads(row["bands"])),  # type: ignore[arg-type]
+            stretch=tuple(tuple(b) for b in stretch) if stretch else None,  # type: ignore[misc]
+            chip_size=row["chip_size"],
+            overlap=row["overlap"],
+        )
+
+
+class Store:
+    """A connection to one project's SQLite file, with typed queries.
+
+    Use :meth:`transaction` for every write; reads can run at any time.
+    """
+
+    def __init__(self, path: Path, *, timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        try:
+            self.conn = sqlite3.connect(
+                str(self.path), timeout=timeout_s, isolation_level=None, check_same_thread=False
+            )
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise ProjectError(f"{self.path}: not a usable geoal store ({exc})") from None
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def version(self) -> int:
+        """The schema version of the open store."""
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.version
+        if version > SCHEMA_VERSION:
+            raise ProjectError(
+                f"{self.path}: store schema v{version} is newer than this geoal "
+                f"(v{SCHEMA_VERSION}); upgrade geoal"
+            )
+        for target in range(version, SCHEMA_VERSION):
+            with self.transaction():
+                for statement in _statements(MIGRATIONS[target]):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {target + 1}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise ProjectLockedError(
+                    f"{self.path}: the store is busy (another geoal process is writing); retry"
+                ) from None
+            raise
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # -- meta ---------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        """A value of the ``meta`` table."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a ``meta`` value (call inside a transaction)."""
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # -- scenes and chips ---------------------------------------------------
+
+    def scenes(self) -> list[SceneRecord]:
+        """All scenes, in the order they were added."""
+        rows = self.conn.execute("SELECT * FROM scenes ORDER BY id").fetchall()
+        return [SceneRecord.from_row(r) for r in rows]
+
+    def scene(self, scene_id: int) -> SceneRecord:
+        """One scene by id."""
+        row = self.conn.execute("SELECT * FROM scenes WHERE id = ?", (scene_id,)).fetchone()
+        if row is None:
+            raise ProjectError(f"{self.path}: no scene with id {scene_id}")
+        return SceneRecord.from_row(row)
+
+    def find_scene(self, path: str, fingerprint: str | None = None) -> SceneRecord | None:
+        """The scene stored under this path or with this content, if any."""
+        row = self.conn.execute(
+            "SELECT * FROM scenes WHERE path = ? OR fingerprint = ?", (path, fingerprint)
+        ).fetchone()
+        return None if row is None else SceneRecord.from_row(row)
+
+    def insert_scene(self, values: dict[str, Any], chips: np.ndarray, valid: np.ndarray) -> int:
+        """Insert a scene and its chip grid in one transaction; returns the scene id.
+
+        ``chips``: (N, 4) int [col_off, row_off, width, height] in scene pixels;
+        ``valid``: (N,) float valid-pixel fraction of each chip, 0-1.
+        """
+        cols = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        with self.transaction() as conn:
+            cur = conn.execute(f"INSERT INTO scenes ({cols}) VALUES ({marks})", tuple(values.values()))
+            scene_id = int(cur.lastrowid or 0)
+            conn.executemany(
+                "INSERT INTO chips (scene_id, col_off, row_off, width, height, valid_fraction) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (scene_id, int(c[0]), int(c[1]), int(c[2]), int(c[3]), float(v))
+                    for c, v in zip(chips, valid, strict=True)
+                ],
+            )
+        return scene_id
+
+    def chip_windows(self, scene_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Chip ids (N,) and windows (N, 4) [col_off, row_off, width, height] of a scene."""
+        rows = self.conn.execute(
+            "SELECT id, col_off, row_off, width, height FROM chips WHERE scene_id = ? ORDER BY id",
+            (scene_id,),
+        ).fetchall()
+        arr = np.asarray([tuple(r) for r in rows], dtype=np.int64).reshape(-1, 5)
+        return arr[:, 0], arr[:, 1:]
+
+    def chip(self, chip_id: int) -> sqlite3.Row:
+        """One chip row by id."""
+        row = self.conn.execute("SELECT * FROM chips WHERE id = ?", (chip_id,)).fetchone()
+        if row is None:
+            raise ProjectError(f"{self.path}: no chip with id {chip_id}")
+        return row
+
+    # -- summaries ----------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Project-wide counts for ``geoal status``."""
+        q = self.conn.execute
+        return {
+            "scenes": q("SELECT COUNT(*) FROM scenes").fetchone()[0],
+            "chips": q("SELECT COUNT(*) FROM chips").fetchone()[0],
+            "scored": q("SELECT COUNT(DISTINCT chip_id) FROM chip_scores").fetchone()[0],
+            "selected": q(
+                "SELECT COUNT(DISTINCT rc.chip_id) FROM round_chips rc "
+                "JOIN rounds r ON r.id = rc.round_id WHERE r.status != 'cancelled'"
+            ).fetchone()[0],
+            "labelled": q("SELECT COUNT(*) FROM labelled_chips").fetchone()[0],
+            "labels": q("SELECT COUNT(*) FROM labels").fetchone()[0],
+            "rounds": q("SELECT COUNT(*) FROM rounds WHERE status != 'cancelled'").fetchone()[0],
+            "models": q("SELECT COUNT(*) FROM models").fetchone()[0],
+        }
+
+    def scene_summaries(self) -> list[dict[str, Any]]:
+        """Per-scene rows for ``geoal status``: size, dtype, CRS name, chip counts."""
+        rows = self.conn.execute(
+            """
+            SELECT s.id, s.name, s.path, s.width, s.height, s.band_count, s.dtype, s.crs,
+                   COUNT(c.id) AS chips,
+                   COUNT(DISTINCT cs.chip_id) AS scored,
+                   COUNT(DISTINCT lc.chip_id) AS labelled
+            FROM scenes s
+            LEFT JOIN chips c ON c.scene_id = s.id
+            LEFT JOIN chip_scores cs ON cs.chip_id = c.id
+            LEFT JOIN labelled_chips lc ON lc.chip_id = c.id
+            GROUP BY s.id ORDER BY s.id
+            """
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+
+def _statements(script: str) -> Sequence[str]:
+    """Split a migration script into statements (no semicolons inside our SQL strings)."""
+    lines = [ln.split("--", 1)[0] for ln in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
