@@ -81,7 +81,9 @@ def main(ctx: click.Context, project: Path | None) -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(path_type=Path))
-@click.option("--classes", required=True, help="Object classes in model order, comma separated: ship,whale")
+@click.option(
+    "--classes", required=True, help="Object classes in model order, comma separated: ship,whale"
+)
 @click.option(
     "--profile",
     default=None,
@@ -102,9 +104,18 @@ def init(directory: Path, classes: str, profile: str | None, name: str | None) -
 @main.command()
 @click.argument("scenes", nargs=-1, required=True)
 @click.option("--size", type=int, default=None, help="Chip side in pixels (default: config, 640).")
-@click.option("--overlap", type=float, default=None, help="Overlap between chips, 0-1 (default 0.2).")
-@click.option("--bands", default=None, help="1-based bands shown as R,G,B, e.g. 3,2,1 (or one band).")
-@click.option("--min-valid", type=float, default=None, help="Skip chips with less valid data than this fraction.")
+@click.option(
+    "--overlap", type=float, default=None, help="Overlap between chips, 0-1 (default 0.2)."
+)
+@click.option(
+    "--bands", default=None, help="1-based bands shown as R,G,B, e.g. 3,2,1 (or one band)."
+)
+@click.option(
+    "--min-valid",
+    type=float,
+    default=None,
+    help="Skip chips with less valid data than this fraction.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
 @friendly
@@ -168,17 +179,26 @@ def status(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"project {info['name']} ({info['project']}), classes: {', '.join(info['classes'])}")
     click.echo("  ".join(f"{k}: {v}" for k, v in info["counts"].items()))
     if info["scenes"]:
-        header = f"{'id':>4}  {'scene':<28} {'size':>13} {'bands':>5} {'dtype':<8} {'crs':<11} {'chips':>6} {'scored':>6} {'labelled':>8}"
-        click.echo(header)
+        click.echo(
+            f"{'id':>4}  {'scene':<28} {'size':>13} {'bands':>5} {'dtype':<8} {'crs':<11} "
+            f"{'chips':>6} {'scored':>6} {'labelled':>8}"
+        )
         for s in info["scenes"]:
             click.echo(
-                f"{s['id']:>4}  {s['name'][:28]:<28} {s['width']:>6}x{s['height']:<6} {s['band_count']:>5} "
-                f"{s['dtype']:<8} {s['crs'][:11]:<11} {s['chips']:>6} {s['scored']:>6} {s['labelled']:>8}"
+                f"{s['id']:>4}  {s['name'][:28]:<28} {s['width']:>6}x{s['height']:<6} "
+                f"{s['band_count']:>5} {s['dtype']:<8} {s['crs'][:11]:<11} {s['chips']:>6} "
+                f"{s['scored']:>6} {s['labelled']:>8}"
             )
 
 
 @main.command(name="map")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("chips.gpkg"), show_default=True, help="GeoPackage to write.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("chips.gpkg"),
+    show_default=True,
+    help="GeoPackage to write.",
+)
 @click.pass_context
 @friendly
 def map_(ctx: click.Context, out: Path) -> None:
@@ -198,7 +218,13 @@ def map_(ctx: click.Context, out: Path) -> None:
 
 
 @main.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-project"), show_default=True, help="Project folder to create (replaced if it is a previous demo).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-project"),
+    show_default=True,
+    help="Project folder to create (replaced if it is a previous demo).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic scene.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @friendly

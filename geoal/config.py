@@ -59,7 +59,7 @@ class ScoreConfig:
     batch: int = 16
     device: str = "cpu"
     aggregation: str = "miaod"
-    top_k: int = 10
+    top_k: int = 3
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,9 @@ def default_dict(profile: str | None = None) -> dict[str, Any]:
     return data
 
 
-def parse_classes(text: str | list[str] | tuple[str, ...], where: str = "--classes") -> tuple[str, ...]:
+def parse_classes(
+    text: str | list[str] | tuple[str, ...], where: str = "--classes"
+) -> tuple[str, ...]:
     """Validate class names: non-empty, unique, no commas; order is the model's order."""
     items = [s.strip() for s in text.split(",")] if isinstance(text, str) else list(text)
     if not items or any(not isinstance(s, str) or not s for s in items):
@@ -151,7 +153,9 @@ def parse_classes(text: str | list[str] | tuple[str, ...], where: str = "--class
 def config_from_dict(data: Mapping[str, Any], source: str = "config") -> ProjectConfig:
     """Build and validate a :class:`ProjectConfig`; errors name ``source`` and the key."""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping at the top level, got {type(data).__name__}"
+        )
     full = merge(default_dict(), data)
     cfg = ProjectConfig(
         name=full.get("name"),
@@ -232,7 +236,10 @@ def validate(cfg: ProjectConfig, source: str = "config") -> None:
             0.0 <= t.stretch.low < t.stretch.high <= 100.0,
             f"tiling.stretch needs 0 <= low < high <= 100, got {t.stretch.low}, {t.stretch.high}",
         ),
-        (64 <= t.overview_max <= 16384, f"tiling.overview_max must be 64-16384, got {t.overview_max}"),
+        (
+            64 <= t.overview_max <= 16384,
+            f"tiling.overview_max must be 64-16384, got {t.overview_max}",
+        ),
         (cfg.model.imgsz % 32 == 0, f"model.imgsz must be a multiple of 32, got {cfg.model.imgsz}"),
         (1 <= cfg.score.views <= 6, f"score.views must be 1-6, got {cfg.score.views}"),
         (cfg.score.batch >= 1, f"score.batch must be >= 1, got {cfg.score.batch}"),

@@ -136,7 +136,8 @@ def open_project(root: Path | None = None) -> Project:
     if stored is not None and tuple(json.loads(stored)) != cfg.classes:
         store.close()
         raise ProjectError(
-            f"{cfg_path}: classes {list(cfg.classes)} differ from the store's {json.loads(stored)}; "
+            f"{cfg_path}: classes {list(cfg.classes)} differ from the store's "
+            f"{json.loads(stored)}; "
             "classes cannot be changed once a project exists (restore them in geoal.yaml)"
         )
     return Project(root=root, config=cfg, store=store)

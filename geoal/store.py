@@ -160,24 +160,29 @@ class SceneRecord:
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> SceneRecord:
         """Build from a ``scenes`` row."""
-        stretch = json.loads(row["stretch"]) if row["stretch"] else None
+        return cls.from_values(row["id"], dict(row))
+
+    @classmethod
+    def from_values(cls, scene_id: int, v: dict[str, Any]) -> SceneRecord:
+        """Build from column values as stored (JSON text for transform, bands, stretch)."""
+        stretch = json.loads(v["stretch"]) if v["stretch"] else None
         return cls(
-            id=row["id"],
-            path=row["path"],
-            name=row["name"],
-            fingerprint=row["fingerprint"],
-            driver=row["driver"],
-            width=row["width"],
-            height=row["height"],
-            band_count=row["band_count"],
-            dtype=row["dtype"],
-            crs=row["crs"],
-            transform=tuple(json.loads(row["transform"])),  # type: ignore[arg-type]
-            nodata=row["nodata"],
-            bands=tuple(json.loads(row["bands"])),  # type: ignore[arg-type]
-            stretch=tuple(tuple(b) for b in stretch) if stretch else None,  # type: ignore[misc]
-            chip_size=row["chip_size"],
-            overlap=row["overlap"],
+            id=scene_id,
+            path=v["path"],
+            name=v["name"],
+            fingerprint=v["fingerprint"],
+            driver=v["driver"],
+            width=v["width"],
+            height=v["height"],
+            band_count=v["band_count"],
+            dtype=v["dtype"],
+            crs=v["crs"],
+            transform=tuple(json.loads(v["transform"])),
+            nodata=v["nodata"],
+            bands=tuple(json.loads(v["bands"])),
+            stretch=tuple(tuple(b) for b in stretch) if stretch else None,
+            chip_size=v["chip_size"],
+            overlap=v["overlap"],
         )
 
 
@@ -293,7 +298,9 @@ class Store:
         cols = ", ".join(values)
         marks = ", ".join("?" for _ in values)
         with self.transaction() as conn:
-            cur = conn.execute(f"INSERT INTO scenes ({cols}) VALUES ({marks})", tuple(values.values()))
+            cur = conn.execute(
+                f"INSERT INTO scenes ({cols}) VALUES ({marks})", tuple(values.values())
+            )
             scene_id = int(cur.lastrowid or 0)
             conn.executemany(
                 "INSERT INTO chips (scene_id, col_off, row_off, width, height, valid_fraction) "

@@ -35,7 +35,13 @@ def _value_range(dtype: str) -> tuple[float, float]:
 
 
 def place_objects(
-    width: int, height: int, n: int, rng: np.random.Generator, *, margin: int = 0, size: tuple[int, int] = (18, 48)
+    width: int,
+    height: int,
+    n: int,
+    rng: np.random.Generator,
+    *,
+    margin: int = 0,
+    size: tuple[int, int] = (18, 48),
 ) -> list[Box]:
     """``n`` non-overlapping objects inside the valid area (``margin`` px from each edge)."""
     boxes: list[Box] = []
@@ -45,7 +51,11 @@ def place_objects(
         cls = int(rng.integers(0, len(CLASSES)))
         long_side = int(rng.integers(size[0], size[1] + 1))
         if cls == 0:
-            w, h = (long_side, max(6, long_side // 3)) if rng.random() < 0.5 else (max(6, long_side // 3), long_side)
+            w, h = (
+                (long_side, max(6, long_side // 3))
+                if rng.random() < 0.5
+                else (max(6, long_side // 3), long_side)
+            )
         else:
             w = h = max(8, long_side * 2 // 3)
         lo_x, lo_y = margin, margin
@@ -55,12 +65,17 @@ def place_objects(
         x1 = int(rng.integers(lo_x, hi_x))
         y1 = int(rng.integers(lo_y, hi_y))
         cand = Box(x1, y1, x1 + w, y1 + h, cls)
-        if all(cand.x2 + 4 <= b.x1 or b.x2 + 4 <= cand.x1 or cand.y2 + 4 <= b.y1 or b.y2 + 4 <= cand.y1 for b in boxes):
+        if all(
+            cand.x2 + 4 <= b.x1 or b.x2 + 4 <= cand.x1 or cand.y2 + 4 <= b.y1 or b.y2 + 4 <= cand.y1
+            for b in boxes
+        ):
             boxes.append(cand)
     return boxes
 
 
-def _background(rows: np.ndarray, cols: np.ndarray, bands: int, rng: np.random.Generator) -> np.ndarray:
+def _background(
+    rows: np.ndarray, cols: np.ndarray, bands: int, rng: np.random.Generator
+) -> np.ndarray:
     """Sea-like texture in 0-1: (bands, len(rows), len(cols)) float32."""
     yy, xx = np.meshgrid(rows.astype(np.float32), cols.astype(np.float32), indexing="ij")
     base = 0.25 + 0.05 * np.sin(xx / 97.0) * np.cos(yy / 131.0) + 0.03 * np.sin((xx + yy) / 23.0)
@@ -85,7 +100,9 @@ def _draw(block: np.ndarray, row0: int, boxes: list[Box]) -> None:
         if b.cls == 0:  # ship: bright hull, dark outline
             value = np.where(r < 0.55, 0.9, np.where(r < 1.0, 0.08, np.nan))
         else:  # tank: bright disc, dark rim, grey centre dot
-            value = np.where(r < 0.08, 0.5, np.where(r < 0.6, 0.95, np.where(r < 1.0, 0.05, np.nan)))
+            value = np.where(
+                r < 0.08, 0.5, np.where(r < 0.6, 0.95, np.where(r < 1.0, 0.05, np.nan))
+            )
         paint = ~np.isnan(value)
         for band in range(block.shape[0]):
             sub = block[band, ys[0] - row0 : ys[-1] - row0 + 1, b.x1 : b.x2]  # a view into block

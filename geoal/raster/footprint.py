@@ -13,7 +13,9 @@ from geoal.store import SceneRecord
 WGS84 = "EPSG:4326"
 
 
-def pixel_to_crs(transform: Affine | Sequence[float], cols: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pixel_to_crs(
+    transform: Affine | Sequence[float], cols: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Pixel coordinates (col, row; any shape, fractional ok) to CRS (x, y) of the same shape."""
     a, b, c, d, e, f = tuple(transform)[:6]
     cols = np.asarray(cols, dtype=np.float64)
@@ -21,7 +23,9 @@ def pixel_to_crs(transform: Affine | Sequence[float], cols: np.ndarray, rows: np
     return a * cols + b * rows + c, d * cols + e * rows + f
 
 
-def crs_to_pixel(transform: Affine | Sequence[float], xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def crs_to_pixel(
+    transform: Affine | Sequence[float], xs: np.ndarray, ys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """CRS coordinates (x, y) to fractional pixel (col, row) of the same shape."""
     inv = ~Affine(*tuple(transform)[:6])
     return pixel_to_crs(inv, xs, ys)

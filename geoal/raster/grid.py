@@ -35,7 +35,10 @@ def axis_offsets(length: int, size: int, overlap: float) -> np.ndarray:
 
 
 def chip_grid(width: int, height: int, size: int, overlap: float) -> np.ndarray:
-    """All chip windows of a ``width`` x ``height`` scene: (N, 4) int64 [col, row, w, h], row-major."""
+    """All chip windows of a ``width`` x ``height`` scene: (N, 4) int64 [col, row, w, h].
+
+    Row-major order: chips of the first row left to right, then the next row.
+    """
     cols = axis_offsets(width, size, overlap)
     rows = axis_offsets(height, size, overlap)
     rr, cc = np.meshgrid(rows, cols, indexing="ij")
@@ -71,8 +74,12 @@ def window_bounds(transform: Affine | Sequence[float], windows: np.ndarray) -> n
     w = np.asarray(windows, dtype=np.float64).reshape(-1, 4)
     x0, y0 = w[:, 0], w[:, 1]
     x1, y1 = x0 + w[:, 2], y0 + w[:, 3]
-    xs = np.stack([a * x0 + b * y0 + c, a * x1 + b * y0 + c, a * x1 + b * y1 + c, a * x0 + b * y1 + c])
-    ys = np.stack([d * x0 + e * y0 + f, d * x1 + e * y0 + f, d * x1 + e * y1 + f, d * x0 + e * y1 + f])
+    xs = np.stack(
+        [a * x0 + b * y0 + c, a * x1 + b * y0 + c, a * x1 + b * y1 + c, a * x0 + b * y1 + c]
+    )
+    ys = np.stack(
+        [d * x0 + e * y0 + f, d * x1 + e * y0 + f, d * x1 + e * y1 + f, d * x0 + e * y1 + f]
+    )
     return np.stack([xs.min(0), ys.min(0), xs.max(0), ys.max(0)], axis=1)
 
 
@@ -85,9 +92,7 @@ def window_corners(transform: Affine | Sequence[float], windows: np.ndarray) -> 
     return np.stack([a * px + b * py + c, d * px + e * py + f], axis=-1)
 
 
-def valid_fractions(
-    mask: np.ndarray, windows: np.ndarray, width: int, height: int
-) -> np.ndarray:
+def valid_fractions(mask: np.ndarray, windows: np.ndarray, width: int, height: int) -> np.ndarray:
     """Fraction (N,) of valid pixels in each window, from a (possibly decimated) mask.
 
     ``mask``: (h, w) bool, True = valid, covering the whole ``width`` x ``height``

@@ -51,7 +51,9 @@ def expand_inputs(items: Iterable[str]) -> tuple[list[str], list[str]]:
                 str(p) for p in Path(item).rglob("*") if p.suffix.lower() in RASTER_SUFFIXES
             )
             if not found:
-                problems.append(f"{item}: folder holds no raster files ({', '.join(sorted(RASTER_SUFFIXES))})")
+                problems.append(
+                    f"{item}: folder holds no raster files ({', '.join(sorted(RASTER_SUFFIXES))})"
+                )
             paths.extend(found)
         elif any(ch in item for ch in "*?["):
             found = sorted(glob.glob(item, recursive=True))
@@ -144,7 +146,9 @@ def statistics_shape(width: int, height: int, overview_max: int) -> tuple[int, i
     return max(1, round(height / scale)), max(1, round(width / scale))
 
 
-def decimated_sample(ds: Any, bands: tuple[int, ...], overview_max: int) -> tuple[np.ndarray, np.ndarray]:
+def decimated_sample(
+    ds: Any, bands: tuple[int, ...], overview_max: int
+) -> tuple[np.ndarray, np.ndarray]:
     """One decimated read: band data (B, h, w) and the valid mask (h, w) bool.
 
     The mask honours the nodata value, internal masks and alpha (GDAL's dataset
@@ -183,11 +187,13 @@ def _check_readable(ds: Any, path: str) -> None:
             ds.read(1, window=Window(col, row, 1, 1))
         except Exception as exc:
             msg = str(exc).split("\n")[0]
-            raise RasterError(f"{path}: cannot read pixels (truncated or corrupt file: {msg})") from None
+            raise RasterError(
+                f"{path}: cannot read pixels (truncated or corrupt file: {msg})"
+            ) from None
 
 
 def catalogue(path: str, tiling: TilingConfig) -> Catalogued:
-    """Open ``path`` and compute everything the store keeps about it; reads no full-resolution scene."""
+    """Open ``path`` and compute what the store keeps about it, without a full-resolution read."""
     ds = open_raster(path)
     notes: list[str] = []
     try:
@@ -201,7 +207,9 @@ def catalogue(path: str, tiling: TilingConfig) -> Catalogued:
             raise
         except Exception as exc:
             msg = str(exc).split("\n")[0]
-            raise RasterError(f"{path}: cannot read pixels (truncated or corrupt file: {msg})") from None
+            raise RasterError(
+                f"{path}: cannot read pixels (truncated or corrupt file: {msg})"
+            ) from None
         if not valid.any():
             raise RasterError(f"{path}: scene holds no valid pixels (all nodata); nothing to tile")
         dtype = ds.dtypes[bands[0] - 1]

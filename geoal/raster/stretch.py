@@ -41,9 +41,7 @@ def _lut(lo: float, hi: float, n: int) -> np.ndarray:
     return np.clip((x - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
 
 
-def apply_stretch(
-    bands: np.ndarray, clip: Sequence[tuple[float, float]] | None
-) -> np.ndarray:
+def apply_stretch(bands: np.ndarray, clip: Sequence[tuple[float, float]] | None) -> np.ndarray:
     """Map (B, H, W) pixels to (B, H, W) uint8 with per-band (lo, hi) -> (0, 255).
 
     ``clip=None`` passes uint8 through and clips other dtypes to 0-255. uint8 and

@@ -23,7 +23,9 @@ from geoal.raster.grid import (
     size=st.integers(16, 1024),
     overlap=st.floats(0.0, 0.9),
 )
-def test_axis_offsets_cover_the_axis_with_full_chips(length: int, size: int, overlap: float) -> None:
+def test_axis_offsets_cover_the_axis_with_full_chips(
+    length: int, size: int, overlap: float
+) -> None:
     offs = axis_offsets(length, size, overlap)
     assert offs[0] == 0
     assert np.all(np.diff(offs) > 0)

@@ -22,27 +22,8 @@ TILING = TilingConfig(size=64, overlap=0.25)
 
 
 def record(cat, scene_id: int = 1) -> SceneRecord:
-    import json
-
-    v = cat.values
-    return SceneRecord(
-        id=scene_id,
-        path=v["path"],
-        name=v["name"],
-        fingerprint=v["fingerprint"],
-        driver=v["driver"],
-        width=v["width"],
-        height=v["height"],
-        band_count=v["band_count"],
-        dtype=v["dtype"],
-        crs=v["crs"],
-        transform=tuple(json.loads(v["transform"])),
-        nodata=v["nodata"],
-        bands=tuple(json.loads(v["bands"])),
-        stretch=None if v["stretch"] is None else tuple(map(tuple, json.loads(v["stretch"]))),
-        chip_size=v["chip_size"],
-        overlap=v["overlap"],
-    )
+    """The SceneRecord the store would hold for a catalogued scene."""
+    return SceneRecord.from_values(scene_id, cat.values)
 
 
 @pytest.mark.parametrize("kind", ["nodata", "internal", "alpha"])
@@ -58,7 +39,7 @@ def test_nodata_border_chips_are_skipped(make_raster, kind: str) -> None:
     assert np.all(w[:, 0] + w[:, 2] > 70) and np.all(w[:, 0] < 330)
     assert np.all(w[:, 1] + w[:, 3] > 70) and np.all(w[:, 1] < 230)
     # a chip wholly inside the border was dropped
-    assert not np.any((w[:, 0] + w[:, 2] <= 70))
+    assert not np.any(w[:, 0] + w[:, 2] <= 70)
 
 
 def test_statistics_come_from_overviews_on_a_large_scene(make_raster) -> None:
@@ -81,13 +62,13 @@ def test_bad_files_name_the_file(tmp_path: Path, make_raster) -> None:
         catalogue(str(tmp_path / "missing.tif"), TILING)
     text = tmp_path / "notes.tif"
     text.write_text("this is not a raster\n")
-    with pytest.raises(RasterError, match="notes.tif: not a readable raster"):
+    with pytest.raises(RasterError, match=r"notes\.tif: not a readable raster"):
         catalogue(str(text), TILING)
     path, _ = make_raster(width=600, height=600, compress=None, tiled=False)
     cut = tmp_path / "truncated.tif"
     data = path.read_bytes()
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(RasterError, match="truncated.tif"):
+    with pytest.raises(RasterError, match=r"truncated\.tif"):
         catalogue(str(cut), TILING)
     empty = tmp_path / "empty.tif"
     empty.write_bytes(b"")
@@ -114,7 +95,9 @@ def test_expand_inputs_folders_globs(tmp_path: Path, make_raster) -> None:
     p1, _ = make_raster("a.tif")
     p2, _ = make_raster("b.tif")
     (tmp_path / "readme.txt").write_text("x")
-    paths, problems = expand_inputs([str(tmp_path), str(tmp_path / "*.tif"), str(tmp_path / "nope*.tif")])
+    paths, problems = expand_inputs(
+        [str(tmp_path), str(tmp_path / "*.tif"), str(tmp_path / "nope*.tif")]
+    )
     assert paths == [str(p1), str(p2)]
     assert problems and "matches no files" in problems[0]
 
@@ -127,7 +110,9 @@ def test_footprints_tile_scene_bounds_exactly(make_raster) -> None:
     with rasterio.open(path) as ds:
         bounds = ds.bounds
     union = shapely.union_all(polys)
-    assert shapely.equals_exact(shapely.normalize(union), shapely.normalize(shapely.box(*bounds)), 1e-9) or union.equals(shapely.box(*bounds))
+    assert shapely.equals_exact(
+        shapely.normalize(union), shapely.normalize(shapely.box(*bounds)), 1e-9
+    ) or union.equals(shapely.box(*bounds))
     assert union.area == pytest.approx((bounds.right - bounds.left) * (bounds.top - bounds.bottom))
     np.testing.assert_allclose(
         shapely.bounds(polys), window_bounds(scene.transform, cat.windows), atol=0
@@ -195,7 +180,9 @@ def test_real_uint16_scene_stretches_into_a_useful_8bit_range(shared_data: Path)
         ("ms_4band_1m_float64.tif", "float64", 4),
     ],
 )
-def test_real_rasters_tile_in_their_own_crs(shared_data: Path, name: str, dtype: str, bands: int) -> None:
+def test_real_rasters_tile_in_their_own_crs(
+    shared_data: Path, name: str, dtype: str, bands: int
+) -> None:
     path = shared_data / "geotiff" / name
     cat = catalogue(str(path), TilingConfig(size=128, overlap=0.2, min_valid=0.0))
     scene = record(cat)
