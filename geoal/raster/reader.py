@@ -36,29 +36,50 @@ def read_window(ds: Any, scene: SceneRecord, window: Iterable[int], mask_kind: s
     col, row, width, height = (int(v) for v in window)
     w = min(width, scene.width - col)
     h = min(height, scene.height - row)
-    unique = tuple(dict.fromkeys(scene.bands))
     win = Window(col, row, w, h)
-    data = ds.read(unique, window=win)
-    if len(unique) != 3:
-        data = data[[unique.index(b) for b in scene.bands]]
-    invalid = None
-    if mask_kind == "nodata" and scene.nodata is not None:
-        nodata = scene.nodata
-        if np.isnan(nodata):
-            invalid = np.all(np.isnan(data), axis=0)
-        else:
-            invalid = np.all(data == np.asarray(nodata, dtype=data.dtype), axis=0)
-    elif mask_kind == "mask":
-        invalid = ds.dataset_mask(window=win) == 0
-    rgb = apply_stretch(data, scene.stretch)
+    padded = (w, h) != (width, height)
+    out = (np.zeros if padded else np.empty)((height, width, 3), dtype=np.uint8)
+    target = out[:h, :w]  # (h, w, 3) view; GDAL writes pixel-interleaved into it directly
+    bands = list(scene.bands)
+    if scene.stretch is None and scene.dtype == "uint8":
+        ds.read(bands, window=win, out=target.transpose(2, 0, 1))
+        data = target.transpose(2, 0, 1)
+    else:
+        data = ds.read(bands, window=win)
+        apply_stretch(
+            data,
+            scene.stretch,
+            zero=scene.nodata if mask_kind == "nodata" else None,
+            out=target.transpose(2, 0, 1),
+        )
+    invalid = _invalid_pixels(data, scene, mask_kind, ds, win)
     if invalid is not None and invalid.any():
-        rgb = rgb.copy() if rgb is data else rgb
-        rgb[:, invalid] = 0
-    if (w, h) == (width, height):
-        return np.ascontiguousarray(rgb.transpose(1, 2, 0))
-    out = np.zeros((height, width, 3), dtype=np.uint8)
-    out[:h, :w] = rgb.transpose(1, 2, 0)
+        target[invalid] = 0
     return out
+
+
+def _invalid_pixels(
+    data: np.ndarray, scene: SceneRecord, mask_kind: str, ds: Any, win: Any
+) -> np.ndarray | None:
+    """(h, w) bool of pixels to show as 0, or None when the stretch already zeroes them.
+
+    A nodata value is folded into the stretch lookup table (uint8 / uint16), or
+    is already 0 in unstretched uint8; only other cases need a per-pixel mask.
+    """
+    if mask_kind == "mask":
+        return np.asarray(ds.dataset_mask(window=win) == 0)
+    if mask_kind != "nodata" or scene.nodata is None:
+        return None
+    nodata = scene.nodata
+    if data.dtype.kind == "f" and np.isnan(nodata):
+        return np.all(np.isnan(data), axis=0)
+    lut_path = scene.stretch is not None and data.dtype in (np.uint8, np.uint16)
+    if lut_path or (scene.stretch is None and data.dtype == np.uint8 and nodata == 0):
+        return None
+    invalid = data[0] == np.asarray(nodata, dtype=data.dtype)
+    for band in data[1:]:
+        invalid &= band == np.asarray(nodata, dtype=data.dtype)
+    return invalid
 
 
 def mask_kind(ds: Any) -> str:

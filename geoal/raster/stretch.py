@@ -36,30 +36,41 @@ def percentile_clip(
 
 
 @lru_cache(maxsize=64)
-def _lut(lo: float, hi: float, n: int) -> np.ndarray:
+def _lut(lo: float, hi: float, n: int, zero: int | None) -> np.ndarray:
     x = np.arange(n, dtype=np.float64)
-    return np.clip((x - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
+    lut = np.clip((x - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255).astype(np.uint8)
+    if zero is not None and 0 <= zero < n:
+        lut[zero] = 0
+    return lut
 
 
-def apply_stretch(bands: np.ndarray, clip: Sequence[tuple[float, float]] | None) -> np.ndarray:
+def apply_stretch(
+    bands: np.ndarray,
+    clip: Sequence[tuple[float, float]] | None,
+    zero: float | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """Map (B, H, W) pixels to (B, H, W) uint8 with per-band (lo, hi) -> (0, 255).
 
     ``clip=None`` passes uint8 through and clips other dtypes to 0-255. uint8 and
-    uint16 use a lookup table (fast); other dtypes compute in float32. NaN -> 0.
+    uint16 use a lookup table (fast), in which the value ``zero`` (a nodata value)
+    maps to 0; other dtypes compute in float32. NaN -> 0. ``out``: an optional
+    (B, H, W) uint8 array (any strides) to write into.
     """
+    if out is None:
+        out = np.empty(bands.shape, dtype=np.uint8)
     if clip is None:
-        if bands.dtype == np.uint8:
-            return bands
-        return np.clip(np.nan_to_num(bands), 0, 255).astype(np.uint8)
-    out = np.empty(bands.shape, dtype=np.uint8)
+        np.copyto(out, np.clip(np.nan_to_num(bands), 0, 255), casting="unsafe")
+        return out
     if bands.dtype in (np.uint8, np.uint16):
         n = 256 if bands.dtype == np.uint8 else 65536
+        z = None if zero is None or not float(zero).is_integer() else int(zero)
         for i, (lo, hi) in enumerate(clip):
-            np.take(_lut(lo, hi, n), bands[i], out=out[i])
+            np.take(_lut(lo, hi, n, z), bands[i], out=out[i])
         return out
     for i, (lo, hi) in enumerate(clip):
         scaled = (bands[i].astype(np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
         np.nan_to_num(scaled, copy=False, nan=0.0)
         np.clip(scaled + 0.5, 0, 255, out=scaled)
-        out[i] = scaled.astype(np.uint8)
+        np.copyto(out[i], scaled, casting="unsafe")
     return out
