@@ -135,7 +135,7 @@ def tile(
     reported and skipped; the others are added (exit code 1 if any failed).
     """
     from geoal.config import parse_bands, with_tiling
-    from geoal.pipeline import tile_scenes
+    from geoal.pipeline.catalog import tile_scenes
 
     with _project(ctx) as project:
         changes: dict[str, Any] = {}
@@ -169,7 +169,7 @@ def tile(
 @friendly
 def status(ctx: click.Context, as_json: bool) -> None:
     """Counts (scenes, chips, scored, selected, labelled, rounds, models) and per-scene rows."""
-    from geoal.pipeline import project_status
+    from geoal.pipeline.catalog import project_status
 
     with _project(ctx) as project:
         info = project_status(project)
@@ -191,6 +191,103 @@ def status(ctx: click.Context, as_json: bool) -> None:
             )
 
 
+@main.command()
+@click.option(
+    "--model", "-m", default=None, help="Local .pt or model .yaml (default: latest trained model)."
+)
+@click.option(
+    "--views",
+    type=click.IntRange(1, 6),
+    default=None,
+    help="1 = one view; 2+ = MI-AOD-style discrepancy between flips/rotations (default 2).",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Chips per forward pass (default 16).",
+)
+@click.option("--device", default=None, help="cpu or cuda:N (half precision on GPU).")
+@click.option("--scene", "scenes", multiple=True, help="Only this scene (id or name); repeatable.")
+@click.option(
+    "--top-k", type=click.IntRange(1, 10000), default=None, help="k of the top-k aggregations."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="Chip reader threads.",
+)
+@click.option(
+    "--limit", type=click.IntRange(1), default=None, help="Score at most this many chips now."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+@friendly
+def score(
+    ctx: click.Context,
+    model: str | None,
+    views: int | None,
+    batch: int | None,
+    device: str | None,
+    scenes: tuple[str, ...],
+    top_k: int | None,
+    workers: int,
+    limit: int | None,
+    quiet: bool,
+) -> None:
+    """Score every unlabelled chip with the detector: detections, instance uncertainty, chip scores.
+
+    Chips already scored by the same model (content hash) are skipped, so an
+    interrupted run resumes where it stopped. A model whose classes differ from
+    the project's is refused.
+    """
+    import warnings
+
+    from geoal.pipeline.scoring import ScoreOptions, score_project
+
+    with _project(ctx) as project:
+        cfg = project.config.score
+        opts = ScoreOptions(
+            model=model,
+            views=views or cfg.views,
+            batch=batch or cfg.batch,
+            device=device or cfg.device,
+            top_k=top_k or cfg.top_k,
+            conf=cfg.conf,
+            iou=cfg.iou,
+            scene_ids=_scene_ids(project, scenes),
+            workers=workers,
+            limit=limit,
+        )
+        with project.write_lock("score"), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            report = score_project(project, opts, progress=not quiet)
+        for w in caught:
+            if "geoal" in str(w.filename) or "trained" in str(w.message):
+                click.echo(f"geoal: warning: {w.message}", err=True)
+    click.echo(
+        f"scored {report.scored} chips with model {report.model_hash[:12]} ({report.model_path}); "
+        f"{report.skipped} already scored, {report.remaining} left"
+    )
+
+
+def _scene_ids(project: Any, names: tuple[str, ...]) -> tuple[int, ...]:
+    """Scene ids from ids or names given on the command line."""
+    if not names:
+        return ()
+    scenes = project.store.scenes()
+    out = []
+    for name in names:
+        match = [s.id for s in scenes if str(s.id) == name or s.name == name]
+        if not match:
+            valid = ", ".join(f"{s.id} ({s.name})" for s in scenes)
+            raise ConfigError(f"--scene {name}: no such scene; the project has {valid or 'none'}")
+        out.extend(match)
+    return tuple(out)
+
+
 @main.command(name="map")
 @click.option(
     "--out",
@@ -207,7 +304,7 @@ def map_(ctx: click.Context, out: Path) -> None:
     One layer per scene in the scene's own CRS, and 'chips_wgs84' with every
     georeferenced chip in EPSG:4326.
     """
-    from geoal.pipeline import write_chip_map
+    from geoal.pipeline.catalog import write_chip_map
 
     if out.suffix.lower() != ".gpkg":
         raise ConfigError(f"--out {out}: the map is a GeoPackage; give a .gpkg file name")

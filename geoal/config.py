@@ -60,6 +60,8 @@ class ScoreConfig:
     device: str = "cpu"
     aggregation: str = "miaod"
     top_k: int = 3
+    conf: float = 0.05  # detections kept (stored, pre-annotations) at or above this confidence
+    iou: float = 0.7  # NMS IoU threshold
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,8 @@ def validate(cfg: ProjectConfig, source: str = "config") -> None:
         (1 <= cfg.score.views <= 6, f"score.views must be 1-6, got {cfg.score.views}"),
         (cfg.score.batch >= 1, f"score.batch must be >= 1, got {cfg.score.batch}"),
         (cfg.score.top_k >= 1, f"score.top_k must be >= 1, got {cfg.score.top_k}"),
+        (0.0 < cfg.score.conf < 1.0, f"score.conf must be in (0, 1), got {cfg.score.conf}"),
+        (0.0 < cfg.score.iou <= 1.0, f"score.iou must be in (0, 1], got {cfg.score.iou}"),
         (cfg.select.budget >= 1, f"select.budget must be >= 1, got {cfg.select.budget}"),
     ]
     for ok, message in checks:

@@ -60,6 +60,7 @@ MIGRATIONS: tuple[str, ...] = (
         id INTEGER PRIMARY KEY,
         hash TEXT NOT NULL UNIQUE,
         path TEXT NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'trained',  -- trained (by geoal train) | external (given)
         parent_hash TEXT,
         round_id INTEGER,
         classes TEXT NOT NULL,              -- JSON list
@@ -327,6 +328,42 @@ class Store:
         if row is None:
             raise ProjectError(f"{self.path}: no chip with id {chip_id}")
         return row
+
+    # -- models ---------------------------------------------------------------
+
+    def register_model(
+        self,
+        model_hash: str,
+        path: str,
+        classes: Sequence[str],
+        *,
+        kind: str = "trained",
+        parent_hash: str | None = None,
+        round_id: int | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a model (idempotent: a known hash keeps its row, metrics are updated)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO models (hash, path, kind, parent_hash, round_id, classes, metrics) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(hash) DO UPDATE SET "
+                "metrics = COALESCE(excluded.metrics, models.metrics)",
+                (
+                    model_hash,
+                    path,
+                    kind,
+                    parent_hash,
+                    round_id,
+                    json.dumps(list(classes)),
+                    None if metrics is None else json.dumps(metrics),
+                ),
+            )
+
+    def latest_model(self, kind: str = "trained") -> sqlite3.Row | None:
+        """The most recently registered model of ``kind``, or None."""
+        return self.conn.execute(
+            "SELECT * FROM models WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,)
+        ).fetchone()
 
     # -- summaries ----------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Wires the steps together: the only module that calls across stages.
+"""Scenes and chips: add scenes (tile), report status, write the chip map.
 
 Each function here takes an open :class:`~geoal.project.Project`, calls the
 pure/IO functions of one or more stages and writes the results to the store.

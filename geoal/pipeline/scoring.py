@@ -1,0 +1,222 @@
+"""Score chips: read -> detect (with views) -> instance uncertainty -> chip scores -> store.
+
+Reading overlaps model compute (a reader thread pool feeds a prefetching
+iterator). Each batch of chips is written in one transaction together with its
+"done" rows (``chip_scores``), so an interrupted run resumes exactly where it
+stopped: no chip is scored twice for one model, none is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geoal.errors import ProjectError
+from geoal.project import Project
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """Options of ``geoal score`` (defaults come from the project's config)."""
+
+    model: str | None = None
+    views: int = 2
+    batch: int = 16
+    device: str = "cpu"
+    top_k: int = 3
+    conf: float = 0.05
+    iou: float = 0.7
+    scene_ids: tuple[int, ...] = ()
+    workers: int = 2
+    limit: int | None = None  # score at most this many chips (tests, quick looks)
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    """What a scoring run did."""
+
+    model_hash: str
+    model_path: str
+    scored: int
+    skipped: int  # already scored by this model
+    remaining: int
+
+
+def resolve_model(project: Project, model: str | None) -> tuple[str, str]:
+    """The model to score with and its kind: given, latest trained, or the config's arch."""
+    if model:
+        return model, "external"
+    latest = project.store.latest_model("trained")
+    if latest is not None:
+        return str(latest["path"]), "trained"
+    arch = project.config.model.arch
+    warnings.warn(
+        f"no trained model in {project.root} yet: scoring with untrained weights from {arch} "
+        "(scores are only useful to test the pipeline; train first or pass --model)",
+        stacklevel=2,
+    )
+    return arch, "external"
+
+
+def chips_to_score(
+    project: Project, model_hash: str, scene_ids: Sequence[int] = ()
+) -> tuple[list[tuple[int, int, tuple[int, int, int, int]]], int]:
+    """Unlabelled chips not yet scored by ``model_hash``: [(chip_id, scene_id, window)], n_done."""
+    where = ["NOT EXISTS (SELECT 1 FROM labelled_chips l WHERE l.chip_id = c.id)"]
+    params: list[Any] = []
+    if scene_ids:
+        where.append(f"c.scene_id IN ({', '.join('?' for _ in scene_ids)})")
+        params.extend(scene_ids)
+    rows = project.store.conn.execute(
+        f"""
+        SELECT c.id, c.scene_id, c.col_off, c.row_off, c.width, c.height,
+               EXISTS (SELECT 1 FROM chip_scores s WHERE s.chip_id = c.id AND s.model_hash = ?)
+        FROM chips c WHERE {" AND ".join(where)} ORDER BY c.height, c.id
+        """,
+        [model_hash, *params],
+    ).fetchall()
+    todo = [(r[0], r[1], (r[2], r[3], r[4], r[5])) for r in rows if not r[6]]
+    return todo, len(rows) - len(todo)
+
+
+def chip_record(result: Any, top_k: int) -> dict[str, Any]:
+    """Everything stored for one chip from a ChipResult: scores, detections, embedding.
+
+    Scores: every registered aggregation of the per-anchor uncertainty (two-view
+    discrepancy weighted by objectness, or entropy for one view), plus
+    ``box_instability`` (mean 1 - IoU of matched detections between views; CALD).
+    """
+    from geoal.uncertainty import (
+        INSTANCE_UNCERTAINTY,
+        aggregate_all,
+        anchor_uncertainty,
+        box_instability,
+        expected_count,
+    )
+
+    values, weights = anchor_uncertainty(result.anchor_probs)
+    scores = aggregate_all(values, weights, top_k)
+    per_det = {name: fn(result.probs) for name, fn in INSTANCE_UNCERTAINTY.items()}
+    if result.view_boxes:
+        inst = (
+            np.mean(
+                [
+                    box_instability(result.boxes, vb, result.cls, vc)
+                    for vb, vc in zip(result.view_boxes, result.view_cls, strict=True)
+                ],
+                axis=0,
+            )
+            if len(result)
+            else np.zeros(0)
+        )
+        per_det["box_instability"] = inst
+        scores["box_instability"] = float(inst.mean()) if len(inst) else 0.0
+    # discrepancy at each detection's own anchor: the instance-level MI-AOD value
+    per_det["anchor_value"] = values[result.anchor_idx] if len(result) else np.zeros(0)
+    return {
+        "scores": {k: float(v) for k, v in scores.items()},
+        "expected_count": float(expected_count(result.conf)),
+        "embedding": np.asarray(result.embedding, dtype="<f4").tobytes(),
+        "detections": [
+            (
+                *(float(v) for v in result.boxes[i]),
+                int(result.cls[i]),
+                float(result.conf[i]),
+                np.asarray(result.probs[i], dtype="<f4").tobytes(),
+                json.dumps({k: round(float(v[i]), 6) for k, v in per_det.items()}),
+            )
+            for i in range(len(result))
+        ],
+    }
+
+
+def write_batch(
+    project: Project,
+    model_hash: str,
+    views: int,
+    chip_ids: Sequence[int],
+    records: Sequence[dict[str, Any]],
+) -> None:
+    """Store a batch of scored chips in one transaction (detections + scores + done rows)."""
+    with project.store.transaction() as conn:
+        for chip_id, rec in zip(chip_ids, records, strict=True):
+            conn.execute(
+                "INSERT INTO chip_scores (chip_id, model_hash, views, n_detections, "
+                "expected_count, scores, embedding) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    chip_id,
+                    model_hash,
+                    views,
+                    len(rec["detections"]),
+                    rec["expected_count"],
+                    json.dumps(rec["scores"]),
+                    rec["embedding"],
+                ),
+            )
+            conn.executemany(
+                "INSERT INTO detections (chip_id, model_hash, x1, y1, x2, y2, class_id, "
+                "confidence, probs, uncertainty) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(chip_id, model_hash, *d) for d in rec["detections"]],
+            )
+
+
+def _batches(
+    project: Project,
+    todo: list[tuple[int, int, tuple[int, int, int, int]]],
+    batch: int,
+    workers: int,
+) -> Iterator[tuple[list[int], np.ndarray]]:
+    """Batches of same-size chips, read ahead by a thread pool."""
+    from geoal.raster.reader import iter_batches, iter_chips
+
+    scenes = {s.id: s for s in project.store.scenes()}
+    by_size: dict[tuple[int, int], list[tuple[int, int, tuple[int, int, int, int]]]] = {}
+    for item in todo:
+        by_size.setdefault((item[2][2], item[2][3]), []).append(item)
+    for items in by_size.values():
+        yield from iter_batches(iter_chips(scenes, items, workers=workers), batch)
+
+
+def score_project(project: Project, opts: ScoreOptions, *, progress: bool = True) -> ScoreReport:
+    """Score every unlabelled chip not yet scored by the model; resumable."""
+    from tqdm import tqdm
+
+    from geoal.detect import load_detector
+
+    model, kind = resolve_model(project, opts.model)
+    if not project.store.counts()["chips"]:
+        raise ProjectError(f"{project.root}: no chips to score; add scenes with 'geoal tile'")
+    detector = load_detector(
+        model, project.config.classes, device=opts.device, imgsz=project.config.model.imgsz
+    )
+    model_path = str(Path(model).resolve()) if Path(model).exists() else model
+    project.store.register_model(detector.model_hash, model_path, project.config.classes, kind=kind)
+    todo, done = chips_to_score(project, detector.model_hash, opts.scene_ids)
+    if opts.limit is not None:
+        todo = todo[: opts.limit]
+    if not todo:
+        return ScoreReport(detector.model_hash, model_path, 0, done, 0)
+    scored = 0
+    bar = tqdm(total=len(todo), desc="scoring", unit="chip", disable=not progress, smoothing=0.1)
+    stream = detector.iter_predict(
+        _batches(project, todo, opts.batch, opts.workers),
+        views=opts.views,
+        conf=opts.conf,
+        iou=opts.iou,
+    )
+    try:
+        for chip_ids, results in stream:
+            records = [chip_record(r, opts.top_k) for r in results]
+            write_batch(project, detector.model_hash, opts.views, chip_ids, records)
+            scored += len(chip_ids)
+            bar.update(len(chip_ids))
+    finally:
+        stream.close()  # type: ignore[attr-defined]
+        bar.close()
+    return ScoreReport(detector.model_hash, model_path, scored, done, len(todo) - scored)

@@ -1,0 +1,170 @@
+"""Scoring end to end: tile real GeoTIFFs, score with a YOLO from a .yaml, resume, refuse."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from geoal.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def run(*args: str, ok: bool = True):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def small_project(root: Path, size: int = 128) -> Path:
+    """A project whose model runs at the chip size (fast on a CPU)."""
+    run("init", str(root), "--classes", "tree,building")
+    cfg_path = root / "geoal.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["model"]["imgsz"] = size
+    cfg["score"]["conf"] = 0.001  # keep some detections from an untrained model
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    return root
+
+
+def db_rows(root: Path, sql: str) -> list[tuple]:
+    conn = sqlite3.connect(root / "geoal.db")
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_score_real_geotiffs_store_and_skip(tmp_path: Path, shared_data: Path) -> None:
+    proj = small_project(tmp_path / "p")
+    geotiff = shared_data / "geotiff"
+    run(
+        "-p",
+        str(proj),
+        "tile",
+        str(geotiff / "osbs029_rgb_10cm.tif"),
+        str(geotiff / "atlanta_pan_50cm_uint16.tif"),
+        "--size",
+        "128",
+        "--overlap",
+        "0",
+        "-q",
+    )
+    n_chips = db_rows(proj, "SELECT COUNT(*) FROM chips")[0][0]
+    result = run("-p", str(proj), "score", "--views", "2", "--batch", "8", "-q")
+    assert f"scored {n_chips} chips" in result.output
+    rows = db_rows(
+        proj, "SELECT chip_id, n_detections, expected_count, scores, embedding FROM chip_scores"
+    )
+    assert len(rows) == n_chips == len({r[0] for r in rows})
+    for _chip, n_det, expected, scores, emb in rows:
+        scores = json.loads(scores)
+        assert {"max", "mean", "sum", "topk_mean", "miaod", "box_instability"} <= set(scores)
+        assert all(np.isfinite(v) and v >= 0 for v in scores.values())
+        assert expected >= 0
+        vec = np.frombuffer(emb, dtype="<f4")
+        assert vec.ndim == 1 and vec.size > 64 and abs(np.linalg.norm(vec) - 1) < 1e-3
+    per_chip = dict(db_rows(proj, "SELECT chip_id, COUNT(*) FROM detections GROUP BY chip_id"))
+    assert all(per_chip.get(r[0], 0) == r[1] for r in rows)
+    det = db_rows(
+        proj,
+        "SELECT x1, y1, x2, y2, class_id, confidence, probs, uncertainty FROM detections LIMIT 50",
+    )
+    assert det, "a random model at conf 0.001 still detects something"
+    for x1, y1, x2, y2, cls, conf, probs, unc in det:
+        assert 0 <= x1 <= x2 <= 128 and 0 <= y1 <= y2 <= 128
+        vec = np.frombuffer(probs, dtype="<f4")
+        assert vec.shape == (2,) and vec[cls] == pytest.approx(conf, rel=1e-5)
+        assert {"entropy", "least_confidence", "margin", "ratio", "box_instability"} <= set(
+            json.loads(unc)
+        )
+    again = run("-p", str(proj), "score", "--views", "2", "-q")
+    assert "scored 0 chips" in again.output and f"{n_chips} already scored" in again.output
+    assert db_rows(proj, "SELECT COUNT(*) FROM chip_scores")[0][0] == n_chips
+    status = json.loads(run("-p", str(proj), "status", "--json").output)
+    assert status["counts"]["scored"] == n_chips and status["counts"]["models"] == 1
+
+
+def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path: Path, shared_data: Path) -> None:
+    proj = small_project(tmp_path / "p", size=64)
+    run(
+        "-p",
+        str(proj),
+        "tile",
+        str(shared_data / "geotiff" / "pan_50cm_uint16.tif"),
+        "--size",
+        "64",
+        "--overlap",
+        "0.1",
+        "-q",
+    )
+    n_chips = db_rows(proj, "SELECT COUNT(*) FROM chips")[0][0]
+    assert n_chips >= 100
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "geoal.cli",
+        "-p",
+        str(proj),
+        "score",
+        "--views",
+        "2",
+        "--batch",
+        "4",
+        "-q",
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            done = db_rows(proj, "SELECT COUNT(*) FROM chip_scores")[0][0]
+            if done >= 8:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    partial = db_rows(proj, "SELECT COUNT(*) FROM chip_scores")[0][0]
+    assert 8 <= partial < n_chips, "kill landed mid-run"
+    result = run("-p", str(proj), "score", "--views", "2", "--batch", "4", "-q")
+    assert f"{partial} already scored" in result.output
+    ids = [r[0] for r in db_rows(proj, "SELECT chip_id FROM chip_scores")]
+    assert len(ids) == len(set(ids)) == n_chips
+    mismatch = db_rows(
+        proj,
+        "SELECT s.chip_id FROM chip_scores s LEFT JOIN detections d ON d.chip_id = s.chip_id "
+        "GROUP BY s.chip_id HAVING COUNT(d.id) != MAX(s.n_detections)",
+    )
+    assert mismatch == []
+
+
+def test_model_with_other_classes_is_refused(tmp_path: Path, make_raster) -> None:
+    from ultralytics import YOLO
+
+    proj = small_project(tmp_path / "p", size=64)
+    path, _ = make_raster(width=100, height=100)
+    run("-p", str(proj), "tile", str(path), "--size", "64", "-q")
+    model = YOLO("yolov8n.yaml")
+    model.model.names = {0: "ship", 1: "whale", 2: "car"}
+    model.model.yaml["nc"] = 3
+    pt = tmp_path / "other.pt"
+    model.save(pt)
+    result = run("-p", str(proj), "score", "--model", str(pt), ok=False)
+    assert result.exit_code != 0
+    assert "other.pt" in result.output and "tree" in result.output and "whale" in result.output
+    assert db_rows(proj, "SELECT COUNT(*) FROM chip_scores")[0][0] == 0
+    missing = run("-p", str(proj), "score", "--model", str(tmp_path / "nope.pt"), ok=False)
+    assert "nope.pt" in missing.output and missing.exit_code != 0
