@@ -18,7 +18,7 @@ DEMO_MARK = ".geoal-demo"
 
 def run_demo(out: Path, *, seed: int = 0, progress: bool = True) -> Iterator[str]:
     """Build a synthetic scene, create a project in ``out`` and run the stages; yields log lines."""
-    from geoal.pipeline import project_status, tile_scenes, write_chip_map
+    from geoal.pipeline.catalog import project_status, tile_scenes, write_chip_map
 
     out = Path(out)
     if out.exists():

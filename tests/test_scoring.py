@@ -69,7 +69,7 @@ def test_score_real_geotiffs_store_and_skip(tmp_path: Path, shared_data: Path) -
         proj, "SELECT chip_id, n_detections, expected_count, scores, embedding FROM chip_scores"
     )
     assert len(rows) == n_chips == len({r[0] for r in rows})
-    for _chip, n_det, expected, scores, emb in rows:
+    for _chip, _n_det, expected, scores, emb in rows:
         scores = json.loads(scores)
         assert {"max", "mean", "sum", "topk_mean", "miaod", "box_instability"} <= set(scores)
         assert all(np.isfinite(v) and v >= 0 for v in scores.values())

@@ -121,12 +121,22 @@ class Detector:
             n_views, n_anchors, n_cls = len(names), raw.shape[-1], self.num_classes
             scores = raw[:, 4:].reshape(n_views, n_images, n_cls, n_anchors)
             scores = scores.gather(3, perms[:, None, None, :].expand_as(scores))
-            anchor_probs = scores.permute(1, 0, 3, 2).float().cpu().numpy()  # (B, V, A, C)
+            anchor_probs = (
+                (  # (B, V, A, C)
+                    scores.permute(1, 0, 3, 2).to(
+                        torch.float32, memory_format=torch.contiguous_format
+                    )
+                )
+                .cpu()
+                .numpy()
+            )
             pooled = [f[:n_images].mean(dim=(2, 3), dtype=torch.float32) for f in feats]
             embedding = torch.nn.functional.normalize(torch.cat(pooled, 1), dim=1).cpu().numpy()
             counts = [int(d.shape[0]) for d in dets]
-            det_rows = torch.cat(dets).float().cpu().numpy()  # (sum N, 6) xyxy, conf, cls
-            anchor_idx = torch.cat([k.reshape(-1) for k in keep]).long().cpu().numpy()
+            kept = torch.cat(dets).float()  # (sum N, 6) xyxy, conf, cls
+            kept[:, :4].clamp_(0, input_size)  # as ultralytics clips boxes to the image
+            det_rows = kept.cpu().numpy()
+            anchor_idx = torch.cat([k.reshape(-1).long() for k in keep]).cpu().numpy()
         return _results(
             names, size, input_size, anchor_probs, embedding, counts, det_rows, anchor_idx
         )
@@ -273,7 +283,7 @@ def _results(
 
 
 def _view_tensor(x: torch.Tensor, name: str) -> torch.Tensor:
-    """The view ``name`` of a (N, 3, H, W) batch, the same operation as ``views.transform_image``."""
+    """The view ``name`` of a (N, 3, H, W) batch: ``views.transform_image`` on the last two axes."""
     ops = get_view_ops(name)
     if ops.swap:
         x = x.transpose(-2, -1)

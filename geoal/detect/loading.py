@@ -61,7 +61,7 @@ def load_detector(
         net, model_hash = _load_pt(path, class_names)
     else:
         raise ModelError(
-            f"model {text!r} is neither a .pt checkpoint nor a .yaml architecture; give one of those"
+            f"model {text!r} is neither a .pt checkpoint nor a .yaml architecture; give either"
         )
     net = _prepare(net, torch_device, use_half)
     return Detector(
@@ -178,7 +178,7 @@ def _check_detection_model(net: Any, source: str) -> None:
     from ultralytics.nn.modules.head import Detect
     from ultralytics.nn.tasks import DetectionModel
 
-    head = net.model[-1] if isinstance(net, DetectionModel) else None
+    head = net.model[-1] if isinstance(net, DetectionModel) else None  # type: ignore[index]
     if type(head) is not Detect:  # Segment, Pose, OBB... add channels after the class scores
         raise ModelError(
             f"model file {source!r} is a {type(net).__name__}, not a plain YOLO detection model"
@@ -194,6 +194,8 @@ def _model_class_names(net: Any) -> tuple[str, ...]:
 
 def _prepare(net: Any, device: torch.device, half: bool) -> Any:
     """Eval, one-to-many head, fused, on ``device``, fp16 or fp32, no gradients."""
+    import torch
+
     head = net.model[-1]
     if getattr(head, "one2one_cv2", None) is not None:
         # End-to-end heads (YOLOv10, YOLO26) score only their top-k boxes; the
@@ -203,9 +205,29 @@ def _prepare(net: Any, device: torch.device, half: bool) -> Any:
     net.fuse(verbose=False)
     net = net.to(device)
     net = net.half() if half else net.float()
+    if _channels_last(device):
+        # As ultralytics' predictor does: faster convolutions, and the same numbers as YOLO.predict.
+        net = net.to(memory_format=torch.channels_last)
     for parameter in net.parameters():
         parameter.requires_grad_(False)
     return net
+
+
+def _channels_last(device: torch.device) -> bool:
+    """Whether ultralytics' predictor runs this device channels-last (CUDA; x86 CPU + oneDNN)."""
+    import platform
+
+    import torch
+
+    if device.type == "cuda":
+        return True
+    return (
+        device.type == "cpu"
+        and platform.system() in {"Linux", "Windows"}
+        and platform.machine() in {"AMD64", "x86_64"}
+        and torch.backends.mkldnn.is_available()
+        and bool(torch.backends.mkldnn.enabled)
+    )
 
 
 def _sha256_file(path: Path) -> str:

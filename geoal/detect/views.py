@@ -79,7 +79,7 @@ def view_names(views: int) -> tuple[str, ...]:
 
 
 def inverse_transform(transform: str) -> str:
-    """The name of the view that undoes ``transform`` (rot90 <-> rot270, the rest are involutions)."""
+    """The view that undoes ``transform``: rot90 <-> rot270; the others undo themselves."""
     matrix = transform_matrix(transform)
     for name in VIEW_TRANSFORMS:
         if np.array_equal(transform_matrix(name), matrix.T):
@@ -163,7 +163,7 @@ def anchor_centres(grid_shapes: Sequence[tuple[int, int]], strides: Sequence[int
 
 
 def anchor_permutation(grid_shapes: Sequence[tuple[int, int]], transform: str) -> np.ndarray:
-    """(A,) int64 ``perm`` with ``view_scores[perm]`` = a view's per-anchor output on the original grid.
+    """(A,) int64 ``perm``: ``view_scores[perm]`` is a view's anchor output on the original grid.
 
     ``grid_shapes`` is the (rows, cols) of each level, in head order. Original
     anchor ``a`` at (level, y, x) sees the ground that the view shows at

@@ -119,6 +119,8 @@ class Picker:
         self.constraints = c
         self.spent = 0.0
         self.refused = {"budget": 0, "spatial": 0, "quota": 0}
+        # Cheapest chip a constraint refused: if it would fit what is left, the budget is unmet.
+        self.min_blocked_cost = math.inf
         self.groups = pool.groups if pool.groups is not None else np.zeros(pool.n, np.int64)
         self.costs: npt.NDArray[np.float64]
         if budget.k is not None:
@@ -157,13 +159,16 @@ class Picker:
         taken = self._taken.get(g, 0.0)
         # A group's first chip is always within its quota.
         if taken > 0 and taken + cost > self._quota + 1e-9:
-            self.refused["quota"] += 1
-            return False
+            return self._refuse("quota", cost)
         if self.spatial is not None:
             if self.spatial.conflicts(i):
-                self.refused["spatial"] += 1
-                return False
+                return self._refuse("spatial", cost)
             self.spatial.add(i)
         self._taken[g] = taken + cost
         self.spent += cost
         return True
+
+    def _refuse(self, reason: str, cost: float) -> bool:
+        self.refused[reason] += 1
+        self.min_blocked_cost = min(self.min_blocked_cost, cost)
+        return False

@@ -143,7 +143,9 @@ class Selection:
       distance to the nearest already-selected or labelled chip in embedding units (coreset;
       NaN for a random first pick), NaN (random).
     - ``cost``: total expected objects charged (``min_cost`` applied); NaN without them.
-    - ``complete``: False when the pool or the constraints stopped short of the budget.
+    - ``complete``: True when the budget is met: k chips, or (``max_objects``) chips are left
+      and none fits what is left of the budget. False when the pool ran out or the
+      constraints refused chips that would have fitted.
     - ``note``: why it is incomplete, or which fallback was used; "" otherwise.
     """
 

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from geoal.errors import SelectionError
 from geoal.select.constraints import Picker
+from geoal.select.kcenter import k_center
 from geoal.select.pool import Budget, Constraints, IntArray, Selection, SelectionPool
-
-# Seed distances are computed in blocks of labelled embeddings of about this many floats.
-_BLOCK_FLOATS = 1 << 24
 
 
 class Strategy(Protocol):
@@ -69,13 +67,14 @@ def select_coreset(
 
     Starts from ``pool.labelled_embeddings`` when given, else from a random chip; each step
     picks the chip farthest (Euclidean) from everything selected or labelled so far.
-    Cost per step is one float32 (N, D) matrix-vector product: no N x N matrix is formed.
+    Cost per step is at most one float32 pass over the (N, D) embeddings, usually much less
+    (see ``geoal.select.kcenter``); no N x N matrix is formed.
     Works before any model exists when the embeddings are ``image_stats_embedding`` vectors.
     """
     emb = _require_embeddings(pool, "coreset")
     picker = Picker(pool, budget, constraints)
     cand = np.arange(pool.n, dtype=np.int64)
-    picked, dist = _k_center(emb, cand, picker, rng, pool.labelled_embeddings, first="random")
+    picked, dist = k_center(emb, cand, picker, rng, pool.labelled_embeddings, first="random")
     return _finish(pool, picker, picked, dist, pool.n)
 
 
@@ -107,13 +106,13 @@ def select_hybrid(
     reach = np.cumsum(picker.costs[order]) >= pool_factor * picker.capacity - 1e-9
     m = int(np.argmax(reach)) + 1 if reach.any() else len(order)
     top, rest = order[:m], order[m:]
-    picked, _ = _k_center(
+    picked, _ = k_center(
         pool.embeddings[top], top, picker, rng, pool.labelled_embeddings, first="top"
     )
     note = ""
     if not picker.done and len(rest):
         extra = _walk(rest, picker)
-        if extra:
+        if len(extra):
             note = f"hybrid: constraints exhausted the top {m}; {len(extra)} filled in score order"
         picked = np.concatenate([picked, extra]).astype(np.int64)
     sel = _finish(pool, picker, picked, scores[picked], len(order))
@@ -178,69 +177,6 @@ def _walk(order: IntArray, picker: Picker) -> IntArray:
     return np.asarray(picked, dtype=np.int64)
 
 
-def _k_center(
-    x: npt.NDArray[np.float32],
-    cand: IntArray,
-    picker: Picker,
-    rng: np.random.Generator,
-    seeds: npt.NDArray[np.float32] | None,
-    first: Literal["random", "top"],
-) -> tuple[IntArray, npt.NDArray[np.float64]]:
-    """Greedy k-center over candidates ``x`` (M, D), whose pool indices are ``cand`` (M,).
-
-    Returns the picked pool indices and each one's distance to the nearest earlier centre
-    (NaN for a first pick without seeds). ``first`` picks the first centre when there are no
-    seeds: a random candidate, or the first admissible one of ``cand``'s order.
-    """
-    sq = np.einsum("ij,ij->i", x, x)
-    # Squared distance to the nearest centre; -inf marks picked or refused candidates.
-    near = np.full(len(x), np.inf, dtype=np.float32)
-    if seeds is not None and len(seeds):
-        near = _nearest_sq(x, sq, seeds)
-    have_centre = bool(seeds is not None and len(seeds))
-    buf = np.empty(len(x), dtype=np.float32)
-    picked: list[int] = []
-    dist: list[float] = []
-    while not picker.done:
-        if have_centre:
-            j = int(np.argmax(near))
-        else:
-            live = np.flatnonzero(near > -np.inf)
-            if len(live) == 0:
-                break
-            j = int(live[rng.integers(len(live))] if first == "random" else live[0])
-        if near[j] == -np.inf:
-            break
-        reach = float(near[j])
-        near[j] = -np.inf
-        if not picker.try_add(int(cand[j])):
-            continue
-        picked.append(int(cand[j]))
-        dist.append(math.sqrt(max(reach, 0.0)) if have_centre else math.nan)
-        have_centre = True
-        # ||a - c||^2 = ||a||^2 - 2 a.c + ||c||^2, one matrix-vector product per centre.
-        np.dot(x, -2.0 * x[j], out=buf)
-        buf += sq
-        buf += sq[j]
-        np.minimum(near, buf, out=near)
-    return np.asarray(picked, dtype=np.int64), np.asarray(dist, dtype=np.float64)
-
-
-def _nearest_sq(
-    x: npt.NDArray[np.float32], sq: npt.NDArray[np.float32], seeds: npt.NDArray[np.float32]
-) -> npt.NDArray[np.float32]:
-    """(M,) squared distance from each row of ``x`` (M, D) to its nearest row of ``seeds``."""
-    near = np.full(len(x), np.inf, dtype=np.float32)
-    step = max(1, _BLOCK_FLOATS // max(len(x), 1))
-    for s in range(0, len(seeds), step):
-        block = seeds[s : s + step]
-        d = x @ (-2.0 * block.T).astype(np.float32)
-        d += sq[:, None]
-        d += np.einsum("ij,ij->i", block, block)[None, :]
-        np.minimum(near, d.min(axis=1), out=near)
-    return near
-
-
 def _finish(
     pool: SelectionPool,
     picker: Picker,
@@ -257,8 +193,10 @@ def _finish(
         complete = picker.done
         wanted = f"{len(picked)} of k={b.k} chips"
     else:
-        # Under max_objects the budget is used up when no remaining candidate fits.
-        complete = picker.done or refused["spatial"] + refused["quota"] == 0
+        # The objects budget is met when chips are left and none of them fits what is left:
+        # those refused for cost never will; those refused by a constraint are checked here.
+        left = picker.capacity - picker.spent
+        complete = picker.done or (len(picked) < n_candidates and picker.min_blocked_cost > left)
         wanted = f"{picker.spent:g} of max_objects={b.max_objects:g}"
     note = ""
     if not complete:
