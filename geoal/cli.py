@@ -273,6 +273,141 @@ def score(
     )
 
 
+@main.command()
+@click.option(
+    "--budget",
+    "-k",
+    type=click.IntRange(1),
+    default=None,
+    help="Chips to select (default: config, 50).",
+)
+@click.option(
+    "--budget-objects",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Instead of chips: expected objects to label (annotators pay per box).",
+)
+@click.option(
+    "--strategy",
+    "-s",
+    default=None,
+    help="random, uncertainty, coreset or hybrid (default: config, hybrid).",
+)
+@click.option(
+    "--aggregation",
+    default=None,
+    help="Stored chip score to rank by: miaod, max, mean, sum, topk_mean, box_instability.",
+)
+@click.option(
+    "--model",
+    "model_hash",
+    default=None,
+    help="Use the scores of this model (hash prefix; default: the latest).",
+)
+@click.option("--seed", type=int, default=None, help="Random seed (default: config, 0).")
+@click.option(
+    "--min-distance",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Selected chips must not overlap and lie at least this far apart (CRS units); -1 allows overlap.",
+)
+@click.option(
+    "--max-share",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Per-scene quota: no scene takes more than this share of the round.",
+)
+@click.option(
+    "--pool-factor",
+    type=click.FloatRange(min=1),
+    default=5.0,
+    show_default=True,
+    help="hybrid: diversity among the top pool-factor x budget uncertain chips.",
+)
+@click.pass_context
+@friendly
+def select(
+    ctx: click.Context,
+    budget: int | None,
+    budget_objects: float | None,
+    strategy: str | None,
+    aggregation: str | None,
+    model_hash: str | None,
+    seed: int | None,
+    min_distance: float,
+    max_share: float | None,
+    pool_factor: float,
+) -> None:
+    """Select the chips worth labelling under a budget and record them as a new round.
+
+    Cold start (nothing scored yet): --strategy random, or coreset on image statistics.
+    """
+    from geoal.pipeline.rounds import SelectOptions, select_round
+
+    if budget is not None and budget_objects is not None:
+        raise ConfigError("give --budget (chips) or --budget-objects (objects), not both")
+    with _project(ctx) as project:
+        cfg = project.config
+        opts = SelectOptions(
+            strategy=strategy or cfg.select.strategy,
+            budget=None if budget_objects is not None else (budget or cfg.select.budget),
+            budget_objects=budget_objects,
+            aggregation=aggregation or cfg.score.aggregation,
+            model_hash=model_hash,
+            seed=cfg.select.seed if seed is None else seed,
+            min_distance=None if min_distance < 0 else min_distance,
+            max_share=max_share,
+            pool_factor=pool_factor,
+        )
+        with project.write_lock("select"):
+            report = select_round(project, opts)
+    model = report.model_hash[:12] if report.model_hash else "none (cold start)"
+    click.echo(
+        f"round {report.round_id}: {len(report.chips)} chips selected by {opts.strategy} (model {model})"
+    )
+    if report.note:
+        click.echo(f"note: {report.note}")
+    click.echo(
+        f"next: geoal export --round {report.round_id} --format coco --out round{report.round_id}/"
+    )
+
+
+@main.command()
+@click.option(
+    "--cancel",
+    "cancel_id",
+    type=int,
+    default=None,
+    help="Cancel this open round (its chips become candidates again).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_context
+@friendly
+def rounds(ctx: click.Context, cancel_id: int | None, as_json: bool) -> None:
+    """List the selection rounds (or cancel one)."""
+    from geoal.pipeline.rounds import cancel_round, list_rounds
+
+    with _project(ctx) as project:
+        if cancel_id is not None:
+            with project.write_lock("rounds --cancel"):
+                n = cancel_round(project, cancel_id)
+            click.echo(f"round {cancel_id} cancelled ({n} chips are candidates again)")
+            return
+        rows = list_rounds(project)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no rounds yet; create one with 'geoal select'")
+    for r in rows:
+        model = (r["model_hash"] or "-")[:12]
+        click.echo(
+            f"round {r['id']:>3}  {r['status']:<9} {r['strategy']:<11} model {model:<12} "
+            f"chips {r['chips']:>5}  labelled {r['labelled']:>5}  {r['created_at']}"
+        )
+
+
 def _scene_ids(project: Any, names: tuple[str, ...]) -> tuple[int, ...]:
     """Scene ids from ids or names given on the command line."""
     if not names:

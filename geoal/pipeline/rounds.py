@@ -1,0 +1,294 @@
+"""Selection rounds: gather the candidate pool from the store, run a strategy, record the round.
+
+A round records which chips were picked, why (their scores), with which model,
+strategy, budget and seed. Chips in an open round are not candidates again until
+the round is cancelled; labelled chips never are.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from geoal.errors import SelectionError
+from geoal.project import Project
+
+
+@dataclass(frozen=True)
+class SelectOptions:
+    """Options of ``geoal select``."""
+
+    strategy: str = "hybrid"
+    budget: int | None = 50  # chips
+    budget_objects: float | None = None  # expected objects (annotators pay per box)
+    aggregation: str = "miaod"
+    model_hash: str | None = None  # default: the model that scored chips most recently
+    seed: int = 0
+    min_distance: float | None = 0.0  # CRS units; None = overlapping chips allowed
+    max_share: float | None = None  # per-scene quota, 0-1
+    pool_factor: float = 5.0  # hybrid: top pool_factor * k uncertain, then diversity
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    """What ``geoal select`` recorded."""
+
+    round_id: int
+    chips: list[int]
+    model_hash: str | None
+    note: str
+
+
+def scoring_model(project: Project, model_hash: str | None) -> str | None:
+    """The model whose scores to use: given (hash or unique prefix), or the latest that scored."""
+    conn = project.store.conn
+    if model_hash:
+        rows = conn.execute(
+            "SELECT DISTINCT model_hash FROM chip_scores WHERE model_hash LIKE ?",
+            (model_hash + "%",),
+        ).fetchall()
+        if len(rows) != 1:
+            known = [r[0][:12] for r in conn.execute("SELECT DISTINCT model_hash FROM chip_scores")]
+            raise SelectionError(
+                f"--model {model_hash}: {'ambiguous' if rows else 'no scores'}; "
+                f"models with scores: {', '.join(known) or 'none (run geoal score)'}"
+            )
+        return str(rows[0][0])
+    row = conn.execute(
+        "SELECT model_hash FROM chip_scores ORDER BY scored_at DESC, rowid DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def candidate_pool(
+    project: Project, model_hash: str | None, aggregation: str, need_stats: bool
+) -> tuple[np.ndarray, Any]:
+    """Candidate chip ids (N,) and their SelectionPool (scores, embeddings, bounds, groups, costs)."""
+    from geoal.raster.grid import window_bounds
+    from geoal.select import SelectionPool
+
+    conn = project.store.conn
+    rows = conn.execute(
+        """
+        SELECT c.id, c.scene_id, c.col_off, c.row_off, c.width, c.height,
+               s.scores, s.embedding, s.expected_count
+        FROM chips c
+        LEFT JOIN chip_scores s ON s.chip_id = c.id AND s.model_hash = ?
+        WHERE NOT EXISTS (SELECT 1 FROM labelled_chips l WHERE l.chip_id = c.id)
+          AND NOT EXISTS (SELECT 1 FROM round_chips rc JOIN rounds r ON r.id = rc.round_id
+                          WHERE rc.chip_id = c.id AND r.status = 'open')
+        ORDER BY c.id
+        """,
+        (model_hash or "",),
+    ).fetchall()
+    if not rows:
+        raise SelectionError(
+            f"{project.root}: no candidate chips (all labelled or in open rounds); "
+            "add scenes with 'geoal tile' or cancel a round"
+        )
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    groups = np.array([r[1] for r in rows], dtype=np.int64)
+    windows = np.array([r[2:6] for r in rows], dtype=np.int64)
+    scenes = {s.id: s for s in project.store.scenes()}
+    bounds = np.empty((len(rows), 4))
+    for sid in np.unique(groups):
+        m = groups == sid
+        bounds[m] = window_bounds(scenes[int(sid)].transform, windows[m])
+    scores = np.full(len(rows), np.nan)
+    expected = np.zeros(len(rows))
+    emb_list: list[np.ndarray | None] = []
+    for i, r in enumerate(rows):
+        if r[6] is not None:
+            all_scores = json.loads(r[6])
+            if aggregation not in all_scores:
+                raise SelectionError(
+                    f"--aggregation {aggregation}: not stored; stored: {', '.join(sorted(all_scores))}"
+                )
+            scores[i] = all_scores[aggregation]
+            expected[i] = r[8]
+        emb_list.append(None if r[7] is None else np.frombuffer(r[7], dtype="<f4"))
+    embeddings = None
+    if need_stats:
+        embeddings = image_stats_embeddings(project, ids, groups, windows)
+    elif all(e is not None for e in emb_list):
+        embeddings = np.stack(emb_list)  # type: ignore[arg-type]
+    labelled = None
+    if model_hash and embeddings is not None and not need_stats:
+        lab = conn.execute(
+            "SELECT s.embedding FROM chip_scores s JOIN labelled_chips l ON l.chip_id = s.chip_id "
+            "WHERE s.model_hash = ? AND s.embedding IS NOT NULL",
+            (model_hash,),
+        ).fetchall()
+        if lab:
+            labelled = np.stack([np.frombuffer(r[0], dtype="<f4") for r in lab])
+    pool = SelectionPool(
+        scores=scores,
+        embeddings=embeddings,
+        bounds=bounds,
+        groups=groups,
+        expected_objects=expected,
+        labelled_embeddings=labelled,
+    )
+    return ids, pool
+
+
+def image_stats_embeddings(
+    project: Project, ids: np.ndarray, groups: np.ndarray, windows: np.ndarray
+) -> np.ndarray:
+    """Cold start: (N, D) image-statistics embeddings of the chips (reads every candidate)."""
+    from tqdm import tqdm
+
+    from geoal.raster.reader import iter_chips
+    from geoal.select import image_stats_embedding
+
+    scenes = {s.id: s for s in project.store.scenes()}
+    items = [(int(c), int(g), tuple(w)) for c, g, w in zip(ids, groups, windows, strict=True)]
+    out = [
+        image_stats_embedding(arr)
+        for _, arr in tqdm(
+            iter_chips(scenes, items),
+            total=len(items),
+            desc="image statistics",
+            unit="chip",
+            disable=len(items) < 200,
+        )
+    ]
+    return np.stack(out)
+
+
+def select_round(project: Project, opts: SelectOptions) -> RoundReport:
+    """Pick chips with a strategy under a budget and record them as a new open round."""
+    from geoal.select import Budget, Constraints, get_strategy
+
+    strategy = get_strategy(opts.strategy)
+    model_hash = scoring_model(project, opts.model_hash)
+    cold = model_hash is None
+    if cold and opts.strategy not in ("random", "coreset"):
+        raise SelectionError(
+            f"no chip has been scored yet, so '{opts.strategy}' has nothing to rank: "
+            "run 'geoal score', or cold-start with --strategy random or --strategy coreset"
+        )
+    need_stats = cold and opts.strategy == "coreset"
+    ids, pool = candidate_pool(project, model_hash, opts.aggregation, need_stats)
+    if opts.budget_objects is not None and cold:
+        raise SelectionError(
+            "--budget-objects needs expected object counts: run 'geoal score' first"
+        )
+    budget = (
+        Budget(max_objects=opts.budget_objects)
+        if opts.budget_objects is not None
+        else Budget(k=int(opts.budget or 0))
+    )
+    constraints = Constraints(min_distance=opts.min_distance, max_share=opts.max_share)
+    rng = np.random.default_rng(opts.seed)
+    kwargs: dict[str, Any] = {"pool_factor": opts.pool_factor} if opts.strategy == "hybrid" else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the fallback is reported in sel.note
+        sel = strategy(pool, budget, rng, constraints, **kwargs)
+    if not len(sel):
+        raise SelectionError(
+            f"strategy '{opts.strategy}' selected no chip: {sel.note or 'empty pool'}"
+        )
+    chosen = ids[sel.indices]
+    params = {
+        "aggregation": opts.aggregation,
+        "min_distance": opts.min_distance,
+        "max_share": opts.max_share,
+        "pool_factor": opts.pool_factor,
+        "cold_start": cold,
+        "note": sel.note,
+    }
+    budget_json = (
+        {"chips": opts.budget} if opts.budget_objects is None else {"objects": opts.budget_objects}
+    )
+    scores = pool.scores if pool.scores is not None else np.full(pool.n, np.nan)
+    with project.store.transaction() as conn:
+        cur = conn.execute(
+            "INSERT INTO rounds (strategy, model_hash, seed, budget, params) VALUES (?, ?, ?, ?, ?)",
+            (opts.strategy, model_hash, opts.seed, json.dumps(budget_json), json.dumps(params)),
+        )
+        round_id = int(cur.lastrowid or 0)
+        conn.executemany(
+            "INSERT INTO round_chips (round_id, chip_id, rank, score, reason) VALUES (?, ?, ?, ?, ?)",
+            [
+                (
+                    round_id,
+                    int(chosen[rank]),
+                    rank,
+                    None if np.isnan(scores[i]) else float(scores[i]),
+                    json.dumps(
+                        {
+                            "strategy_value": None
+                            if np.isnan(sel.reasons[rank])
+                            else float(sel.reasons[rank]),
+                            "expected_objects": float(pool.expected_objects[i])
+                            if pool.expected_objects is not None
+                            else None,
+                        }
+                    ),
+                )
+                for rank, i in enumerate(sel.indices)
+            ],
+        )
+    return RoundReport(round_id, [int(c) for c in chosen], model_hash, sel.note)
+
+
+def list_rounds(project: Project) -> list[dict[str, Any]]:
+    """Every round with its chip and labelled counts."""
+    rows = project.store.conn.execute(
+        """
+        SELECT r.id, r.status, r.strategy, r.model_hash, r.seed, r.budget, r.created_at,
+               COUNT(rc.chip_id) AS chips,
+               SUM(EXISTS (SELECT 1 FROM labelled_chips l WHERE l.chip_id = rc.chip_id)) AS labelled
+        FROM rounds r LEFT JOIN round_chips rc ON rc.round_id = r.id
+        GROUP BY r.id ORDER BY r.id
+        """
+    ).fetchall()
+    return [
+        dict(r) | {"budget": json.loads(r["budget"]), "labelled": r["labelled"] or 0} for r in rows
+    ]
+
+
+def round_chip_ids(project: Project, round_id: int | None) -> tuple[int, list[int]]:
+    """The chips of a round (default: the latest open one), in selection order."""
+    conn = project.store.conn
+    if round_id is None:
+        row = conn.execute(
+            "SELECT id FROM rounds WHERE status = 'open' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            raise SelectionError(f"{project.root}: no open round; create one with 'geoal select'")
+        round_id = int(row[0])
+    row = conn.execute("SELECT status FROM rounds WHERE id = ?", (round_id,)).fetchone()
+    if row is None:
+        raise SelectionError(f"{project.root}: no round {round_id}")
+    if row[0] == "cancelled":
+        raise SelectionError(f"round {round_id} was cancelled")
+    ids = [
+        int(r[0])
+        for r in conn.execute(
+            "SELECT chip_id FROM round_chips WHERE round_id = ? ORDER BY rank", (round_id,)
+        )
+    ]
+    return round_id, ids
+
+
+def cancel_round(project: Project, round_id: int) -> int:
+    """Cancel an open round: its unlabelled chips become candidates again. Returns its size."""
+    conn = project.store.conn
+    row = conn.execute("SELECT status FROM rounds WHERE id = ?", (round_id,)).fetchone()
+    if row is None:
+        raise SelectionError(f"{project.root}: no round {round_id}")
+    if row[0] != "open":
+        raise SelectionError(f"round {round_id} is {row[0]}; only an open round can be cancelled")
+    with project.store.transaction():
+        conn.execute("UPDATE rounds SET status = 'cancelled' WHERE id = ?", (round_id,))
+    return int(
+        conn.execute("SELECT COUNT(*) FROM round_chips WHERE round_id = ?", (round_id,)).fetchone()[
+            0
+        ]
+    )

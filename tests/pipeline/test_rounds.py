@@ -1,0 +1,126 @@
+"""Selection rounds over a real store: strategies, constraints, cold start, cancel."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from geoal.cli import main
+from geoal.errors import SelectionError
+from geoal.pipeline.rounds import SelectOptions, cancel_round, list_rounds, select_round
+from geoal.project import open_project
+
+
+def run(*args: str, ok: bool = True):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def fake_scores(proj_dir: Path, seed: int = 0) -> None:
+    """Give every chip stored scores and embeddings as if a model had scored it."""
+    rng = np.random.default_rng(seed)
+    with open_project(proj_dir) as p, p.store.transaction() as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM chips")]
+        for cid in ids:
+            s = float(rng.random())
+            conn.execute(
+                "INSERT INTO chip_scores (chip_id, model_hash, views, n_detections, expected_count, scores, embedding) "
+                "VALUES (?, 'abc123', 2, 0, ?, ?, ?)",
+                (
+                    cid,
+                    float(rng.integers(0, 6)),
+                    json.dumps({"miaod": s, "max": s / 2}),
+                    rng.random(16).astype("<f4").tobytes(),
+                ),
+            )
+
+
+@pytest.fixture
+def proj(tmp_path: Path, make_raster) -> Path:
+    run("init", str(tmp_path / "p"), "--classes", "ship,tank")
+    a, _ = make_raster(width=640, height=640)
+    b, _ = make_raster(width=640, height=640, seed=3, origin=(600_000.0, 4_000_000.0))
+    run("-p", str(tmp_path / "p"), "tile", str(a), str(b), "--size", "64", "--overlap", "0.5", "-q")
+    return tmp_path / "p"
+
+
+def test_cold_start_and_scored_strategies(proj: Path) -> None:
+    with open_project(proj) as p:
+        with pytest.raises(SelectionError, match="cold-start with --strategy random"):
+            select_round(p, SelectOptions(strategy="hybrid", budget=5))
+        r = select_round(p, SelectOptions(strategy="coreset", budget=5))
+        assert len(r.chips) == 5 and r.model_hash is None
+    fake_scores(proj)
+    with open_project(proj) as p:
+        for strategy in ("random", "uncertainty", "coreset", "hybrid"):
+            r = select_round(p, SelectOptions(strategy=strategy, budget=6, seed=1))
+            assert len(r.chips) == 6
+        rounds = list_rounds(p)
+        chosen = [
+            c
+            for rd in rounds
+            for c in p.store.conn.execute(
+                "SELECT chip_id FROM round_chips WHERE round_id = ?", (rd["id"],)
+            )
+        ]
+        assert len(chosen) == len(set(chosen)), "a chip in an open round is not selected again"
+
+
+def test_uncertainty_picks_top_scores_without_overlap(proj: Path) -> None:
+    fake_scores(proj)
+    with open_project(proj) as p:
+        r = select_round(p, SelectOptions(strategy="uncertainty", budget=10, min_distance=0.0))
+        rows = p.store.conn.execute(
+            "SELECT c.scene_id, c.col_off, c.row_off, c.width FROM round_chips rc JOIN chips c ON c.id = rc.chip_id WHERE round_id = ?",
+            (r.round_id,),
+        ).fetchall()
+        for i, a in enumerate(rows):
+            for b in rows[i + 1 :]:
+                if a[0] == b[0]:
+                    overlap = (
+                        min(a[1] + 64, b[1] + 64) - max(a[1], b[1]) > 0
+                        and min(a[2] + 64, b[2] + 64) - max(a[2], b[2]) > 0
+                    )
+                    assert not overlap
+        scores = [
+            s
+            for (s,) in p.store.conn.execute(
+                "SELECT score FROM round_chips WHERE round_id = ? ORDER BY rank", (r.round_id,)
+            )
+        ]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_objects_budget_quota_and_cancel(proj: Path) -> None:
+    fake_scores(proj)
+    with open_project(proj) as p:
+        r = select_round(
+            p,
+            SelectOptions(strategy="uncertainty", budget=None, budget_objects=20.0, max_share=0.5),
+        )
+        cost = p.store.conn.execute(
+            "SELECT SUM(MAX(s.expected_count, 1.0)) FROM round_chips rc JOIN chip_scores s ON s.chip_id = rc.chip_id WHERE round_id = ?",
+            (r.round_id,),
+        ).fetchone()[0]
+        assert cost <= 20.0
+        before = p.store.counts()["selected"]
+        assert cancel_round(p, r.round_id) == len(r.chips)
+        assert p.store.counts()["selected"] == before - len(r.chips)
+        with pytest.raises(SelectionError, match="only an open round"):
+            cancel_round(p, r.round_id)
+
+
+def test_cli_select_and_rounds(proj: Path) -> None:
+    bad = run("-p", str(proj), "select", "-k", "3", "-s", "nope", ok=False)
+    assert "valid names: coreset, hybrid, random, uncertainty" in bad.output
+    out = run("-p", str(proj), "select", "-k", "3", "-s", "random", "--seed", "4").output
+    assert "round 1: 3 chips selected by random" in out
+    rounds = json.loads(run("-p", str(proj), "rounds", "--json").output)
+    assert rounds[0]["chips"] == 3 and rounds[0]["status"] == "open" and rounds[0]["seed"] == 4
+    assert "cancelled" in run("-p", str(proj), "rounds", "--cancel", "1").output
