@@ -423,6 +423,107 @@ def _scene_ids(project: Any, names: tuple[str, ...]) -> tuple[int, ...]:
     return tuple(out)
 
 
+@main.command()
+@click.argument("scenes", nargs=-1, required=True)
+@click.option("--model", "-m", required=True, help="Local .pt (its class names are used).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("detections.gpkg"),
+    show_default=True,
+    help=".gpkg (a layer per scene, its CRS) or .geojson (EPSG:4326).",
+)
+@click.option("--conf", type=float, default=0.25, show_default=True, help="Minimum confidence.")
+@click.option("--size", type=int, default=640, show_default=True, help="Chip side in pixels.")
+@click.option(
+    "--overlap", type=float, default=0.2, show_default=True, help="Overlap between chips, 0-1."
+)
+@click.option(
+    "--merge",
+    default="greedy-nmm",
+    show_default=True,
+    help="nms, nmm or greedy-nmm (SAHI's options).",
+)
+@click.option(
+    "--match",
+    default="ios",
+    show_default=True,
+    help="iou, or ios (intersection over the smaller box).",
+)
+@click.option(
+    "--threshold", type=float, default=0.5, show_default=True, help="Match threshold for merging."
+)
+@click.option("--batch", type=click.IntRange(1, 1024), default=16, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda:N.")
+@click.option("--bands", default=None, help="1-based bands shown as R,G,B.")
+@click.option(
+    "--summary",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write counts per scene and class to this CSV.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@friendly
+def predict(
+    scenes: tuple[str, ...],
+    model: str,
+    out: Path,
+    conf: float,
+    size: int,
+    overlap: float,
+    merge: str,
+    match: str,
+    threshold: float,
+    batch: int,
+    device: str,
+    bands: str | None,
+    summary: Path | None,
+    quiet: bool,
+) -> None:
+    """Detect objects over whole SCENES: sliced inference, cross-chip merging, georeferenced output.
+
+    Objects cut by a chip edge are merged with their whole view in the
+    neighbouring chip, so each appears once. Prints counts per scene and class.
+    """
+    from geoal.config import parse_bands
+    from geoal.pipeline.catalog import expand_inputs
+    from geoal.predict.scene import PredictOptions, predict_scenes, write_detections, write_summary
+
+    opts = PredictOptions(
+        model=model,
+        conf=conf,
+        size=size,
+        overlap=overlap,
+        merge=merge,
+        match=match,
+        threshold=threshold,
+        batch=batch,
+        device=device,
+        bands=parse_bands(bands) if bands else None,
+    )
+    paths, problems = expand_inputs(scenes)
+    report = predict_scenes(paths, opts, progress=not quiet)
+    report.errors[:0] = problems
+    if report.scenes:
+        layers = write_detections(report, out)
+        click.echo(f"wrote {out} ({', '.join(layers)})")
+    for scene in report.scenes:
+        rate = scene.chips / scene.seconds if scene.seconds else 0.0
+        click.echo(
+            f"{scene.name}: {len(scene.objects)} objects from {scene.raw_detections} chip detections, "
+            f"{scene.chips} chips ({rate:.1f} chips/s)"
+        )
+    for row in report.counts():
+        click.echo(f"  {row['scene']:<24} {row['class']:<16} {row['count']:>7}")
+    if summary is not None:
+        write_summary(report, summary)
+        click.echo(f"wrote {summary}")
+    for err in report.errors:
+        click.echo(f"geoal: error: {err}", err=True)
+    if report.errors:
+        sys.exit(1)
+
+
 @main.command(name="map")
 @click.option(
     "--out",

@@ -20,6 +20,8 @@ from geoal.errors import GeoalError, ProjectError
 from geoal.project import Project
 from geoal.raster.scene import canonical_path, catalogue, expand_inputs
 
+__all__ = ["expand_inputs", "project_status", "tile_scenes", "write_chip_map"]
+
 
 @dataclass
 class TileReport:

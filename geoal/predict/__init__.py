@@ -1,0 +1,1 @@
+"""Whole-scene detection: sliced inference over chips and cross-chip merging."""
