@@ -408,6 +408,170 @@ def rounds(ctx: click.Context, cancel_id: int | None, as_json: bool) -> None:
         )
 
 
+@main.command(name="export")
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    required=True,
+    help="coco, geojson, labelstudio (a round's chips with predictions) or yolo (all labelled chips).",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder to write.",
+)
+@click.option(
+    "--round",
+    "round_id",
+    type=int,
+    default=None,
+    help="Round to export (default: the latest open round).",
+)
+@click.option(
+    "--crs",
+    default="scene",
+    show_default=True,
+    help="GeoJSON: 'scene' (the scenes' CRS, declared) or EPSG:4326.",
+)
+@click.option("--image-format", default="png", show_default=True, help="png or jpg chip images.")
+@click.option("--geotiff", is_flag=True, help="Also write georeferenced chip GeoTIFFs (geotiff/).")
+@click.option(
+    "--image-root", default=None, help="Label Studio: URL prefix under which the images are served."
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 0.9),
+    default=0.2,
+    show_default=True,
+    help="YOLO: share held out for validation (by scene when possible).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+@friendly
+def export(
+    ctx: click.Context,
+    fmt: str,
+    out: Path,
+    round_id: int | None,
+    crs: str,
+    image_format: str,
+    geotiff: bool,
+    image_root: str | None,
+    val_fraction: float,
+    quiet: bool,
+) -> None:
+    """Export chips for annotation (with the model's detections as pre-annotations) or training.
+
+    Chip images are 8-bit with the project's stored stretch. COCO images record
+    their scene and window, so labels come back to the right pixels.
+    """
+    from geoal.pipeline.annotate import ExportOptions, export_round
+
+    with _project(ctx) as project:
+        opts = ExportOptions(
+            format=fmt.lower(),
+            out=out,
+            round_id=round_id,
+            crs=crs,
+            image_format=image_format.lower(),
+            geotiff=geotiff,
+            image_root=image_root,
+            val_fraction=val_fraction,
+            seed=project.config.select.seed,
+        )
+        info = export_round(project, opts, progress=not quiet)
+    what = f"round {info['round']}" if info["round"] is not None else "labelled chips"
+    click.echo(f"exported {info['chips']} chips ({what}) to {info['file']}")
+
+
+@main.command(name="import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    default=None,
+    help="coco, geojson or labelstudio (default: from the content).",
+)
+@click.option(
+    "--on-duplicate",
+    default="last",
+    show_default=True,
+    help="A chip labelled twice: 'last' wins, or 'refuse' the file.",
+)
+@click.option(
+    "--round",
+    "round_id",
+    type=int,
+    default=None,
+    help="GeoJSON without chip features: the round whose chips it labels (default: latest open).",
+)
+@click.option(
+    "--min-visible",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="GeoJSON: keep a box cut by a chip edge when this share of it is inside.",
+)
+@click.option(
+    "--class-field",
+    default="class",
+    show_default=True,
+    help="GeoJSON: the property that names each feature's class.",
+)
+@click.option(
+    "--class",
+    "fixed_class",
+    default=None,
+    help="GeoJSON: give every feature this class (files without a class property).",
+)
+@click.pass_context
+@friendly
+def import_(
+    ctx: click.Context,
+    file: Path,
+    fmt: str | None,
+    on_duplicate: str,
+    round_id: int | None,
+    min_visible: float,
+    class_field: str,
+    fixed_class: str | None,
+) -> None:
+    """Import labels (COCO, GeoJSON in any CRS, Label Studio export): all of the file or nothing.
+
+    Every problem is reported (unknown class, bad box, box outside its chip, an
+    image that is not a project chip, a path outside the export folder, ...);
+    with any problem nothing is stored. Importing the same file again changes nothing.
+    """
+    from geoal.pipeline.annotate import import_labels, import_summary
+
+    with _project(ctx) as project, project.write_lock("import"):
+        report = import_labels(
+            project,
+            file,
+            fmt.lower() if fmt else None,
+            on_duplicate=on_duplicate,
+            round_id=round_id,
+            min_visible=min_visible,
+            class_field=class_field,
+            fixed_class=fixed_class,
+        )
+    if report.problems:
+        for line in report.problems[:200]:
+            click.echo(f"geoal: problem: {line}", err=True)
+        more = len(report.problems) - 200
+        if more > 0:
+            click.echo(f"geoal: ... and {more} more problems", err=True)
+        click.echo(
+            f"geoal: error: {file}: {len(report.problems)} problem(s); nothing imported", err=True
+        )
+        sys.exit(1)
+    click.echo(import_summary(report))
+
+
 def _scene_ids(project: Any, names: tuple[str, ...]) -> tuple[int, ...]:
     """Scene ids from ids or names given on the command line."""
     if not names:

@@ -2,8 +2,10 @@
 
 The pool: N chips with random float32 embeddings (N, D) and random scores, laid out as
 overlapping 256 m chips (stride 192 m) on the grids of a few scenes. Hybrid runs with the
-spatial constraint on (min_distance 0: selected chips may not overlap). The last stdout line
-is one JSON object with the timings in seconds and their ratios to random.
+spatial constraint on (min_distance 0: selected chips may not overlap). Each timing is the
+best of ``--repeat`` runs. The last stdout line is one JSON object with the timings in
+seconds, their ratios to random, the BLAS thread setting and the machine's load average
+(timings on a busy shared machine are noisy; OPENBLAS_NUM_THREADS=1 steadies them).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 
@@ -46,11 +49,14 @@ def make_pool(n: int, d: int, scenes: int, rng: np.random.Generator) -> Selectio
     )
 
 
-def timed(run: Callable[[], Selection]) -> tuple[float, Selection]:
-    """Wall seconds of one call of ``run`` and its result."""
-    t = time.perf_counter()
-    out = run()
-    return time.perf_counter() - t, out
+def timed(run: Callable[[], Selection], repeat: int) -> tuple[float, Selection]:
+    """Best wall seconds of ``repeat`` calls of ``run``, and its result."""
+    best = math.inf
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = run()
+        best = min(best, time.perf_counter() - t)
+    return best, out
 
 
 def main() -> None:
@@ -60,17 +66,22 @@ def main() -> None:
     parser.add_argument("--d", type=int, default=256, help="embedding dimension")
     parser.add_argument("--scenes", type=int, default=4, help="scenes (groups) in the pool")
     parser.add_argument("--seed", type=int, default=0, help="seed of data and strategies")
-    parser.add_argument("--quick", action="store_true", help="a 20,000-chip pool")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per strategy (best kept)")
+    parser.add_argument("--quick", action="store_true", help="a 20,000-chip pool, one run each")
     args = parser.parse_args()
     n = 20_000 if args.quick else args.n
+    repeat = 1 if args.quick else max(1, args.repeat)
 
     pool = make_pool(n, args.d, args.scenes, np.random.default_rng(args.seed))
     budget = Budget(k=args.k)
     spatial = Constraints(min_distance=0.0)
-    random_s, rnd = timed(lambda: select_random(pool, budget, np.random.default_rng(args.seed)))
-    coreset_s, cor = timed(lambda: select_coreset(pool, budget, np.random.default_rng(args.seed)))
+    seed = args.seed
+    random_s, rnd = timed(lambda: select_random(pool, budget, np.random.default_rng(seed)), repeat)
+    coreset_s, cor = timed(
+        lambda: select_coreset(pool, budget, np.random.default_rng(seed)), repeat
+    )
     hybrid_s, hyb = timed(
-        lambda: select_hybrid(pool, budget, np.random.default_rng(args.seed), spatial)
+        lambda: select_hybrid(pool, budget, np.random.default_rng(seed), spatial), repeat
     )
     for name, sel, s in [("random", rnd, random_s), ("coreset", cor, coreset_s)]:
         print(f"{name:8s} {s:8.3f} s  {len(sel)} chips")
@@ -89,6 +100,9 @@ def main() -> None:
                 "hybrid_vs_random": round(hybrid_s / random_s, 1),
                 "hybrid_selected": len(hyb),
                 "hybrid_complete": hyb.complete,
+                "repeat": repeat,
+                "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
+                "load_avg_1min": round(os.getloadavg()[0], 2),
             }
         )
     )

@@ -1,0 +1,123 @@
+"""Checks shared by the importers and exporters: boxes, numbers, relative paths."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Any
+
+import numpy as np
+
+from geoal.errors import FormatError
+from geoal.formats.records import Boxes, ChipInfo
+
+EDGE_TOLERANCE_PX = 0.5
+"""A box may stick out of its chip by this much (pixels) and is clipped; more is a problem."""
+
+
+def as_number(value: Any) -> float | None:
+    """``value`` as a float, or None when it is not a JSON number (bools are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        return None
+    return float(value)
+
+
+def as_int(value: Any) -> int | None:
+    """``value`` as an int when it is an integral number (3 or 3.0), else None."""
+    x = as_number(value)
+    if x is None or not math.isfinite(x) or x != int(x):
+        return None
+    return int(x)
+
+
+def as_numbers(value: Any, n: int) -> tuple[float, ...] | None:
+    """``value`` as ``n`` floats (NaN/inf allowed: checked later), or None."""
+    if not isinstance(value, list | tuple) or len(value) != n:
+        return None
+    out = tuple(as_number(v) for v in value)
+    return None if any(v is None for v in out) else out  # type: ignore[return-value]
+
+
+def check_box(
+    x1: float,
+    y1: float,
+    x2: float,
+    y2: float,
+    width: int,
+    height: int,
+    tol: float = EDGE_TOLERANCE_PX,
+) -> tuple[tuple[float, float, float, float] | None, str]:
+    """Validate one box in chip pixels: (clipped box, "") or (None, what is wrong).
+
+    Non-finite or degenerate (x2 <= x1 or y2 <= y1) boxes are refused; a box sticking out
+    of the ``width`` x ``height`` chip by more than ``tol`` px is refused, less is clipped.
+    """
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        return None, f"box {_fmt(x1, y1, x2, y2)} has NaN or infinite coordinates"
+    if x2 <= x1 or y2 <= y1:
+        return None, f"degenerate box {_fmt(x1, y1, x2, y2)}: width and height must be > 0"
+    if x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol:
+        return None, (
+            f"box {_fmt(x1, y1, x2, y2)} extends beyond the {width} x {height} px chip "
+            f"by more than {tol} px"
+        )
+    cx1, cy1 = max(x1, 0.0), max(y1, 0.0)
+    cx2, cy2 = min(x2, float(width)), min(y2, float(height))
+    if cx2 <= cx1 or cy2 <= cy1:
+        return None, f"box {_fmt(x1, y1, x2, y2)} is empty once clipped to the chip"
+    return (cx1, cy1, cx2, cy2), ""
+
+
+def _fmt(*values: float) -> str:
+    return "[" + ", ".join(f"{v:.6g}" for v in values) + "]"
+
+
+def unsafe_path_reason(name: str) -> str:
+    """Why ``name`` may not be used as a path inside an export folder ("" when it is fine).
+
+    Refuses absolute paths (POSIX or Windows, drive letters, UNC) and any ``..`` component,
+    whatever it would resolve to.
+    """
+    if not name:
+        return "file_name is empty"
+    if "\x00" in name:
+        return "file_name contains a NUL character"
+    posix, win = PurePosixPath(name), PureWindowsPath(name)
+    if posix.is_absolute() or win.is_absolute() or win.drive or win.root:
+        return f"file_name {name!r} is an absolute path; it must be relative to the export folder"
+    if ".." in posix.parts or ".." in win.parts:
+        return f"file_name {name!r} reaches outside the export folder ('..')"
+    return ""
+
+
+def normalise_rel_path(name: str) -> str:
+    """A safe relative path in one spelling: ``/`` separators, no ``.`` components."""
+    return "/".join(p for p in PureWindowsPath(name).parts if p not in (".", ""))
+
+
+def check_export(
+    chips: Sequence[ChipInfo], boxes: dict[int, Boxes] | Any, classes: Sequence[str]
+) -> dict[int, ChipInfo]:
+    """Index chips by id and refuse boxes an exporter cannot write faithfully.
+
+    FormatError for: a chip id given twice, boxes for a chip not exported, a class index
+    outside ``classes``, non-finite coordinates or scores.
+    """
+    by_id: dict[int, ChipInfo] = {}
+    for chip in chips:
+        if chip.chip_id in by_id:
+            raise FormatError(f"chip {chip.chip_id} is listed twice in the export")
+        by_id[chip.chip_id] = chip
+    for chip_id, b in boxes.items():
+        if chip_id not in by_id:
+            raise FormatError(f"boxes given for chip {chip_id}, which is not among the chips")
+        if len(b) and (b.cls.min() < 0 or b.cls.max() >= len(classes)):
+            raise FormatError(
+                f"chip {chip_id}: class index outside 0..{len(classes) - 1} ({list(classes)})"
+            )
+        if not np.isfinite(b.xyxy).all() or (
+            b.score is not None and not np.isfinite(b.score).all()
+        ):
+            raise FormatError(f"chip {chip_id}: boxes with NaN or infinite values")
+    return by_id

@@ -1,0 +1,54 @@
+"""Thin file I/O for the formats: atomic writes (tmp file + rename) and JSON reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from geoal.errors import FormatError
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: a reader sees the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as JSON atomically; floats keep full precision, NaN is refused."""
+    try:
+        text = json.dumps(data, indent=1, allow_nan=False, ensure_ascii=False)
+    except ValueError as exc:
+        raise FormatError(f"cannot write {path}: {exc} (NaN or inf in the data)") from exc
+    return write_text(path, text + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; FormatError naming the file when it is missing or not JSON."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return json.load(f)
+    except FileNotFoundError as exc:
+        raise FormatError(f"{path}: no such file") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FormatError(f"{path}: not a readable JSON file ({exc})") from exc

@@ -1,0 +1,160 @@
+"""Plain records the formats read and write: a chip, its boxes, an import's report.
+
+The store and the CLI build these; every ``to_*`` / ``from_*`` function takes and
+returns them, so the formats never touch the database or open a raster.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from affine import Affine
+
+from geoal.raster.grid import window_transform
+from geoal.store import SceneRecord
+
+Transform6 = tuple[float, float, float, float, float, float]
+
+
+@dataclass(frozen=True)
+class ChipInfo:
+    """One chip as the formats see it: identity, window in its scene, and georeferencing.
+
+    ``window`` is ``(col_off, row_off, width, height)`` in scene pixels; ``transform`` is the
+    chip's own affine (chip pixel -> scene CRS), ``crs`` its WKT (None = pixel coordinates);
+    ``file_name`` the chip image's path relative to an export folder.
+    """
+
+    chip_id: int
+    scene_id: int
+    scene_name: str
+    scene_path: str
+    scene_fingerprint: str
+    window: tuple[int, int, int, int]
+    transform: Transform6
+    crs: str | None
+    file_name: str
+
+    @property
+    def width(self) -> int:
+        """Chip width in pixels."""
+        return int(self.window[2])
+
+    @property
+    def height(self) -> int:
+        """Chip height in pixels."""
+        return int(self.window[3])
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def chip_file_name(scene_name: str, chip_id: int, ext: str = "png") -> str:
+    """The default export path of a chip image: ``images/<scene>_<chip_id>.<ext>``.
+
+    Characters other than letters, digits, ``.``, ``_`` and ``-`` in the scene name become
+    ``_`` so the name is one safe path component on every OS.
+    """
+    stem = _UNSAFE.sub("_", scene_name).strip(".") or "scene"
+    return f"images/{stem}_{int(chip_id)}.{ext}"
+
+
+def make_chip_info(
+    scene: SceneRecord, chip_id: int, window: tuple[int, int, int, int] | npt.ArrayLike
+) -> ChipInfo:
+    """A :class:`ChipInfo` for the chip ``window`` (col, row, w, h) of a stored scene."""
+    win = tuple(int(v) for v in np.asarray(window).reshape(4))
+    transform = window_transform(Affine(*scene.transform), win)
+    return ChipInfo(
+        chip_id=int(chip_id),
+        scene_id=scene.id,
+        scene_name=scene.name,
+        scene_path=scene.path,
+        scene_fingerprint=scene.fingerprint,
+        window=(win[0], win[1], win[2], win[3]),
+        transform=tuple(float(v) for v in tuple(transform)[:6]),  # type: ignore[arg-type]
+        crs=scene.crs,
+        file_name=chip_file_name(scene.name, chip_id),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class Boxes:
+    """The boxes of one chip: ``xyxy`` (N, 4) float64 [x1, y1, x2, y2] in chip pixels,
+    ``cls`` (N,) int64 class index, ``score`` (N,) float64 confidence or None for labels.
+
+    Arrays are copied and made read-only, so a Boxes is a value.
+    """
+
+    xyxy: npt.NDArray[np.float64]
+    cls: npt.NDArray[np.int64]
+    score: npt.NDArray[np.float64] | None = None
+
+    def __post_init__(self) -> None:
+        xyxy = np.array(self.xyxy, dtype=np.float64)
+        if xyxy.size == 0:
+            xyxy = xyxy.reshape(0, 4)
+        if xyxy.ndim != 2 or xyxy.shape[1] != 4:
+            raise ValueError(f"xyxy must have shape (N, 4), got {xyxy.shape}")
+        cls = np.array(self.cls, dtype=np.int64).reshape(-1)
+        if cls.shape != (len(xyxy),):
+            raise ValueError(f"cls must have shape ({len(xyxy)},), got {cls.shape}")
+        arrays = [xyxy, cls]
+        score = None
+        if self.score is not None:
+            score = np.array(self.score, dtype=np.float64).reshape(-1)
+            if score.shape != (len(xyxy),):
+                raise ValueError(f"score must have shape ({len(xyxy)},), got {score.shape}")
+            arrays.append(score)
+        for a in arrays:
+            a.setflags(write=False)
+        object.__setattr__(self, "xyxy", xyxy)
+        object.__setattr__(self, "cls", cls)
+        object.__setattr__(self, "score", score)
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    @classmethod
+    def empty(cls) -> Boxes:
+        """No boxes: a labelled negative when stored as a chip's labels."""
+        return cls(np.zeros((0, 4)), np.zeros(0, dtype=np.int64))
+
+    @property
+    def is_prediction(self) -> bool:
+        """True when the boxes carry confidences (model output), False for labels."""
+        return self.score is not None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in an imported file: which file, where in it, and what."""
+
+    source: str
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import found: labels per chip (empty Boxes = labelled negative) and problems.
+
+    ``duplicates`` lists chips that more than one entry of the file labelled (the last won).
+    A chip absent from ``labels`` is unlabelled. The caller decides whether any problem
+    refuses the whole import.
+    """
+
+    labels: dict[int, Boxes]
+    problems: list[Problem] = field(default_factory=list)
+    duplicates: list[int] = field(default_factory=list)
+
+    @property
+    def n_boxes(self) -> int:
+        """Boxes over all labelled chips."""
+        return sum(len(b) for b in self.labels.values())

@@ -1,0 +1,196 @@
+"""The annotation round trip through the store and the CLI: export, label, import."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from geoal.cli import main
+
+
+def run(*args: str, ok: bool = True):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def q(proj: Path, sql: str, *params) -> list[tuple]:
+    conn = sqlite3.connect(proj / "geoal.db")
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def trees(tmp_path: Path, shared_data: Path) -> Path:
+    """The real 0.1 m RGB raster tiled in 200 px chips, all in round 1."""
+    proj = tmp_path / "p"
+    run("init", str(proj), "--classes", "Tree")
+    run(
+        "-p",
+        str(proj),
+        "tile",
+        str(shared_data / "geotiff" / "osbs029_rgb_10cm.tif"),
+        "--size",
+        "200",
+        "--overlap",
+        "0",
+        "-q",
+    )
+    run("-p", str(proj), "select", "-k", "4", "-s", "random")
+    return proj
+
+
+def test_geojson_labels_land_on_the_csv_pixels(
+    trees: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    src = shared_data / "geotiff" / "osbs029_trees.geojson"
+    wgs = tmp_path / "trees_wgs84.geojson"
+    gpd.read_file(src).to_crs("EPSG:4326").to_file(wgs, driver="GeoJSON")
+    out = run(
+        "-p", str(trees), "import", str(wgs), "--min-visible", "0.0001", "--class-field", "label"
+    ).output
+    assert "imported" in out and "4 chips" in out
+    # every CSV box, cut by the chip grid, is found in the store within 1e-6 px (via EPSG:4326)
+    rows = q(
+        trees,
+        "SELECT c.col_off, c.row_off, l.x1, l.y1, l.x2, l.y2 FROM labels l JOIN chips c ON c.id = l.chip_id",
+    )
+    stored = np.array([[c + x1, r + y1, c + x2, r + y2] for c, r, x1, y1, x2, y2 in rows])
+    with (shared_data / "geotiff" / "osbs029_trees_pixels.csv").open() as fh:
+        truth = np.array(
+            [[float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax")] for r in csv.DictReader(fh)]
+        )
+    for x1, y1, x2, y2 in truth:
+        for c0 in (0, 200):
+            for r0 in (0, 200):
+                cx1, cy1, cx2, cy2 = max(x1, c0), max(y1, r0), min(x2, c0 + 200), min(y2, r0 + 200)
+                if cx2 > cx1 and cy2 > cy1:
+                    d = np.abs(stored - [cx1, cy1, cx2, cy2]).max(axis=1)
+                    assert d.min() < 1e-6, (x1, y1, x2, y2, c0, r0)
+    assert q(trees, "SELECT status FROM rounds")[0][0] == "labelled"
+    again = run("-p", str(trees), "import", str(wgs), "--class-field", "label").output
+    assert "already imported" in again and "nothing changed" in again
+
+
+def test_coco_round_trip_negative_and_all_or_nothing(trees: Path, tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    out = run("-p", str(trees), "export", "-f", "coco", "-o", str(export), "--geotiff").output
+    assert "exported 4 chips (round 1)" in out
+    coco_path = export / "round1_coco.json"
+    data = json.loads(coco_path.read_text())
+    from pycocotools.coco import COCO
+
+    COCO(str(coco_path))
+    assert (
+        len(list((export / "images").glob("*.png"))) == 4
+        and len(list((export / "geotiff").glob("*.tif"))) == 4
+    )
+    # an annotator draws two boxes on the first chip and leaves the second empty
+    data["annotations"] = [
+        {
+            "id": 1,
+            "image_id": data["images"][0]["id"],
+            "category_id": 1,
+            "bbox": [10, 20, 30, 40],
+            "area": 1200,
+            "iscrowd": 0,
+        },
+        {
+            "id": 2,
+            "image_id": data["images"][0]["id"],
+            "category_id": 1,
+            "bbox": [50.5, 60.25, 10, 12],
+            "area": 120,
+            "iscrowd": 0,
+        },
+    ]
+    labelled = tmp_path / "labelled.json"
+    bad = json.loads(json.dumps(data))
+    bad["annotations"].append(
+        {"id": 3, "image_id": data["images"][1]["id"], "category_id": 9, "bbox": [1, 1, 5, 5]}
+    )
+    bad["images"][2]["file_name"] = "../../etc/passwd"
+    bad_path = tmp_path / "bad.json"
+    bad_path.write_text(json.dumps(bad))
+    result = run("-p", str(trees), "import", str(bad_path), ok=False)
+    assert result.exit_code == 1 and "nothing imported" in result.output
+    assert "category" in result.output and "passwd" in result.output
+    assert q(trees, "SELECT COUNT(*) FROM labelled_chips")[0][0] == 0
+    labelled.write_text(json.dumps(data))
+    out = run("-p", str(trees), "import", str(labelled)).output
+    assert "4 chips, 2 boxes, 3 labelled negatives" in out
+    boxes = q(trees, "SELECT x1, y1, x2, y2 FROM labels ORDER BY id")
+    assert boxes == [(10.0, 20.0, 40.0, 60.0), (50.5, 60.25, 60.5, 72.25)]
+    status = json.loads(run("-p", str(trees), "status", "--json").output)["counts"]
+    assert status["labelled"] == 4 and status["labels"] == 2
+    # a second file labelling the same chips: refused with --on-duplicate refuse, replaces by default
+    data["annotations"] = data["annotations"][:1]
+    second = tmp_path / "second.json"
+    second.write_text(json.dumps(data))
+    refused = run("-p", str(trees), "import", str(second), "--on-duplicate", "refuse", ok=False)
+    assert "already labelled" in refused.output
+    assert "4 chips relabelled" in run("-p", str(trees), "import", str(second)).output
+    assert q(trees, "SELECT COUNT(*) FROM labels")[0][0] == 1
+
+
+def test_yolo_export_of_labelled_chips(trees: Path, tmp_path: Path, shared_data: Path) -> None:
+    run(
+        "-p",
+        str(trees),
+        "import",
+        str(shared_data / "geotiff" / "osbs029_trees.geojson"),
+        "--class",
+        "Tree",
+    )
+    out = run("-p", str(trees), "export", "-f", "yolo", "-o", str(tmp_path / "yolo")).output
+    assert "exported 4 chips (labelled chips)" in out
+    import yaml
+
+    cfg = yaml.safe_load((tmp_path / "yolo" / "data.yaml").read_text())
+    assert cfg["names"] in (["Tree"], {0: "Tree"})
+    labels = list((tmp_path / "yolo" / "labels").rglob("*.txt"))
+    assert len(labels) == 4 and sum(len(p.read_text().splitlines()) for p in labels) >= 61
+
+
+def test_labelstudio_and_geojson_exports(trees: Path, tmp_path: Path) -> None:
+    run(
+        "-p",
+        str(trees),
+        "export",
+        "-f",
+        "labelstudio",
+        "-o",
+        str(tmp_path / "ls"),
+        "--image-root",
+        "http://localhost:8081",
+    )
+    tasks = json.loads((tmp_path / "ls" / "round1_labelstudio.json").read_text())
+    assert len(tasks) == 4 and tasks[0]["data"]["image"].startswith("http://localhost:8081/images/")
+    assert "RectangleLabels" in (tmp_path / "ls" / "labelstudio_config.xml").read_text()
+    run("-p", str(trees), "export", "-f", "geojson", "-o", str(tmp_path / "gj"))
+    frame = gpd.read_file(tmp_path / "gj" / "round1_scene_crs.geojson")
+    assert frame.crs.to_epsg() == 32617 and len(frame) == 4
+    run(
+        "-p",
+        str(trees),
+        "export",
+        "-f",
+        "geojson",
+        "-o",
+        str(tmp_path / "gj"),
+        "--crs",
+        "EPSG:4326",
+    )
+    assert gpd.read_file(tmp_path / "gj" / "round1_wgs84.geojson").crs.to_epsg() == 4326
+    bad = run("-p", str(trees), "export", "-f", "pascal", "-o", str(tmp_path / "x"), ok=False)
+    assert "choose one of coco, geojson, yolo, labelstudio" in bad.output
