@@ -1,0 +1,312 @@
+"""Retrain and evaluate: labelled chips -> YOLO dataset -> fine-tuned model -> COCO metrics.
+
+A trained model is copied into the project (``models/``), registered with its
+content hash, its parent, the round it closes, its metrics and the chips held
+out to validate it, so ``geoal evaluate`` can score it on the same chips later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geoal.errors import ConfigError, GeoalError, ModelError
+from geoal.project import Project
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Options of ``geoal train``."""
+
+    init: str = "last"  # last | a .pt | a .yaml
+    epochs: int = 30
+    imgsz: int | None = None  # default: the config's model.imgsz
+    batch: int = 8
+    device: str = "cpu"
+    val_fraction: float = 0.2
+    split: str = "scene"  # scene | chip
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """What ``geoal train`` produced."""
+
+    model_hash: str
+    path: Path
+    parent: str | None
+    metrics: dict[str, Any]
+    train_chips: int
+    val_chips: int
+    seconds: float
+
+
+def resolve_init(project: Project, init: str) -> tuple[str, str | None]:
+    """The weights or yaml to start from, and the parent model's hash (if a registered model)."""
+    if init == "last":
+        latest = project.store.latest_model("trained")
+        if latest is None:
+            return project.config.model.arch, None
+        return str(latest["path"]), str(latest["hash"])
+    path = Path(init)
+    if path.suffix.lower() == ".pt":
+        if not path.is_file():
+            raise ModelError(f"--from {init}: file not found")
+        digest = _sha256(path)
+        known = project.store.conn.execute(
+            "SELECT hash FROM models WHERE hash = ?", (digest,)
+        ).fetchone()
+        return str(path.resolve()), (digest if known else None)
+    return init, None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def train_project(project: Project, opts: TrainOptions) -> TrainReport:
+    """Fine-tune on every labelled chip and register the new model."""
+    from geoal import formats
+    from geoal.pipeline.annotate import _image_writer, chip_infos, labelled_chip_ids, labels
+    from geoal.train import split_train_val, train_detector
+
+    if opts.split not in ("scene", "chip"):
+        raise ConfigError(f"--split {opts.split}: choose scene or chip")
+    ids = labelled_chip_ids(project)
+    if not ids:
+        raise GeoalError(f"{project.root}: no labelled chips; import labels first ('geoal import')")
+    infos = chip_infos(project, ids)
+    groups = [infos[i].scene_id for i in ids] if opts.split == "scene" else None
+    train_ids, val_ids = split_train_val(
+        ids, groups, opts.val_fraction, np.random.default_rng(opts.seed)
+    )
+    work = project.root / "training"
+    dataset = work / "dataset"
+    if dataset.exists():
+        shutil.rmtree(dataset)
+    read = _image_writer(project, "png")
+    lab = labels(project, ids)
+    try:
+        data_yaml = formats.write_yolo_dataset(
+            dataset,
+            [(infos[i], lab[i]) for i in ids],
+            project.config.classes,
+            read,
+            val_ids=set(val_ids),
+        )
+    finally:
+        for reader in read.readers.values():
+            reader.close()
+    init, parent = resolve_init(project, opts.init)
+    result = train_detector(
+        data_yaml,
+        init=init,
+        classes=project.config.classes,
+        out_dir=work / "runs",
+        epochs=opts.epochs,
+        imgsz=opts.imgsz or project.config.model.imgsz,
+        batch=opts.batch,
+        device=opts.device,
+        seed=opts.seed,
+        progress=opts.progress,
+    )
+    digest = _sha256(result.weights)
+    project.models_dir.mkdir(parents=True, exist_ok=True)
+    target = project.models_dir / f"model_{digest[:12]}.pt"
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.copyfile(result.weights, tmp)
+    tmp.replace(target)
+    round_row = project.store.conn.execute(
+        "SELECT MAX(id) FROM rounds WHERE status != 'cancelled'"
+    ).fetchone()
+    metrics = {
+        "train": {k: float(v) for k, v in result.metrics.items()},
+        "train_chips": len(train_ids),
+        "val_chip_ids": [int(i) for i in val_ids],
+        "epochs": result.epochs,
+        "imgsz": opts.imgsz or project.config.model.imgsz,
+        "seconds": result.seconds,
+    }
+    project.store.register_model(
+        digest,
+        str(target),
+        project.config.classes,
+        kind="trained",
+        parent_hash=parent,
+        round_id=round_row[0] if round_row else None,
+        metrics=_finite(metrics),
+    )
+    return TrainReport(
+        digest, target, parent, metrics, len(train_ids), len(val_ids), result.seconds
+    )
+
+
+def model_row(project: Project, model: str | None) -> Any:
+    """A registered model by hash prefix or path (default: the latest trained)."""
+    conn = project.store.conn
+    if model is None:
+        row = project.store.latest_model("trained")
+        if row is None:
+            raise ModelError(
+                f"{project.root}: no trained model yet; run 'geoal train' or pass --model"
+            )
+        return row
+    rows = conn.execute(
+        "SELECT * FROM models WHERE hash LIKE ? OR path = ?",
+        (model + "%", str(Path(model).resolve())),
+    ).fetchall()
+    if len(rows) != 1:
+        raise ModelError(
+            f"--model {model}: {'ambiguous' if rows else 'not a registered model of this project'}"
+        )
+    return rows[0]
+
+
+def evaluate_project(
+    project: Project,
+    model: str | None,
+    *,
+    data: Path | None = None,
+    images: Path | None = None,
+    device: str = "cpu",
+    conf: float = 0.25,
+) -> dict[str, Any]:
+    """COCO metrics of a model on a COCO file + images, or on its held-out chips; stored with it."""
+    from geoal.train import evaluate_coco, load_coco, predict_coco
+
+    classes = project.config.classes
+    if data is not None:
+        if model is not None and Path(model).suffix == ".pt" and Path(model).is_file():
+            weights, row = Path(model), None
+        else:
+            row = model_row(project, model)
+            weights = Path(row["path"])
+        gt = load_coco(data)
+        folder = Path(images) if images else Path(data).parent
+        names = {c["id"]: c["name"] for c in gt["categories"]}
+        missing = [n for n in names.values() if n not in classes]
+        if missing:
+            raise ConfigError(
+                f"{data}: categories {missing} are not project classes ({', '.join(classes)})"
+            )
+        paths = [folder / img["file_name"] for img in gt["images"]]
+        absent = [p for p in paths if not p.is_file()]
+        if absent:
+            raise ConfigError(f"{absent[0]}: image of {data} not found (give --images DIR)")
+        category_ids = {n: i for i, n in names.items()}
+        dets = predict_coco(
+            weights,
+            paths,
+            classes,
+            image_ids=[img["id"] for img in gt["images"]],
+            category_ids=category_ids,
+            imgsz=project.config.model.imgsz,
+            device=device,
+        )
+        source = str(data)
+    else:
+        row = model_row(project, model)
+        weights = Path(row["path"])
+        val_ids = json.loads(row["metrics"] or "{}").get("val_chip_ids") or []
+        if not val_ids:
+            raise ConfigError(
+                f"model {row['hash'][:12]} has no held-out chips; give --data COCO_JSON --images DIR"
+            )
+        gt, dets = _chip_coco(project, weights, val_ids, device)
+        source = f"held-out chips ({len(val_ids)})"
+    result = evaluate_coco(gt, dets, conf_threshold=conf)
+    metrics = {
+        "source": source,
+        "mAP50": result.mAP50,
+        "mAP50-95": result.mAP50_95,
+        "recall": result.recall,
+        "conf": conf,
+        "ap50": result.ap50,
+        "ap50_95": result.ap50_95,
+        "n_images": result.n_images,
+        "n_gt": result.n_gt,
+    }
+    if row is not None:
+        stored = json.loads(row["metrics"] or "{}")
+        stored["eval"] = metrics
+        with project.store.transaction() as conn:
+            conn.execute(
+                "UPDATE models SET metrics = ? WHERE hash = ?",
+                (json.dumps(_finite(stored)), row["hash"]),
+            )
+    return metrics
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe copy: NaN and infinities become None (COCO gives NaN for absent classes)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _chip_coco(
+    project: Project, weights: Path, chip_ids: list[int], device: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Ground truth (stored labels) and detections of the model on the given chips, as COCO."""
+    from geoal.detect import load_detector
+    from geoal.pipeline.annotate import chip_infos, labels
+    from geoal.raster.reader import iter_batches, iter_chips
+
+    classes = project.config.classes
+    infos = chip_infos(project, chip_ids)
+    lab = labels(project, chip_ids)
+    images, annotations = [], []
+    for cid in chip_ids:
+        w, h = infos[cid].window[2], infos[cid].window[3]
+        images.append({"id": cid, "file_name": infos[cid].file_name, "width": w, "height": h})
+        for k, (box, cls) in enumerate(zip(lab[cid].xyxy, lab[cid].cls, strict=True)):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            annotations.append(
+                {
+                    "id": cid * 10_000 + k,
+                    "image_id": cid,
+                    "category_id": int(cls) + 1,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                }
+            )
+    gt = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(classes)],
+    }
+    detector = load_detector(weights, classes, device=device, imgsz=project.config.model.imgsz)
+    scenes = {s.id: s for s in project.store.scenes()}
+    items = [(cid, infos[cid].scene_id, infos[cid].window) for cid in chip_ids]
+    dets: list[dict[str, Any]] = []
+    for ids, results in detector.iter_predict(
+        iter_batches(iter_chips(scenes, items), 8), views=1, conf=0.001
+    ):
+        for cid, res in zip(ids, results, strict=True):
+            for box, score, cls in zip(res.boxes, res.conf, res.cls, strict=True):
+                x1, y1, x2, y2 = (float(v) for v in box)
+                dets.append(
+                    {
+                        "image_id": cid,
+                        "category_id": int(cls) + 1,
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "score": float(score),
+                    }
+                )
+    return gt, dets
