@@ -703,6 +703,38 @@ def evaluate(
         click.echo(f"  {name:<24} AP50 {ap:.3f}  AP50-95 {metrics['ap50_95'][name]:.3f}")
 
 
+@main.command()
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("report.html"),
+    show_default=True,
+)
+@click.option(
+    "--simulation",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A 'geoal simulate' output folder (or its results.csv) to plot too.",
+)
+@click.option(
+    "--gallery",
+    type=click.IntRange(0, 500),
+    default=24,
+    show_default=True,
+    help="Selected chips shown.",
+)
+@click.pass_context
+@friendly
+def report(ctx: click.Context, out: Path, simulation: Path | None, gallery: int) -> None:
+    """Write one self-contained HTML page: learning curves, per-class AP, score maps, selected chips."""
+    from geoal.report.html import build_report
+
+    with _project(ctx) as project:
+        path = build_report(project, out, simulation=simulation, gallery=gallery)
+    click.echo(f"wrote {path}")
+
+
 def _scene_ids(project: Any, names: tuple[str, ...]) -> tuple[int, ...]:
     """Scene ids from ids or names given on the command line."""
     if not names:

@@ -30,7 +30,7 @@ _CUDA_DEVICE = re.compile(r"^cuda(:\d+)?$")
 
 def load_detector(
     model: str | Path,
-    classes: Sequence[str],
+    classes: Sequence[str] | None,
     device: str = "cpu",
     half: bool | None = None,
     imgsz: int | None = None,
@@ -39,13 +39,14 @@ def load_detector(
 
     A ``.yaml`` gives a model with nc = len(classes) and these class names,
     randomly initialised from ``YAML_SEED``. A ``.pt`` must name exactly
-    ``classes``, in order. ``device`` is "cpu" or "cuda:N"; ``half`` defaults to
+    ``classes``, in order; ``classes=None`` takes a ``.pt``'s own class names
+    (``Detector.classes``; whole-scene prediction outside a project). ``device`` is "cpu" or "cuda:N"; ``half`` defaults to
     fp16 on CUDA and fp32 on CPU. ``imgsz`` (pixels, a multiple of the model's
     largest stride) resizes chips to the model's input size; None runs chips at
     their own size. Raises ModelError for a missing, unreadable, remote or
     mismatching model.
     """
-    class_names = _check_classes(classes)
+    class_names = None if classes is None else _check_classes(classes)
     torch_device, use_half = _check_device(device, half)
     text = str(model)
     if "://" in text:
@@ -56,9 +57,12 @@ def load_detector(
     path = Path(text).expanduser()
     suffix = path.suffix.lower()
     if suffix in _YAML_SUFFIXES:
+        if class_names is None:
+            raise ConfigError(f"model {text!r}: a .yaml architecture needs the class names")
         net, model_hash = _build_yaml(path, class_names)
     elif suffix == ".pt":
         net, model_hash = _load_pt(path, class_names)
+        class_names = _model_class_names(net)
     else:
         raise ModelError(
             f"model {text!r} is neither a .pt checkpoint nor a .yaml architecture; give either"
@@ -136,7 +140,7 @@ def _build_yaml(path: Path, classes: tuple[str, ...]) -> tuple[Any, str]:
     return net, hashlib.sha256(content.encode()).hexdigest()
 
 
-def _load_pt(path: Path, classes: tuple[str, ...]) -> tuple[Any, str]:
+def _load_pt(path: Path, classes: tuple[str, ...] | None) -> tuple[Any, str]:
     """A DetectionModel from a local checkpoint, and the sha256 of the file."""
     from ultralytics.nn.tasks import load_checkpoint
     from ultralytics.utils.checks import check_yolov5u_filename
@@ -165,7 +169,7 @@ def _load_pt(path: Path, classes: tuple[str, ...]) -> tuple[Any, str]:
         ) from error
     _check_detection_model(net, resolved)
     names = _model_class_names(net)
-    if names != classes:
+    if classes is not None and names != classes:
         raise ModelError(
             f"model file {resolved!r} detects classes {list(names)} but the project's classes "
             f"are {list(classes)} (same names, same order needed); "

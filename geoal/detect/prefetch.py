@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -58,7 +58,7 @@ class _Reader(threading.Thread, Generic[T]):
         return False
 
 
-def prefetch(source: Iterable[T], depth: int = 2) -> Iterator[T]:
+def prefetch(source: Iterable[T], depth: int = 2) -> Generator[T, None, None]:
     """Yield the items of ``source`` in order, reading up to ``depth`` items ahead in a thread.
 
     An exception raised by ``source`` is re-raised here, after the items read

@@ -141,11 +141,10 @@ def predict_scenes(
     progress: bool = True,
 ) -> PredictReport:
     """Detect over every scene; a scene that fails is reported, the others go on."""
-    from geoal.detect import load_detector, model_classes
+    from geoal.detect import load_detector
 
-    names = tuple(classes) if classes else model_classes(opts.model)
-    detector = load_detector(opts.model, names, device=opts.device, imgsz=opts.imgsz)
-    report = PredictReport(classes=names)
+    detector = load_detector(opts.model, classes, device=opts.device, imgsz=opts.imgsz)
+    report = PredictReport(classes=detector.classes)
     for path in paths:
         try:
             report.scenes.append(predict_scene(detector, path, opts, progress=progress))

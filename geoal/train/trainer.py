@@ -1,0 +1,417 @@
+"""Fine-tune (or train from scratch) a YOLO detector with ultralytics' trainer, offline.
+
+The run is ultralytics' own ``DetectionTrainer``, given geoal's choices: the
+dataset's class names must be the project's, nothing is downloaded (see
+``geoal.train.offline``), the seed fixes the run (deterministic algorithms, no
+DataLoader workers on the CPU), and the augmentation suits overhead imagery
+(``geoal.train.augment``). Its files go to ``out_dir/<name>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from geoal.errors import ConfigError, ModelError
+from geoal.train.augment import AugmentConfig, ultralytics_augment_args
+from geoal.train.dataset import DatasetError
+from geoal.train.offline import install_font, local_amp_weights
+
+_CUDA_DEVICE = re.compile(r"^cuda(:\d+)?$")
+_YAML_SUFFIXES = (".yaml", ".yml")
+_METRIC_KEYS = {
+    "mAP50": "metrics/mAP50(B)",
+    "mAP50-95": "metrics/mAP50-95(B)",
+    "precision": "metrics/precision(B)",
+    "recall": "metrics/recall(B)",
+}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        weights: the checkpoint to use: ultralytics' best.pt (best validation
+            fitness), or last.pt when there is no best.pt.
+        metrics: "mAP50", "mAP50-95", "precision", "recall" (0-1) of the final
+            validation of ``weights`` on the val split, as ultralytics computes them.
+        epochs: epochs run (fewer than asked when early stopping ended the run).
+        seconds: wall-clock duration of the run.
+        run_dir: ultralytics' run folder (args.yaml, results.csv, weights/).
+    """
+
+    weights: Path
+    metrics: dict[str, float]
+    epochs: int
+    seconds: float
+    run_dir: Path
+
+
+def train_detector(
+    data_yaml: Path,
+    *,
+    init: str | Path,
+    classes: Sequence[str],
+    out_dir: Path,
+    epochs: int,
+    imgsz: int,
+    batch: int = 8,
+    device: str = "cpu",
+    seed: int = 0,
+    augment: AugmentConfig | None = None,
+    patience: int | None = None,
+    progress: bool = True,
+    name: str = "train",
+    plots: bool = False,
+) -> TrainResult:
+    """Train a detector for ``classes`` on the YOLO dataset ``data_yaml``; return its checkpoint.
+
+    ``init`` is a local ``.pt`` to fine-tune (its weights are carried over where
+    the shapes match, so a model for other classes is a fine start) or a ``.yaml``
+    architecture to train from scratch (a local file, or one shipped with
+    ultralytics such as "yolov8n.yaml"). The data set's ``names`` must be
+    ``classes``, in order; its train split needs at least one labelled image and
+    its val split at least one image. ``imgsz`` (pixels, a multiple of 32) is
+    the training size; ``device`` "cpu" or "cuda:N"; ``patience`` stops after
+    that many epochs without improvement (None: never). ``progress`` shows
+    ultralytics' log and progress bars; ``plots`` lets it draw its plots (offline).
+    The run goes to ``out_dir/name``, replacing an earlier run of that name.
+
+    The same inputs and seed give the same weights on the CPU (ultralytics seeds
+    Python's, numpy's and torch's global generators from ``seed``).
+    Raises DatasetError, ModelError or ConfigError.
+    """
+    started = time.perf_counter()
+    classes = _check_classes(classes)
+    if not name or Path(name).name != name or name in {".", ".."}:
+        raise ConfigError(f"name must be a plain folder name, got {name!r}")
+    _check_numbers(epochs=epochs, imgsz=imgsz, batch=batch, patience=patience)
+    on_cuda = _check_device(device)
+    init_path = _check_init(init)
+    data_yaml = Path(data_yaml).expanduser().resolve()
+    _read_data_yaml(data_yaml, classes)
+    install_font(classes)
+    _check_splits(data_yaml)
+    run_dir = Path(out_dir).expanduser().resolve() / name
+    args = {
+        "model": str(init_path),
+        "data": str(data_yaml),
+        "epochs": epochs,
+        "imgsz": imgsz,
+        "batch": batch,
+        "device": (device.partition(":")[2] or "0") if on_cuda else "cpu",
+        "workers": min(4, max(1, (os.cpu_count() or 1) - 1)) if on_cuda else 0,
+        "seed": seed,
+        "deterministic": True,
+        "amp": on_cuda,
+        "patience": patience or 0,  # 0: no early stopping
+        "project": str(run_dir.parent),
+        "name": name,
+        "exist_ok": True,
+        "plots": plots,
+        "verbose": progress,
+        "val": True,
+        "cache": False,
+        "rect": False,
+        **ultralytics_augment_args(augment or AugmentConfig()),
+    }
+    trainer = _run(args, init_path, classes, run_dir, quiet=not progress)
+    weights = trainer.best if trainer.best.is_file() else trainer.last
+    if not weights.is_file():
+        raise ModelError(f"training in {run_dir} ended without a checkpoint (no best.pt, last.pt)")
+    _check_weights(weights, classes)
+    return TrainResult(
+        weights=weights,
+        metrics=_final_metrics(trainer.metrics),
+        epochs=int(trainer.epoch) + 1,
+        seconds=time.perf_counter() - started,
+        run_dir=Path(trainer.save_dir),
+    )
+
+
+def _run(
+    args: dict[str, Any], init: Path, classes: tuple[str, ...], run_dir: Path, quiet: bool
+) -> Any:
+    """Run ultralytics' DetectionTrainer with ``args``; return it once done."""
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    # On the CPU ultralytics trains with cpu_count - 1 torch threads, which leaves a
+    # core to the rest of the machine (on a busy 2-core machine, 2 threads ran 3x
+    # slower than 1); the caller's thread count is restored afterwards.
+    with _torch_state(), _quiet_ultralytics(quiet), _amp_check(args, init, classes, run_dir):
+        trainer = DetectionTrainer(overrides=args)
+        trainer.train()
+    return trainer
+
+
+@contextmanager
+def _amp_check(
+    args: dict[str, Any], init: Path, classes: tuple[str, ...], run_dir: Path
+) -> Iterator[None]:
+    if args["amp"]:
+        with local_amp_weights(init, classes, run_dir / "amp_check"):
+            yield
+    else:
+        yield
+
+
+@contextmanager
+def _torch_state() -> Iterator[None]:
+    """Restore torch's thread count and determinism switches, which ultralytics changes."""
+    import torch
+
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+
+
+@contextmanager
+def _quiet_ultralytics(quiet: bool) -> Iterator[None]:
+    """Silence ultralytics' log and progress bars (which follow its log level) when ``quiet``."""
+    from ultralytics.utils import LOGGER
+
+    level = LOGGER.level
+    if quiet:
+        LOGGER.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        LOGGER.setLevel(level)
+
+
+def _check_classes(classes: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(classes, str):
+        raise ConfigError(f"classes must be a list of names, got the string {classes!r}")
+    names = tuple(classes)
+    if not names or not all(isinstance(name, str) and name for name in names):
+        raise ConfigError(f"classes must be a non-empty list of non-empty names, got {names!r}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"class names must be unique, got {list(names)}")
+    return names
+
+
+def _check_numbers(*, epochs: int, imgsz: int, batch: int, patience: int | None) -> None:
+    if epochs < 1:
+        raise ConfigError(f"epochs must be >= 1, got {epochs}")
+    if imgsz < 32 or imgsz % 32:
+        raise ConfigError(f"imgsz must be a positive multiple of 32 pixels, got {imgsz}")
+    if batch < 1:
+        raise ConfigError(f"batch must be >= 1, got {batch}")
+    if patience is not None and patience < 1:
+        raise ConfigError(
+            f"patience must be >= 1 epochs (or None for no early stop), got {patience}"
+        )
+
+
+def _check_device(device: str) -> bool:
+    """Whether ``device`` ("cpu" or "cuda:N") is a CUDA device; ModelError if unusable."""
+    if device == "cpu":
+        return False
+    if not _CUDA_DEVICE.match(device):
+        raise ModelError(f"device must be 'cpu' or 'cuda:N', got {device!r}")
+    import torch
+
+    index = int(device.partition(":")[2] or 0)
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if index >= available:
+        raise ModelError(
+            f"device {device!r} is not available ({available} CUDA device(s) found); use 'cpu'"
+        )
+    return True
+
+
+def _check_init(init: str | Path) -> Path:
+    """The local .pt or .yaml to start from, checked to be a plain YOLO detection model.
+
+    ModelError for what ultralytics would download, or cannot build or load.
+    """
+    text = str(init)
+    if "://" in text:
+        raise ModelError(
+            f"init model {text!r} is a URL; geoal never downloads models: give a local .pt path"
+        )
+    path = Path(text).expanduser()
+    suffix = path.suffix.lower()
+    if suffix in _YAML_SUFFIXES:
+        head = _yaml_head(path)
+        if head != "Detect":  # Segment, Pose, OBB, v10Detect...: not a plain box head
+            raise ModelError(
+                f"init architecture {text!r} ends in a {head} head, "
+                "not a plain YOLO detection model"
+            )
+        return path.resolve() if path.is_file() else path
+    if suffix != ".pt":
+        raise ModelError(
+            f"init model {text!r} is neither a .pt checkpoint nor a .yaml architecture"
+        )
+    if not path.is_file():
+        raise ModelError(
+            f"init model file {text!r} not found (geoal never downloads models: "
+            "put the file on disk and give its path)"
+        )
+    from ultralytics.nn.tasks import load_checkpoint
+    from ultralytics.utils.checks import check_yolov5u_filename
+
+    resolved = str(path.resolve())
+    if check_yolov5u_filename(resolved, verbose=False) != resolved:
+        raise ModelError(
+            f"init model {resolved!r}: ultralytics would replace this name by its 'u' variant "
+            "and download that; rename the file (e.g. add a suffix)"
+        )
+    try:
+        net, _ = load_checkpoint(resolved, device="cpu")
+    except Exception as error:
+        raise ModelError(
+            f"cannot load init model file {resolved!r}: {type(error).__name__}: {error}"
+        ) from error
+    _require_plain_detect(net, resolved)
+    return Path(resolved)
+
+
+def _yaml_head(path: Path) -> str:
+    """The name of the last module (the head) of a model architecture yaml."""
+    from ultralytics.nn.tasks import yaml_model_load
+
+    try:
+        spec = yaml_model_load(path)  # a local file, or one shipped with ultralytics
+    except FileNotFoundError:
+        raise ModelError(
+            f"init architecture {str(path)!r} not found: not a local file, "
+            "nor a .yaml shipped with ultralytics (e.g. 'yolov8n.yaml')"
+        ) from None
+    except Exception as error:
+        raise ModelError(f"cannot read init architecture {str(path)!r}: {error}") from error
+    try:
+        return str(spec["head"][-1][2])  # [from, repeats, module, args]
+    except (KeyError, IndexError, TypeError):
+        raise ModelError(f"init architecture {str(path)!r} has no head layers") from None
+
+
+def _require_plain_detect(net: Any, source: str) -> None:
+    """ModelError unless ``net`` is a detection model that geoal.detect can load once trained."""
+    from ultralytics.nn.modules.head import Detect
+    from ultralytics.nn.tasks import DetectionModel
+
+    head = net.model[-1] if isinstance(net, DetectionModel) else None  # type: ignore[index]
+    if type(head) is not Detect:  # Segment, Pose, OBB, v10Detect...: not a plain box head
+        raise ModelError(
+            f"init model {source!r} is a {type(net).__name__} with a {type(head).__name__} head, "
+            "not a plain YOLO detection model"
+        )
+
+
+def _read_data_yaml(path: Path, classes: tuple[str, ...]) -> dict[str, Any]:
+    """The data.yaml as a dict, checked: readable, names == classes, nothing to download."""
+    if not path.is_file():
+        raise DatasetError(
+            f"data set file {str(path)!r} not found: materialise the training data first "
+            "(geoal.train.materialise_yolo_dataset)"
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise DatasetError(f"cannot read data set file {str(path)!r}: {error}") from error
+    if not isinstance(data, dict) or "train" not in data or "val" not in data:
+        raise DatasetError(
+            f"data set file {str(path)!r} is not a YOLO data.yaml (needs train, val and names)"
+        )
+    if data.get("download"):
+        raise DatasetError(
+            f"data set file {str(path)!r} has a 'download' entry; geoal never downloads data: "
+            "remove it and give local paths"
+        )
+    names = data.get("names")
+    if isinstance(names, dict):
+        try:
+            names = [names[k] for k in sorted(names, key=int)]
+        except (TypeError, ValueError):
+            names = None
+    if names is None or tuple(str(n) for n in names) != classes:
+        raise DatasetError(
+            f"data set file {str(path)!r} names classes {names} but the project's classes are "
+            f"{list(classes)} (same names, same order needed): materialise it again"
+        )
+    return data
+
+
+def _check_splits(data_yaml: Path) -> None:
+    """DatasetError unless train has a labelled image and val an image (paths as ultralytics)."""
+    from ultralytics.data.utils import check_det_dataset, img2label_paths
+
+    try:
+        data = check_det_dataset(str(data_yaml))
+    except Exception as error:
+        # ultralytics' message goes on about its download folder: keep the first line
+        message = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise DatasetError(f"data set {str(data_yaml)!r}: {message}") from error
+    for split in ("train", "val"):
+        images = _image_files(data.get(split))
+        if not images:
+            raise DatasetError(
+                f"data set {str(data_yaml)!r}: its {split} split ({data.get(split)}) has no images"
+            )
+        if split == "train":
+            paths: list[str | Path] = list(images)
+            labelled = sum(_has_boxes(Path(p)) for p in img2label_paths(paths))
+            if not labelled:
+                raise DatasetError(
+                    f"data set {str(data_yaml)!r}: none of its {len(images)} training images "
+                    "has a labelled box; label some images first"
+                )
+
+
+def _image_files(spec: str | list[str] | None) -> list[str]:
+    """The image files a data.yaml split names: folders (recursive), image files, .txt lists."""
+    from ultralytics.data.utils import IMG_FORMATS
+
+    files: list[str] = []
+    for entry in [spec] if isinstance(spec, str) else spec or []:
+        path = Path(entry)
+        if path.is_dir():
+            files += [str(p) for p in sorted(path.rglob("*.*")) if p.is_file()]
+        elif path.is_file() and path.suffix.lower() == ".txt":
+            for line in path.read_text(encoding="utf-8-sig").splitlines():
+                line = line.strip()
+                if line:
+                    files.append(str(path.parent / line[2:]) if line.startswith("./") else line)
+        elif path.is_file():
+            files.append(str(path))
+    return [f for f in files if f.rpartition(".")[-1].lower() in IMG_FORMATS]
+
+
+def _has_boxes(label_file: Path) -> bool:
+    try:
+        return any(line.strip() for line in label_file.read_text().splitlines())
+    except OSError:
+        return False
+
+
+def _check_weights(weights: Path, classes: tuple[str, ...]) -> None:
+    """ModelError unless geoal.detect loads ``weights`` for ``classes``."""
+    from geoal.detect import load_detector
+
+    load_detector(weights, classes)
+
+
+def _final_metrics(raw: dict[str, Any] | None) -> dict[str, float]:
+    """mAP50, mAP50-95, precision, recall from ultralytics' metrics dict (NaN where missing)."""
+    raw = raw or {}
+    return {key: float(raw.get(source, math.nan)) for key, source in _METRIC_KEYS.items()}
