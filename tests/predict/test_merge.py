@@ -24,7 +24,12 @@ def canon(dets: np.ndarray) -> np.ndarray:
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(0, 60), method=st.sampled_from(MERGE_METHODS), metric=st.sampled_from(["iou", "ios"]))
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(0, 60),
+    method=st.sampled_from(MERGE_METHODS),
+    metric=st.sampled_from(["iou", "ios"]),
+)
 def test_symmetric_and_idempotent(seed: int, n: int, method: str, metric: str) -> None:
     dets = random_dets(seed, n)
     once, groups = merge_detections(dets, method, metric, 0.5)
@@ -56,7 +61,9 @@ def test_object_cut_by_chip_edge_is_reported_whole_once() -> None:
 def test_extra_columns_follow_the_best_box() -> None:
     dets = np.array([[0, 0, 10, 10, 0.5, 0, 7.0], [1, 1, 11, 11, 0.9, 0, 3.0]])
     merged, groups = merge_detections(dets, "greedy-nmm", "iou", 0.5)
-    assert merged.shape == (1, 7) and merged[0, 6] == 3.0 and merged[0, :4].tolist() == [0, 0, 11, 11]
+    assert (
+        merged.shape == (1, 7) and merged[0, 6] == 3.0 and merged[0, :4].tolist() == [0, 0, 11, 11]
+    )
     assert groups == [[0, 1]]
 
 
