@@ -13,8 +13,14 @@ scales to hundreds of thousands of boxes. Three methods, as in SAHI's
 Matching is ``iou`` (intersection over union) or ``ios`` (intersection over the
 smaller box, which catches an object cut by a chip edge: its partial box lies
 inside the whole one). Ties are broken by coordinates, so the result does not
-depend on the input order; the NMM variants repeat until no pair matches, so
-merging a merged result changes nothing (SAHI stops after one pass).
+depend on the input order (symmetric).
+
+Idempotence: ``nms`` is idempotent. The NMM variants make one pass, as SAHI does:
+on detections of distinct objects (each seen whole or cut by a few chips) merging
+the result again changes nothing. On dense, chained boxes a merged union can
+match a neighbour again; ``until_stable=True`` repeats until no pair matches
+(idempotent always), at the price of merged boxes that can snowball across
+touching objects, which is why it is not the default.
 """
 
 from __future__ import annotations
@@ -116,13 +122,13 @@ def merge_detections(
     metric: str = "ios",
     threshold: float = 0.5,
     *,
-    until_stable: bool = True,
+    until_stable: bool = False,
 ) -> tuple[np.ndarray, list[list[int]]]:
     """Merge (N, 6+) [x1, y1, x2, y2, score, class, ...] detections; extra columns follow the best box.
 
     Returns the merged (M, 6+) array, sorted by descending score, and for each merged
-    detection the indices of the input rows it stands for. ``until_stable=False``
-    makes one pass, exactly as SAHI does (then merging is not idempotent).
+    detection the indices of the input rows it stands for. One pass by default,
+    exactly SAHI's algorithm; ``until_stable=True`` repeats until no pair matches.
     """
     if method not in MERGE_METHODS:
         raise ValueError(f"merge method must be one of {', '.join(MERGE_METHODS)}, got {method!r}")

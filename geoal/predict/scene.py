@@ -91,7 +91,6 @@ def predict_scene(
     from geoal.raster.reader import iter_batches, iter_chips
     from geoal.raster.scene import catalogue
     from geoal.store import SceneRecord
-    from geoal.uncertainty import entropy
 
     t0 = time.perf_counter()
     cat = catalogue(path, TilingConfig(size=opts.size, overlap=opts.overlap, bands=opts.bands))
@@ -105,16 +104,8 @@ def predict_scene(
     try:
         for chip_idx, results in stream:
             for idx, res in zip(chip_idx, results, strict=True):
-                if not len(res):
-                    continue
-                col, row = windows[idx][0], windows[idx][1]
-                boxes = res.boxes.astype(np.float64) + np.array(
-                    [col, row, col, row], dtype=np.float64
-                )
-                # a padded chip (scene smaller than a chip) may see boxes in the padding
-                boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, scene.width)
-                boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, scene.height)
-                parts.append(np.column_stack([boxes, res.conf, res.cls, entropy(res.probs)]))
+                if len(res):
+                    parts.append(chip_objects(res, windows[idx], scene.width, scene.height))
             bar.update(len(chip_idx))
     finally:
         stream.close()
@@ -131,6 +122,21 @@ def predict_scene(
         raw_detections=len(raw),
         seconds=time.perf_counter() - t0,
     )
+
+
+def chip_objects(res: Any, window: Sequence[int], width: int, height: int) -> np.ndarray:
+    """A chip's detections in scene pixels: (N, 7) [x1, y1, x2, y2, score, class, entropy].
+
+    ``window``: the chip's [col_off, row_off, ...]; ``width``, ``height``: the scene's size.
+    """
+    from geoal.uncertainty import entropy
+
+    col, row = window[0], window[1]
+    boxes = res.boxes.astype(np.float64) + np.array([col, row, col, row], dtype=np.float64)
+    # a padded chip (scene smaller than a chip) may see boxes in the padding
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+    return np.column_stack([boxes, res.conf, res.cls, entropy(res.probs)])
 
 
 def predict_scenes(

@@ -23,6 +23,54 @@ def canon(dets: np.ndarray) -> np.ndarray:
     return dets[np.lexsort(dets[:, :6].T[::-1])]
 
 
+def clustered_dets(seed: int, objects: int) -> np.ndarray:
+    """Distinct objects, each seen by 1-4 overlapping chips: whole, or cut by a chip edge."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(objects):
+        x, y = 80.0 * (k % 10), 80.0 * (k // 10)  # objects 40 px apart at least
+        w, h = rng.uniform(10, 40, 2)
+        cls = int(rng.integers(0, 2))
+        for _ in range(int(rng.integers(1, 5))):
+            jitter = rng.normal(0, 0.5, 4)
+            cut = (
+                rng.uniform(0.5, 1.0) if rng.random() < 0.4 else 1.0
+            )  # a chip edge cuts the right side
+            rows.append(
+                [
+                    x + jitter[0],
+                    y + jitter[1],
+                    x + w * cut + jitter[2],
+                    y + h + jitter[3],
+                    round(float(rng.uniform(0.3, 1)), 3),
+                    cls,
+                ]
+            )
+    return np.array(rows).reshape(-1, 6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(0, 40),
+    method=st.sampled_from(MERGE_METHODS),
+    metric=st.sampled_from(["iou", "ios"]),
+)
+def test_symmetric_and_idempotent_on_objects_seen_by_several_chips(
+    seed: int, n: int, method: str, metric: str
+) -> None:
+    dets = clustered_dets(seed, n)
+    once, groups = merge_detections(dets, method, metric, 0.5)
+    perm = np.random.default_rng(seed + 1).permutation(len(dets))
+    shuffled, _ = merge_detections(dets[perm], method, metric, 0.5)
+    np.testing.assert_array_equal(canon(once), canon(shuffled))
+    twice, _ = merge_detections(once, method, metric, 0.5)
+    np.testing.assert_array_equal(canon(once), canon(twice))
+    assert sorted(i for g in groups for i in g) == list(range(len(dets)))
+    if metric == "ios":
+        assert len(once) == n  # each object once: a cut view lies inside the whole one (IoU may keep it)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
@@ -30,15 +78,17 @@ def canon(dets: np.ndarray) -> np.ndarray:
     method=st.sampled_from(MERGE_METHODS),
     metric=st.sampled_from(["iou", "ios"]),
 )
-def test_symmetric_and_idempotent(seed: int, n: int, method: str, metric: str) -> None:
+def test_until_stable_is_idempotent_on_any_boxes(
+    seed: int, n: int, method: str, metric: str
+) -> None:
     dets = random_dets(seed, n)
-    once, groups = merge_detections(dets, method, metric, 0.5)
+    once, groups = merge_detections(dets, method, metric, 0.5, until_stable=True)
     perm = np.random.default_rng(seed + 1).permutation(n)
-    shuffled, _ = merge_detections(dets[perm], method, metric, 0.5)
+    shuffled, _ = merge_detections(dets[perm], method, metric, 0.5, until_stable=True)
     np.testing.assert_array_equal(canon(once), canon(shuffled))
-    twice, _ = merge_detections(once, method, metric, 0.5)
+    twice, _ = merge_detections(once, method, metric, 0.5, until_stable=True)
     np.testing.assert_array_equal(canon(once), canon(twice))
-    assert sorted(i for g in groups for i in g) == list(range(n))  # every input in one group
+    assert sorted(i for g in groups for i in g) == list(range(n))
     if len(once):
         i, j = candidate_pairs(once[:, :4], metric, 0.5)
         assert np.all(once[i, 5] != once[j, 5]), "no two merged objects of one class still match"
@@ -71,7 +121,7 @@ def test_agrees_with_sahi_greedy_nmm_on_random_boxes() -> None:
     from sahi.postprocess.combine import batched_greedy_nmm
 
     dets = random_dets(3, 300, extent=400)
-    merged, _ = merge_detections(dets, "greedy-nmm", "ios", 0.5, until_stable=False)
+    merged, _ = merge_detections(dets, "greedy-nmm", "ios", 0.5)
     keep = batched_greedy_nmm(dets.astype(np.float32), "IOS", 0.5)
     ref = []
     for k, merged_ids in keep.items():
@@ -80,8 +130,8 @@ def test_agrees_with_sahi_greedy_nmm_on_random_boxes() -> None:
     ref_arr = np.array(ref)
     # one pass is SAHI's algorithm exactly (float32 there, float64 here)
     np.testing.assert_allclose(canon(merged), canon(ref_arr), rtol=1e-5)
-    # until stable (the default) merges chains SAHI leaves apart: fewer, never more objects
-    stable, _ = merge_detections(dets, "greedy-nmm", "ios", 0.5)
+    # until stable merges chains SAHI leaves apart: fewer, never more objects
+    stable, _ = merge_detections(dets, "greedy-nmm", "ios", 0.5, until_stable=True)
     assert len(stable) <= len(ref_arr)
 
 

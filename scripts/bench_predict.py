@@ -1,0 +1,213 @@
+"""Benchmark: `geoal predict` against SAHI's sliced prediction, same image, model and settings.
+
+Both slice a synthetic uint8 RGB GeoTIFF into 640 px chips with 20 % overlap, run
+the same YOLO checkpoint (a random yolov8n with calibrated BatchNorm statistics, so
+its detections depend on the image; no pretrained weights exist offline) at the
+same confidence, and merge with greedy NMM / IOS / 0.5, class-aware. Reported:
+
+- match_rate: share of SAHI's merged objects that geoal also reports (same class,
+  IoU >= 0.9), and the reverse;
+- throughput (chips/s) side by side, best of --repeat runs, each in a fresh process;
+- peak RSS of geoal on the scene and on a scene 4x larger in area (it must not grow
+  with the scene: geoal holds detections, never the scene).
+
+Last stdout line: one JSON object with geoal_chips_s, sahi_chips_s, match_rate,
+peak_rss_mb (and more).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="geoal-yolo-"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+CONF, SIZE, OVERLAP = 0.25, 640, 0.2
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def worker_geoal(scene: str, weights: str, batch: int, out: str) -> dict:
+    from geoal.detect import load_detector
+    from geoal.predict import scene as predict_scene_mod
+
+    detector = load_detector(weights, None)
+    opts = predict_scene_mod.PredictOptions(
+        model=weights, conf=CONF, size=SIZE, overlap=OVERLAP, batch=batch
+    )
+    t0 = time.perf_counter()
+    det = predict_scene_mod.predict_scene(detector, scene, opts, progress=False)
+    seconds = time.perf_counter() - t0
+    objects = det.objects
+    Path(out).write_text(json.dumps(objects[:, :6].tolist()))
+    return {
+        "seconds": seconds,
+        "chips": det.chips,
+        "objects": len(objects),
+        "raw": det.raw_detections,
+        "peak_rss_mb": _rss_mb(),
+    }
+
+
+def worker_sahi(scene: str, weights: str, batch: int, out: str) -> dict:
+    import numpy as np
+    from sahi import AutoDetectionModel
+    from sahi.predict import get_sliced_prediction
+    from sahi.slicing import get_slice_bboxes
+
+    model = AutoDetectionModel.from_pretrained(
+        model_type="ultralytics",
+        model_path=weights,
+        confidence_threshold=CONF,
+        device="cpu",
+        image_size=SIZE,
+    )
+    import rasterio
+
+    with rasterio.open(scene) as ds:  # SAHI's own reader gets RGB; this keeps pixels identical
+        image = ds.read().transpose(1, 2, 0)
+    n_chips = len(
+        get_slice_bboxes(image.shape[0], image.shape[1], SIZE, SIZE, False, OVERLAP, OVERLAP)
+    )
+    t0 = time.perf_counter()
+    result = get_sliced_prediction(
+        image,
+        model,
+        slice_height=SIZE,
+        slice_width=SIZE,
+        overlap_height_ratio=OVERLAP,
+        overlap_width_ratio=OVERLAP,
+        perform_standard_pred=False,
+        postprocess_type="GREEDYNMM",
+        postprocess_match_metric="IOS",
+        postprocess_match_threshold=0.5,
+        verbose=0,
+        batch_size=batch,
+    )
+    seconds = time.perf_counter() - t0
+    objs = [
+        [*p.bbox.to_xyxy(), p.score.value, p.category.id] for p in result.object_prediction_list
+    ]
+    Path(out).write_text(json.dumps(np.asarray(objs, dtype=float).reshape(-1, 6).tolist()))
+    return {"seconds": seconds, "chips": n_chips, "objects": len(objs), "peak_rss_mb": _rss_mb()}
+
+
+def run_worker(args: list[str]) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", *args], capture_output=True, text=True, timeout=3600
+    )
+    if proc.returncode != 0:
+        raise RuntimeError((proc.stderr or proc.stdout).strip().splitlines()[-1][:400])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def match_rate(a: list[list[float]], b: list[list[float]], iou: float = 0.9) -> float:
+    """Share of objects in ``a`` with a same-class object in ``b`` at IoU >= ``iou``."""
+    import numpy as np
+
+    if not a:
+        return 1.0 if not b else 0.0
+    A, B = np.asarray(a), np.asarray(b).reshape(-1, 6)
+    hits = 0
+    for row in A:
+        same = B[B[:, 5] == row[5]]
+        if not len(same):
+            continue
+        ix = np.clip(np.minimum(row[2], same[:, 2]) - np.maximum(row[0], same[:, 0]), 0, None)
+        iy = np.clip(np.minimum(row[3], same[:, 3]) - np.maximum(row[1], same[:, 1]), 0, None)
+        inter = ix * iy
+        union = (
+            (row[2] - row[0]) * (row[3] - row[1])
+            + (same[:, 2] - same[:, 0]) * (same[:, 3] - same[:, 1])
+            - inter
+        )
+        hits += bool(np.any(inter / np.maximum(union, 1e-9) >= iou))
+    return hits / len(A)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--side", type=int, default=3200, help="scene side in pixels (default 3200: 36 chips)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a 1600 px scene, one repeat (under 2 minutes)"
+    )
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        kind, *rest = args.worker
+        if kind == "geoal":
+            print(json.dumps(worker_geoal(rest[0], rest[1], int(rest[2]), rest[3])))
+        else:
+            print(json.dumps(worker_sahi(rest[0], rest[1], int(rest[2]), rest[3])))
+        return
+
+    from bench_scoring import make_checkpoint
+
+    from geoal.synthetic import CLASSES, write_scene
+
+    side = 1600 if args.quick else args.side
+    repeat = 1 if args.quick else args.repeat
+    work = Path(tempfile.mkdtemp(prefix="geoal-bench-predict-"))
+    scene = work / "scene.tif"
+    big = work / "scene_4x.tif"
+    write_scene(scene, width=side, height=side, dtype="uint8", objects=side // 20, seed=2)
+    write_scene(big, width=2 * side, height=2 * side, dtype="uint8", objects=side // 10, seed=3)
+    weights = work / "model.pt"
+    make_checkpoint(weights, CLASSES, SIZE)
+    g_runs, s_runs = [], []
+    for _ in range(repeat):
+        g_runs.append(
+            run_worker(
+                ["geoal", str(scene), str(weights), str(args.batch), str(work / "geoal.json")]
+            )
+        )
+        s_runs.append(
+            run_worker(["sahi", str(scene), str(weights), str(args.batch), str(work / "sahi.json")])
+        )
+    g = min(g_runs, key=lambda r: r["seconds"])
+    s = min(s_runs, key=lambda r: r["seconds"])
+    g_big = run_worker(
+        ["geoal", str(big), str(weights), str(args.batch), str(work / "geoal_big.json")]
+    )
+    geoal_objs = json.loads((work / "geoal.json").read_text())
+    sahi_objs = json.loads((work / "sahi.json").read_text())
+    result = {
+        "scene_px": side,
+        "chips": g["chips"],
+        "sahi_chips": s["chips"],
+        "batch": args.batch,
+        "geoal_chips_s": round(g["chips"] / g["seconds"], 3),
+        "sahi_chips_s": round(s["chips"] / s["seconds"], 3),
+        "speedup_vs_sahi": round((g["chips"] / g["seconds"]) / (s["chips"] / s["seconds"]), 3),
+        "geoal_objects": len(geoal_objs),
+        "sahi_objects": len(sahi_objs),
+        "match_rate": round(match_rate(sahi_objs, geoal_objs), 4),
+        "match_rate_reverse": round(match_rate(geoal_objs, sahi_objs), 4),
+        "peak_rss_mb": round(g["peak_rss_mb"], 1),
+        "peak_rss_mb_4x_scene": round(g_big["peak_rss_mb"], 1),
+        "sahi_peak_rss_mb": round(s["peak_rss_mb"], 1),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
