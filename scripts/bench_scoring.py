@@ -29,8 +29,14 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="geoal-yolo-"))
 
 
-def make_checkpoint(path: Path, classes: tuple[str, ...], imgsz: int) -> None:
-    """A random yolov8n whose BatchNorm statistics are calibrated on random images."""
+def make_checkpoint(
+    path: Path, classes: tuple[str, ...], imgsz: int, logit_scale: float = 1.0
+) -> None:
+    """A random yolov8n whose BatchNorm statistics are calibrated on random images.
+
+    ``logit_scale`` shrinks the class logits: below 1 the scores spread inside (0, 1)
+    instead of saturating at 1.0 (no ties between detections).
+    """
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
@@ -44,6 +50,9 @@ def make_checkpoint(path: Path, classes: tuple[str, ...], imgsz: int) -> None:
     with torch.no_grad():
         model(torch.rand(2, 3, imgsz, imgsz))
     model.eval()
+    for branch in model.model[-1].cv3:  # zero class biases: scores spread over (0, 1), few ties
+        branch[-1].bias.data.zero_()
+        branch[-1].weight.data *= logit_scale
     model.names = dict(enumerate(classes))
     torch.save({"model": model, "train_args": {}}, path)
 
