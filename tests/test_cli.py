@@ -131,7 +131,15 @@ def test_demo_runs_a_full_round(tmp_path: Path) -> None:
     (previous / DEMO_MARK).write_text("x")
     (previous / "stale.txt").write_text("x")  # a previous demo is replaced
     result = run("demo", "--out", str(previous), "-q")
-    for step in ("2/9 tiled", "3/9 exported round 1", "4/9 trained", "5/9 scored", "6/9 selected round 2", "8/9 retrained", "9/9 wrote"):
+    for step in (
+        "2/9 tiled",
+        "3/9 exported round 1",
+        "4/9 trained",
+        "5/9 scored",
+        "6/9 selected round 2",
+        "8/9 retrained",
+        "9/9 wrote",
+    ):
         assert step in result.output, result.output
     assert not (previous / "stale.txt").exists()
     assert (previous / "report.html").stat().st_size > 10_000 and (previous / "chips.gpkg").exists()

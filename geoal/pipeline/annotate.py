@@ -324,28 +324,63 @@ def import_labels(
         by_id = chip_infos(project)
         parse = formats.from_coco if fmt == "coco" else formats.from_labelstudio
         result = parse(data, by_id, classes, str(path))
+    return apply_import(
+        project,
+        result,
+        source=str(path),
+        digest=digest,
+        fmt=fmt,
+        on_duplicate=on_duplicate,
+        record=str(path.resolve()),
+    )
+
+
+def apply_import(
+    project: Project,
+    result: Any,
+    *,
+    source: str,
+    digest: str,
+    fmt: str,
+    on_duplicate: str = "last",
+    record: str | None = None,
+) -> ImportReport:
+    """Store parsed labels (an ImportResult) in one transaction, or nothing if any problem.
+
+    ``digest`` identifies the content: the same content applied twice changes nothing.
+    ``record`` is what the imports table keeps as the origin (default: ``source``).
+    """
+    if on_duplicate not in ("last", "refuse"):
+        raise ConfigError(f"--on-duplicate {on_duplicate}: choose last or refuse")
+    report = ImportReport(source=source, format=fmt)
+    known = project.store.conn.execute(
+        "SELECT id FROM imports WHERE sha256 = ?", (digest,)
+    ).fetchone()
+    if known is not None:
+        report.already_imported = int(known[0])
+        return report
     report.problems = [f"{p.source}: {p.where}: {p.message}" for p in result.problems]
     if result.duplicates and on_duplicate == "refuse":
         report.problems.append(
-            f"{path}: chips labelled twice in this file: {sorted(result.duplicates)[:20]}"
+            f"{source}: chips labelled twice in this file: {sorted(result.duplicates)[:20]}"
         )
     already = {
         int(r[0]) for r in project.store.conn.execute("SELECT chip_id FROM labelled_chips")
     } & set(result.labels)
     if already and on_duplicate == "refuse":
         report.problems.append(
-            f"{path}: {len(already)} chip(s) already labelled by an earlier import (e.g. {sorted(already)[:5]}); "
+            f"{source}: {len(already)} chip(s) already labelled by an earlier import (e.g. {sorted(already)[:5]}); "
             "use --on-duplicate last to replace their labels"
         )
     if report.problems:
         return report
     if not result.labels:
-        report.problems.append(f"{path}: no chip of this project is labelled in the file")
+        report.problems.append(f"{source}: no chip of this project is labelled in the file")
         return report
     with project.store.transaction() as conn:
         cur = conn.execute(
             "INSERT INTO imports (path, sha256, format, n_chips, n_boxes) VALUES (?, ?, ?, ?, ?)",
-            (str(path.resolve()), digest, fmt, len(result.labels), result.n_boxes),
+            (record or source, digest, fmt, len(result.labels), result.n_boxes),
         )
         import_id = int(cur.lastrowid or 0)
         for chip_id, boxes in result.labels.items():

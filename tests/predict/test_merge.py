@@ -68,7 +68,9 @@ def test_symmetric_and_idempotent_on_objects_seen_by_several_chips(
     np.testing.assert_array_equal(canon(once), canon(twice))
     assert sorted(i for g in groups for i in g) == list(range(len(dets)))
     if metric == "ios":
-        assert len(once) == n  # each object once: a cut view lies inside the whole one (IoU may keep it)
+        assert (
+            len(once) == n
+        )  # each object once: a cut view lies inside the whole one (IoU may keep it)
 
 
 @settings(max_examples=40, deadline=None)
