@@ -9,6 +9,7 @@ chip map and the HTML report. A few minutes on a 2-core CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Iterator, Sequence
@@ -74,7 +75,7 @@ def run_demo(
     out: Path, *, seed: int = 0, progress: bool = True, options: DemoOptions | None = None
 ) -> Iterator[str]:
     """Run the demo in ``out`` (replacing an earlier demo there); yields log lines."""
-    from geoal.config import with_tiling
+    from geoal.config import with_tiling, write_config
     from geoal.pipeline.annotate import ExportOptions, export_round, import_labels, import_summary
     from geoal.pipeline.catalog import project_status, tile_scenes, write_chip_map
     from geoal.pipeline.rounds import SelectOptions, select_round
@@ -108,13 +109,9 @@ def run_demo(
     project = init_project(out / "project", list(CLASSES), name="demo")
     with project:
         project.config = with_tiling(project.config, size=opts.chip, overlap=0.1)
-        import dataclasses
-
         project.config = dataclasses.replace(
             project.config, model=dataclasses.replace(project.config.model, imgsz=opts.chip)
         )
-        from geoal.config import write_config
-
         write_config(project.config, project.root / "geoal.yaml")
         report = tile_scenes(project, [str(scene)], project.config.tiling, progress=False)
         added = report.added[0]

@@ -113,21 +113,11 @@ def labelled_chip_ids(project: Project) -> list[int]:
     ]
 
 
-def _image_writer(project: Project, image_format: str) -> Any:
-    """A function chip -> (H, W, 3) uint8 that keeps scene readers open while exporting."""
-    from geoal.raster.reader import SceneReader
+def chip_images(project: Project) -> Any:
+    """A :class:`~geoal.raster.reader.ChipImages` over the project's scenes (a context manager)."""
+    from geoal.raster.reader import ChipImages
 
-    scenes = {s.id: s for s in project.store.scenes()}
-    readers: dict[int, SceneReader] = {}
-
-    def read(chip: Any) -> np.ndarray:
-        reader = readers.get(chip.scene_id)
-        if reader is None:
-            reader = readers[chip.scene_id] = SceneReader(scenes[chip.scene_id])
-        return reader.read(chip.window)
-
-    read.readers = readers  # type: ignore[attr-defined]
-    return read
+    return ChipImages({s.id: s for s in project.store.scenes()})
 
 
 def _write_image(path: Path, pixels: np.ndarray, image_format: str) -> None:
@@ -178,9 +168,8 @@ def export_round(project: Project, opts: ExportOptions, *, progress: bool = True
     classes = project.config.classes
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    read = _image_writer(project, opts.image_format)
     if opts.format == "yolo":
-        return _export_yolo(project, opts, read)
+        return _export_yolo(project, opts)
     round_id, ids = round_chip_ids(project, opts.round_id)
     model_hash = project.store.conn.execute(
         "SELECT model_hash FROM rounds WHERE id = ?", (round_id,)
@@ -192,15 +181,13 @@ def export_round(project: Project, opts: ExportOptions, *, progress: bool = True
             dataclasses.replace(c, file_name=c.file_name[: -len("png")] + "jpg") for c in chips
         ]
     boxes = predictions(project, ids, model_hash)
-    for chip in tqdm(
-        chips, desc="chip images", unit="chip", disable=not progress or len(chips) < 50
-    ):
-        pixels = read(chip)
-        _write_image(out / chip.file_name, pixels, opts.image_format)
-        if opts.geotiff and chip.crs is not None:
-            _write_geotiff(out / "geotiff" / (Path(chip.file_name).stem + ".tif"), pixels, chip)
-    for reader in read.readers.values():
-        reader.close()
+    bar = tqdm(chips, desc="chip images", unit="chip", disable=not progress or len(chips) < 50)
+    with chip_images(project) as read:
+        for chip in bar:
+            pixels = read(chip)
+            _write_image(out / chip.file_name, pixels, opts.image_format)
+            if opts.geotiff and chip.crs is not None:
+                _write_geotiff(out / "geotiff" / (Path(chip.file_name).stem + ".tif"), pixels, chip)
     name = f"round{round_id}"
     if opts.format == "coco":
         target = formats.write_json(
@@ -229,7 +216,7 @@ def export_round(project: Project, opts: ExportOptions, *, progress: bool = True
     }
 
 
-def _export_yolo(project: Project, opts: ExportOptions, read: Any) -> dict[str, Any]:
+def _export_yolo(project: Project, opts: ExportOptions) -> dict[str, Any]:
     from geoal import formats
     from geoal.train import split_train_val
 
@@ -242,11 +229,14 @@ def _export_yolo(project: Project, opts: ExportOptions, read: Any) -> dict[str, 
     lab = labels(project, ids)
     groups = [infos[i].scene_id for i in ids]
     _, val = split_train_val(ids, groups, opts.val_fraction, np.random.default_rng(opts.seed))
-    data_yaml = formats.write_yolo_dataset(
-        opts.out, [(infos[i], lab[i]) for i in ids], project.config.classes, read, val_ids=set(val)
-    )
-    for reader in read.readers.values():
-        reader.close()
+    with chip_images(project) as read:
+        data_yaml = formats.write_yolo_dataset(
+            opts.out,
+            [(infos[i], lab[i]) for i in ids],
+            project.config.classes,
+            read,
+            val_ids=set(val),
+        )
     return {"round": None, "chips": len(ids), "file": str(data_yaml), "val": len(val)}
 
 

@@ -138,7 +138,10 @@ def write_chip_map(project: Project, out: Path) -> dict[str, int]:
 
     Columns: chip_id, scene, col_off, row_off, width, height, valid_fraction,
     state (new | scored | selected | labelled) and score (latest, default aggregation).
-    Written to a temporary file and renamed, so an existing map is never half-replaced.
+    When chips have been scored, 'objects_<scene>' layers hold the latest model's stored
+    detections lifted to the scene and merged across overlapping chips (the merge of
+    ``geoal predict``). Written to a temporary file and renamed, so an existing map is
+    never half-replaced.
     """
     import geopandas as gpd
 
@@ -177,6 +180,13 @@ def write_chip_map(project: Project, out: Path) -> dict[str, int]:
         wgs = to_wgs84(polys, scene.crs)
         if wgs is not None:
             wgs_frames.append(gpd.GeoDataFrame(attrs, geometry=wgs, crs=WGS84))
+        objects = stored_scene_objects(project, scene)
+        if objects is not None and len(objects.objects):
+            from geoal.predict.scene import objects_frame
+
+            name = "objects_" + layer[len("chips_") :]
+            objects_frame(objects, project.config.classes).to_file(tmp, layer=name, driver="GPKG")
+            layers[name] = len(objects.objects)
     if wgs_frames:
         import pandas as pd
 
@@ -185,6 +195,54 @@ def write_chip_map(project: Project, out: Path) -> dict[str, int]:
         layers["chips_wgs84"] = len(combined)
     tmp.replace(out)
     return layers
+
+
+def stored_scene_objects(project: Project, scene: Any, model_hash: str | None = None) -> Any:
+    """The stored detections of a scene's chips lifted to scene pixels and merged (or None).
+
+    Uses the latest model that scored chips unless ``model_hash`` is given; returns a
+    :class:`~geoal.predict.scene.SceneDetections`.
+    """
+    from geoal.predict.merge import merge_detections
+    from geoal.predict.scene import SceneDetections
+    from geoal.uncertainty import entropy
+
+    conn = project.store.conn
+    if model_hash is None:
+        row = conn.execute(
+            "SELECT cs.model_hash FROM chip_scores cs JOIN chips c ON c.id = cs.chip_id "
+            "WHERE c.scene_id = ? ORDER BY cs.scored_at DESC, cs.rowid DESC LIMIT 1",
+            (scene.id,),
+        ).fetchone()
+        if row is None:
+            return None
+        model_hash = str(row[0])
+    rows = conn.execute(
+        "SELECT c.col_off + d.x1, c.row_off + d.y1, c.col_off + d.x2, c.row_off + d.y2, "
+        "d.confidence, d.class_id, d.probs FROM detections d JOIN chips c ON c.id = d.chip_id "
+        "WHERE c.scene_id = ? AND d.model_hash = ?",
+        (scene.id, model_hash),
+    ).fetchall()
+    raw = np.zeros((len(rows), 7))
+    for i, r in enumerate(rows):
+        raw[i, :6] = r[:6]
+        raw[i, 6] = entropy(np.frombuffer(r[6], dtype="<f4")[None])[0]
+    raw[:, [0, 2]] = raw[:, [0, 2]].clip(0, scene.width)
+    raw[:, [1, 3]] = raw[:, [1, 3]].clip(0, scene.height)
+    merged, _ = merge_detections(raw)
+    n_chips = conn.execute("SELECT COUNT(*) FROM chips WHERE scene_id = ?", (scene.id,)).fetchone()[
+        0
+    ]
+    return SceneDetections(
+        path=scene.path,
+        name=scene.name,
+        crs=scene.crs,
+        transform=scene.transform,
+        objects=merged,
+        chips=int(n_chips),
+        raw_detections=len(raw),
+        seconds=0.0,
+    )
 
 
 def _layer_name(name: str, scene_id: int, taken: dict[str, int]) -> str:

@@ -9,6 +9,7 @@ stopped: no chip is scored twice for one model, none is skipped.
 from __future__ import annotations
 
 import json
+import sqlite3
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -145,25 +146,39 @@ def write_batch(
 ) -> None:
     """Store a batch of scored chips in one transaction (detections + scores + done rows)."""
     with project.store.transaction() as conn:
-        for chip_id, rec in zip(chip_ids, records, strict=True):
-            conn.execute(
-                "INSERT INTO chip_scores (chip_id, model_hash, views, n_detections, "
-                "expected_count, scores, embedding) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    chip_id,
-                    model_hash,
-                    views,
-                    len(rec["detections"]),
-                    rec["expected_count"],
-                    json.dumps(rec["scores"]),
-                    rec["embedding"],
-                ),
-            )
-            conn.executemany(
-                "INSERT INTO detections (chip_id, model_hash, x1, y1, x2, y2, class_id, "
-                "confidence, probs, uncertainty) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(chip_id, model_hash, *d) for d in rec["detections"]],
-            )
+        insert_records(conn, model_hash, views, chip_ids, records)
+
+
+def insert_records(
+    conn: sqlite3.Connection,
+    model_hash: str,
+    views: int,
+    chip_ids: Sequence[int],
+    records: Sequence[dict[str, Any]],
+) -> None:
+    """Insert scored chips (done rows + detections) inside the caller's open transaction.
+
+    Also writes shard files (``geoal.distributed.shards``), whose tables have the same columns.
+    """
+    for chip_id, rec in zip(chip_ids, records, strict=True):
+        conn.execute(
+            "INSERT INTO chip_scores (chip_id, model_hash, views, n_detections, "
+            "expected_count, scores, embedding) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                chip_id,
+                model_hash,
+                views,
+                len(rec["detections"]),
+                rec["expected_count"],
+                json.dumps(rec["scores"]),
+                rec["embedding"],
+            ),
+        )
+        conn.executemany(
+            "INSERT INTO detections (chip_id, model_hash, x1, y1, x2, y2, class_id, "
+            "confidence, probs, uncertainty) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(chip_id, model_hash, *d) for d in rec["detections"]],
+        )
 
 
 def _batches(

@@ -78,7 +78,7 @@ def _sha256(path: Path) -> str:
 def train_project(project: Project, opts: TrainOptions) -> TrainReport:
     """Fine-tune on every labelled chip and register the new model."""
     from geoal import formats
-    from geoal.pipeline.annotate import _image_writer, chip_infos, labelled_chip_ids, labels
+    from geoal.pipeline.annotate import chip_images, chip_infos, labelled_chip_ids, labels
     from geoal.train import split_train_val, train_detector
 
     if opts.split not in ("scene", "chip"):
@@ -95,9 +95,8 @@ def train_project(project: Project, opts: TrainOptions) -> TrainReport:
     dataset = work / "dataset"
     if dataset.exists():
         shutil.rmtree(dataset)
-    read = _image_writer(project, "png")
     lab = labels(project, ids)
-    try:
+    with chip_images(project) as read:
         data_yaml = formats.write_yolo_dataset(
             dataset,
             [(infos[i], lab[i]) for i in ids],
@@ -105,9 +104,6 @@ def train_project(project: Project, opts: TrainOptions) -> TrainReport:
             read,
             val_ids=set(val_ids),
         )
-    finally:
-        for reader in read.readers.values():
-            reader.close()
     init, parent = resolve_init(project, opts.init)
     result = train_detector(
         data_yaml,

@@ -121,6 +121,36 @@ class SceneReader:
         self.close()
 
 
+class ChipImages:
+    """Reads chips of many scenes as (H, W, 3) uint8, keeping one open reader per scene.
+
+    ``images(chip)`` takes anything with ``scene_id`` and ``window`` (a ChipInfo);
+    use it as a context manager so the datasets are closed.
+    """
+
+    def __init__(self, scenes: Mapping[int, SceneRecord]) -> None:
+        self.scenes = scenes
+        self._readers: dict[int, SceneReader] = {}
+
+    def __call__(self, chip: Any) -> np.ndarray:
+        reader = self._readers.get(chip.scene_id)
+        if reader is None:
+            reader = self._readers[chip.scene_id] = SceneReader(self.scenes[chip.scene_id])
+        return reader.read(chip.window)
+
+    def close(self) -> None:
+        """Close every open dataset."""
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
+
+    def __enter__(self) -> ChipImages:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def read_chip(scene: SceneRecord, window: Iterable[int]) -> tuple[np.ndarray, Affine]:
     """Read one chip: (H, W, 3) uint8 and its affine transform. Opens and closes the scene."""
     with SceneReader(scene) as reader:

@@ -78,9 +78,8 @@ def build_report(
     project: Project, out: Path, *, simulation: Path | None = None, gallery: int = 24
 ) -> Path:
     """Write the report to ``out`` (atomically) and return its path."""
-    from geoal.pipeline.annotate import chip_infos, predictions
+    from geoal.pipeline.annotate import chip_images, chip_infos, predictions
     from geoal.pipeline.catalog import chip_table, project_status
-    from geoal.raster.reader import SceneReader
     from geoal.report import figures
 
     classes = project.config.classes
@@ -199,18 +198,13 @@ def build_report(
         )
         infos = chip_infos(project, ids)
         preds = predictions(project, ids, rnd[2])
-        scenes = {s.id: s for s in project.store.scenes()}
         parts.append(
             f'<p class="note">round {rnd[0]}, strategy {html.escape(rnd[1])}, model {html.escape((rnd[2] or "none")[:12])}; boxes: the model\'s detections.</p><div class="gallery">'
         )
-        readers: dict[int, SceneReader] = {}
-        try:
+        with chip_images(project) as read:
             for rank, cid in enumerate(ids):
                 info = infos[cid]
-                reader = readers.get(info.scene_id) or readers.setdefault(
-                    info.scene_id, SceneReader(scenes[info.scene_id])
-                )
-                pixels = reader.read(info.window)
+                pixels = read(info)
                 b = preds.get(cid)
                 boxes = b.xyxy if b is not None else np.zeros((0, 4))
                 labels = (
@@ -224,9 +218,6 @@ def build_report(
                 parts.append(
                     f"<figure>{_img(figures.chip_png(pixels, boxes, labels, title), title)}<figcaption>{html.escape(caption)}</figcaption></figure>"
                 )
-        finally:
-            for r in readers.values():
-                r.close()
         parts.append("</div>")
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>geoal report</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
     out = Path(out)
