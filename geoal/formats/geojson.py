@@ -18,9 +18,11 @@ A box feature with a ``chip_id`` property that names a labelled chip goes to tha
 (so boxes exported from overlapping chips do not double up); a feature without one goes to
 every labelled chip it overlaps. Each feature becomes its axis-aligned bounding box in the
 chip's pixel grid (a building polygon -> its pixel bbox), clipped to the chip, and is kept
-when the visible part is at least ``min_visible`` of the whole box. A feature that overlaps
-no labelled chip is a problem; one that overlaps chips but is mostly outside each is not
-(it belongs to a neighbour).
+when the visible part is at least ``min_visible`` of the whole box. A feature outside every
+labelled chip is a note, not a problem (a whole-scene label file imported onto one round's
+chips), unless no feature at all lands on a labelled chip, which is a problem: the file is
+for another place. A feature whose ``chip_id`` names a chip it lies outside is a problem;
+one that overlaps chips but is mostly outside each is neither (it belongs to a neighbour).
 """
 
 from __future__ import annotations
@@ -212,6 +214,8 @@ def from_geojson(
         raise ValueError(f"min_visible must be in (0, 1], got {min_visible}")
     problems: list[Problem] = []
 
+    notes: list[Problem] = []
+
     def report(where: str, message: str) -> None:
         problems.append(Problem(source, where, message))
 
@@ -321,9 +325,17 @@ def from_geojson(
             report(f"feature {i}", "cannot be reprojected into the scene's CRS")
         elif flat[k]:
             report(f"feature {i}", "geometry has no area in pixel space (a point or a line?)")
+        elif not seen[k] and target[k] is not None:
+            report(f"feature {i}", f"feature lies outside its chip {target[k]}")
         elif not seen[k]:
-            chip_txt = f"its chip {target[k]}" if target[k] is not None else "every labelled chip"
-            report(f"feature {i}", f"feature lies outside {chip_txt}")
+            notes.append(
+                Problem(source, f"feature {i}", "feature lies outside every labelled chip")
+            )
+    if len(cand) and len(notes) == len(cand):
+        report(
+            "file",
+            "no feature lies on any of the chips being labelled: is the file for this place?",
+        )
 
     labels: dict[int, Boxes] = {}
     for cid, items in found.items():
@@ -333,7 +345,7 @@ def from_geojson(
             if items
             else Boxes.empty()
         )
-    return ImportResult(labels, problems)
+    return ImportResult(labels, problems, notes=notes)
 
 
 def _column(gdf: gpd.GeoDataFrame, name: str, n: int) -> list[Any]:

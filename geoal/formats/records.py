@@ -147,12 +147,14 @@ class ImportResult:
 
     ``duplicates`` lists chips that more than one entry of the file labelled (the last won).
     A chip absent from ``labels`` is unlabelled. The caller decides whether any problem
-    refuses the whole import.
+    refuses the whole import. ``notes`` are worth telling but refuse nothing (a feature of
+    a whole-scene label file that lies outside the chips being labelled).
     """
 
     labels: dict[int, Boxes]
     problems: list[Problem] = field(default_factory=list)
     duplicates: list[int] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)
 
     @property
     def n_boxes(self) -> int:

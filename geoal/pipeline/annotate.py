@@ -52,6 +52,7 @@ class ImportReport:
     negatives: int = 0
     replaced: int = 0
     problems: list[str] = field(default_factory=list)
+    ignored: int = 0  # features of the file outside the chips being labelled
 
 
 def chip_infos(project: Project, chip_ids: Sequence[int] | None = None) -> dict[int, Any]:
@@ -350,6 +351,7 @@ def apply_import(
         report.already_imported = int(known[0])
         return report
     report.problems = [f"{p.source}: {p.where}: {p.message}" for p in result.problems]
+    report.ignored = len(result.notes)
     if result.duplicates and on_duplicate == "refuse":
         report.problems.append(
             f"{source}: chips labelled twice in this file: {sorted(result.duplicates)[:20]}"
@@ -405,7 +407,8 @@ def import_summary(report: ImportReport) -> str:
         return (
             f"{report.source}: already imported (import {report.already_imported}); nothing changed"
         )
+    ignored = f"; {report.ignored} features outside these chips ignored" if report.ignored else ""
     return (
         f"imported {report.source} ({report.format}): {report.chips} chips, {report.boxes} boxes, "
-        f"{report.negatives} labelled negatives, {report.replaced} chips relabelled"
+        f"{report.negatives} labelled negatives, {report.replaced} chips relabelled{ignored}"
     )

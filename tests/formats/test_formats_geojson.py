@@ -284,7 +284,6 @@ def test_each_bad_feature_is_reported(chips: list[ChipInfo], tmp_path: Path) -> 
             shapely.Polygon([(x0, y0 - 4), (x0 + 4, y0), (x0 + 4, y0 - 4), (x0, y0)]),
             "invalid geometry",
         ),
-        ("ship", shapely.box(x0 - 500, y0 + 100, x0 - 490, y0 + 110), "outside every labelled"),
         ("ship", shapely.Point(x0 + 3, y0 - 3), "no area in pixel space"),
     ]
     for name, geom, text in cases:
@@ -292,6 +291,22 @@ def test_each_bad_feature_is_reported(chips: list[ChipInfo], tmp_path: Path) -> 
         result = from_geojson(gdf, chips, CLASSES, source=SRC)
         _one_problem(result, "feature 0", text)
         assert len(result.labels[1]) == 1  # the good feature still imports
+    # a feature outside the chips being labelled is a note (a whole-scene label file) ...
+    outside = shapely.box(x0 - 500, y0 + 100, x0 - 490, y0 + 110)
+    gdf = gpd.GeoDataFrame(
+        {"class": ["ship", "ship"]}, geometry=[outside, inside], crs="EPSG:32617"
+    )
+    result = from_geojson(gdf, chips, CLASSES, source=SRC)
+    assert result.problems == [] and len(result.labels[1]) == 1
+    assert [(n.where, n.message) for n in result.notes] == [
+        ("feature 0", "feature lies outside every labelled chip")
+    ]
+    # ... unless nothing in the file lands on them: then it is for another place
+    gdf = gpd.GeoDataFrame({"class": ["ship"]}, geometry=[outside], crs="EPSG:32617")
+    result = from_geojson(gdf, chips, CLASSES, source=SRC)
+    assert [p.where for p in result.problems] == ["file"] and "for this place" in result.problems[
+        0
+    ].message
 
 
 def test_chip_ids_must_name_labelled_chips(chips: list[ChipInfo], tmp_path: Path) -> None:
@@ -354,6 +369,7 @@ def test_pixel_only_chips_cannot_be_labelled(chips: list[ChipInfo]) -> None:
     plain = grid_chips(scene_record(crs=None, transform=(1, 0, 0, 0, 1, 0)), 64, 0.0, 50)
     gdf = gpd.GeoDataFrame({"class": ["ship"]}, geometry=[shapely.box(0, 0, 1, 1)], crs=32617)
     result = from_geojson(gdf, [*chips[:1], plain[0]], CLASSES, source=SRC)
-    assert [p.where for p in result.problems] == ["chip 50", "feature 0"]
+    assert [p.where for p in result.problems] == ["chip 50", "file"]
+    assert [n.where for n in result.notes] == ["feature 0"]
     assert "pixel-only" in result.problems[0].message
     assert set(result.labels) == {1}

@@ -1,0 +1,101 @@
+"""geoal train / evaluate through the store: registered models, parents, stored metrics."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from geoal.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def run(*args: str, ok: bool = True):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def models(proj: Path) -> list[tuple]:
+    conn = sqlite3.connect(proj / "geoal.db")
+    try:
+        return conn.execute(
+            "SELECT hash, path, kind, parent_hash, round_id, metrics FROM models ORDER BY id"
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+def test_train_twice_then_evaluate(tmp_path: Path, shared_data: Path) -> None:
+    proj = tmp_path / "p"
+    run("init", str(proj), "--classes", "Tree")
+    run(
+        "-p",
+        str(proj),
+        "tile",
+        str(shared_data / "geotiff" / "osbs029_rgb_10cm.tif"),
+        "--size",
+        "128",
+        "--overlap",
+        "0",
+        "-q",
+    )
+    refused = run("-p", str(proj), "train", "--epochs", "1", ok=False)
+    assert refused.exit_code == 1 and "no labelled chips" in refused.output
+    run("-p", str(proj), "select", "-k", "6", "-s", "random")
+    run(
+        "-p",
+        str(proj),
+        "import",
+        str(shared_data / "geotiff" / "osbs029_trees.geojson"),
+        "--class",
+        "Tree",
+    )
+    out = run(
+        "-p",
+        str(proj),
+        "train",
+        "--epochs",
+        "1",
+        "--imgsz",
+        "128",
+        "--batch",
+        "4",
+        "-q",
+        "--from",
+        "yolov8n.yaml",
+    ).output
+    assert "trained model" in out
+    (first,) = models(proj)
+    assert first[2] == "trained" and first[3] is None and first[4] == 1 and Path(first[1]).is_file()
+    metrics = json.loads(first[5])
+    assert metrics["train_chips"] >= 1 and len(metrics["val_chip_ids"]) >= 1
+    run(
+        "-p", str(proj), "train", "--epochs", "1", "--imgsz", "128", "--batch", "4", "-q"
+    )  # --from last
+    second = models(proj)[1]
+    assert second[3] == first[0], "fine-tuned from the previous round's model"
+    ev = json.loads(run("-p", str(proj), "evaluate", "--json").output)
+    assert ev["source"].startswith("held-out chips") and 0.0 <= ev["mAP50"] <= 1.0
+    assert "Tree" in ev["ap50"]
+    assert json.loads(models(proj)[1][5])["eval"]["n_gt"] == ev["n_gt"]
+    # the same metrics on a COCO file + images: the round exported and labelled
+    export = tmp_path / "export"
+    run("-p", str(proj), "export", "-f", "coco", "-o", str(export), "--round", "1")
+    coco = json.loads((export / "round1_coco.json").read_text())
+    assert {img["file_name"] for img in coco["images"]} == {
+        str(p.relative_to(export)) for p in (export / "images").glob("*.png")
+    }
+    ev2 = json.loads(
+        run(
+            "-p", str(proj), "evaluate", "--data", str(export / "round1_coco.json"), "--json"
+        ).output
+    )
+    assert ev2["n_images"] == 6
+    missing = run("-p", str(proj), "evaluate", "--model", "nope", ok=False)
+    assert "not a registered model" in missing.output
