@@ -217,10 +217,51 @@ def status(ctx: click.Context, as_json: bool) -> None:
     type=click.IntRange(1, 64),
     default=2,
     show_default=True,
-    help="Chip reader threads.",
+    help="Chip reader threads (in each Ray worker with --engine ray).",
 )
 @click.option(
     "--limit", type=click.IntRange(1), default=None, help="Score at most this many chips now."
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="ray: score on a Ray cluster, a worker per GPU (pip install 'geoal[ray]').",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster: auto, or ray://HOST:10001 (default: start Ray on this machine).",
+)
+@click.option(
+    "--ray-workers",
+    type=click.IntRange(1),
+    default=None,
+    help="Ray workers, each loads the model once (default: one per GPU, else per CPU).",
+)
+@click.option(
+    "--gpus-per-worker",
+    type=click.FloatRange(0),
+    default=None,
+    help="GPUs per Ray worker (default: 1 if the cluster has GPUs, else 0).",
+)
+@click.option(
+    "--cpus-per-worker",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="CPUs per Ray worker (default 1).",
+)
+@click.option(
+    "--shard",
+    default=None,
+    help="I/N: score only shard I of N (chip id % N == I) into a shard file (SLURM arrays).",
+)
+@click.option(
+    "--shard-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Shard file (default: shards/MODEL-I-of-N.sqlite in the project).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
@@ -235,18 +276,29 @@ def score(
     top_k: int | None,
     workers: int,
     limit: int | None,
+    engine: str,
+    address: str | None,
+    ray_workers: int | None,
+    gpus_per_worker: float | None,
+    cpus_per_worker: float | None,
+    shard: str | None,
+    shard_out: Path | None,
     quiet: bool,
 ) -> None:
     """Score every unlabelled chip with the detector: detections, instance uncertainty, chip scores.
 
     Chips already scored by the same model (content hash) are skipped, so an
     interrupted run resumes where it stopped. A model whose classes differ from
-    the project's is refused.
+    the project's is refused. --engine ray scores on a Ray cluster; --shard I/N
+    scores one shard into a file for 'geoal merge-shards' (schedulers without Ray).
     """
     import warnings
+    from contextlib import AbstractContextManager, nullcontext
 
     from geoal.pipeline.scoring import ScoreOptions, score_project
 
+    ray_opts = _ray_options(engine, address, ray_workers, gpus_per_worker, cpus_per_worker)
+    part = _shard(shard, shard_out, ray_opts)
     with _project(ctx) as project:
         cfg = project.config.score
         opts = ScoreOptions(
@@ -261,16 +313,36 @@ def score(
             workers=workers,
             limit=limit,
         )
-        with project.write_lock("score"), warnings.catch_warnings(record=True) as caught:
+        # a shard only reads the store: many run at once, 'geoal merge-shards' writes
+        lock: AbstractContextManager[Any] = (
+            nullcontext() if part is not None else project.write_lock("score")
+        )
+        with lock, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-            report = score_project(project, opts, progress=not quiet)
+            if part is not None:
+                from geoal.distributed import score_shard
+
+                done = score_shard(project, opts, part, shard_out, progress=not quiet)
+                summary = (
+                    f"shard {part}: scored {done.scored} chips into {done.path} with model "
+                    f"{done.model_hash[:12]}; {done.already} already there, {done.remaining} left"
+                )
+            else:
+                if ray_opts is None:
+                    report = score_project(project, opts, progress=not quiet)
+                else:
+                    from geoal.distributed import score_project_ray
+
+                    report = score_project_ray(project, opts, ray_opts, progress=not quiet)
+                summary = (
+                    f"scored {report.scored} chips with model {report.model_hash[:12]} "
+                    f"({report.model_path}); {report.skipped} already scored, "
+                    f"{report.remaining} left"
+                )
         for w in caught:
             if "geoal" in str(w.filename) or "trained" in str(w.message):
                 click.echo(f"geoal: warning: {w.message}", err=True)
-    click.echo(
-        f"scored {report.scored} chips with model {report.model_hash[:12]} ({report.model_path}); "
-        f"{report.skipped} already scored, {report.remaining} left"
-    )
+    click.echo(summary)
 
 
 @main.command()
@@ -735,6 +807,298 @@ def report(ctx: click.Context, out: Path, simulation: Path | None, gallery: int)
     click.echo(f"wrote {path}")
 
 
+def _csv(text: str, kind: type, option: str) -> tuple[Any, ...]:
+    """A comma-separated option value as a tuple of ``kind``; ConfigError naming the option."""
+    try:
+        return tuple(kind(part.strip()) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"{option}: expected a comma-separated list, got {text!r}") from None
+
+
+@main.command()
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="COCO JSON of the pool (its labels are hidden, then revealed by the oracle).",
+)
+@click.option(
+    "--images",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of the pool's images.",
+)
+@click.option(
+    "--test-data",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="COCO JSON of the fixed test set (evaluation only).",
+)
+@click.option(
+    "--test-images",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the test images (default: --images).",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder; run the same command again to resume.",
+)
+@click.option("--strategies", default="random,hybrid", show_default=True)
+@click.option("--seeds", default="0,1,2", show_default=True)
+@click.option(
+    "--budgets",
+    default="0.05,0.10,0.15,0.20,0.30",
+    show_default=True,
+    help="Cumulative labelled fractions of the pool, one per round.",
+)
+@click.option(
+    "--budget-unit", type=click.Choice(["images", "boxes"]), default="images", show_default=True
+)
+@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True, help="Per round.")
+@click.option(
+    "--full-epochs",
+    type=click.IntRange(1),
+    default=None,
+    help="Epochs of the --full-pool ceiling (default: epochs x rounds).",
+)
+@click.option("--imgsz", type=click.IntRange(32), default=640, show_default=True)
+@click.option("--batch", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda:N.")
+@click.option(
+    "--init",
+    default="yolov8n.yaml",
+    show_default=True,
+    help="A model .yaml, or a local .pt (other classes: its weights under a new head).",
+)
+@click.option(
+    "--start",
+    type=click.Choice(["previous", "init"]),
+    default="previous",
+    show_default=True,
+    help="Each round fine-tunes the previous round's weights, or trains afresh from --init.",
+)
+@click.option("--views", type=click.IntRange(1, 8), default=2, show_default=True)
+@click.option("--aggregation", default="miaod", show_default=True, help="Chip score to rank by.")
+@click.option("--full-pool", is_flag=True, help="Also train once on the whole pool (the ceiling).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@friendly
+def simulate(
+    data: Path,
+    images: Path,
+    test_data: Path,
+    test_images: Path | None,
+    out: Path,
+    strategies: str,
+    seeds: str,
+    budgets: str,
+    budget_unit: str,
+    epochs: int,
+    full_epochs: int | None,
+    imgsz: int,
+    batch: int,
+    device: str,
+    init: str,
+    start: str,
+    views: int,
+    aggregation: str,
+    full_pool: bool,
+    quiet: bool,
+) -> None:
+    """Label-efficiency simulation on a labelled COCO data set: learning curves per strategy.
+
+    Hides the pool's labels; per (strategy, seed), round 0 is a random set, then
+    each round trains, evaluates mAP on the fixed test set, scores the pool as
+    'geoal score' does, selects and reveals. Writes results.csv, summary.json and
+    learning_curves.png under --out; killed, the same command resumes.
+    """
+    from geoal.simulate import SimConfig, run_simulation
+
+    cfg = SimConfig(
+        data=data,
+        images=images,
+        test_data=test_data,
+        test_images=test_images,
+        out=out,
+        strategies=_csv(strategies, str, "--strategies"),
+        seeds=_csv(seeds, int, "--seeds"),
+        budgets=_csv(budgets, float, "--budgets"),
+        budget_unit=budget_unit,  # type: ignore[arg-type]
+        epochs=epochs,
+        full_epochs=full_epochs,
+        imgsz=imgsz,
+        batch=batch,
+        device=device,
+        init=init,
+        start=start,  # type: ignore[arg-type]
+        views=views,
+        aggregation=aggregation,
+        full_pool=full_pool,
+    )
+    summary = run_simulation(cfg, progress=not quiet)
+    for name, arm in summary["strategies"].items():
+        curve = "  ".join(f"{r['n_images_mean']:.0f}:{r['mAP50_mean']:.3f}" for r in arm["rounds"])
+        click.echo(f"{name:<12} images:mAP50  {curve}")
+    if summary["ceiling"]:
+        click.echo(f"{'full pool':<12} mAP50 {summary['ceiling']['mAP50']:.3f}")
+    click.echo(
+        f"wrote {out / 'results.csv'}, {out / 'summary.json'}, {out / 'learning_curves.png'}"
+    )
+
+
+@main.group()
+def labelstudio() -> None:
+    """Label rounds in a Label Studio server: push tasks with predictions, pull labels back.
+
+    The API token comes from $LABEL_STUDIO_API_KEY (or $LABEL_STUDIO_TOKEN, or --token):
+    a personal access token or a legacy token. geoal never stores or prints it.
+    """
+
+
+_LS_URL = click.option(
+    "--url", required=True, help="Label Studio address, e.g. http://localhost:8080."
+)
+_LS_TOKEN = click.option(
+    "--token",
+    default=None,
+    help="API token (default: $LABEL_STUDIO_API_KEY); prefer the variable, a flag shows in `ps`.",
+)
+
+
+@labelstudio.command(name="push")
+@_LS_URL
+@_LS_TOKEN
+@click.option(
+    "--round", "round_id", type=int, default=None, help="Round to push (default: latest open)."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+@friendly
+def labelstudio_push(
+    ctx: click.Context, url: str, token: str | None, round_id: int | None, quiet: bool
+) -> None:
+    """Add a round's chips as tasks, the model's detections as predictions to correct.
+
+    The first push creates a Label Studio project with the project's classes; pushing
+    again adds only chips without a task. Chip images are uploaded with the tasks.
+    """
+    from geoal.labelstudio import connect, push_round, push_summary
+
+    with (
+        _project(ctx) as project,
+        connect(url, token) as client,
+        project.write_lock("labelstudio push"),
+    ):
+        report = push_round(project, client, round_id, progress=not quiet)
+    for line in push_summary(report):
+        click.echo(line)
+
+
+@labelstudio.command(name="pull")
+@_LS_URL
+@_LS_TOKEN
+@click.pass_context
+@friendly
+def labelstudio_pull(ctx: click.Context, url: str, token: str | None) -> None:
+    """Import the submitted annotations like 'geoal import': all of them or nothing.
+
+    A task submitted without boxes is a labelled negative; open or skipped tasks stay
+    unlabelled. Pulling again without new annotations changes nothing.
+    """
+    from geoal.labelstudio import connect, pull_labels, pull_summary
+
+    with (
+        _project(ctx) as project,
+        connect(url, token) as client,
+        project.write_lock("labelstudio pull"),
+    ):
+        report = pull_labels(project, client)
+    for note in report.notes:
+        click.echo(f"geoal: warning: {note}", err=True)
+    for line in report.problems[:200]:
+        click.echo(f"geoal: problem: {line}", err=True)
+    if report.problems:
+        _fail(f"{url}: {len(report.problems)} problem(s); nothing imported")
+    for line in pull_summary(report):
+        click.echo(line)
+
+
+@main.command(name="merge-shards")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+@friendly
+def merge_shards(ctx: click.Context, files: tuple[Path, ...]) -> None:
+    """Bring shard FILES of 'geoal score --shard I/N' into the store (default: shards/*.sqlite).
+
+    One transaction per file. Chips the model has already scored are skipped,
+    so merging a file again, or a shard that ran twice, adds nothing.
+    """
+    from geoal.distributed import merge_shards as merge
+
+    with _project(ctx) as project, project.write_lock("merge-shards"):
+        reports = merge(project, files)
+    for r in reports:
+        click.echo(
+            f"{r.path}: shard {r.shard}, merged {r.merged} chips, "
+            f"{r.skipped} already scored (model {r.model_hash[:12]})"
+        )
+        if not r.complete:
+            click.echo(
+                f"geoal: warning: {r.path}: shard {r.shard} has not finished; "
+                "run it again, then merge again",
+                err=True,
+            )
+
+
+def _ray_options(
+    engine: str,
+    address: str | None,
+    workers: int | None,
+    gpus_per_worker: float | None,
+    cpus_per_worker: float | None,
+) -> Any:
+    """RayOptions for --engine ray, None for the local engine (which takes no Ray option)."""
+    if engine != "ray":
+        given = [
+            name
+            for name, value in (
+                ("--address", address),
+                ("--ray-workers", workers),
+                ("--gpus-per-worker", gpus_per_worker),
+                ("--cpus-per-worker", cpus_per_worker),
+            )
+            if value is not None
+        ]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only with --engine ray")
+        return None
+    from geoal.distributed import RayOptions
+
+    return RayOptions(
+        address=address,
+        workers=workers,
+        gpus_per_worker=gpus_per_worker,
+        cpus_per_worker=cpus_per_worker or 1.0,
+    )
+
+
+def _shard(shard: str | None, shard_out: Path | None, ray_opts: Any) -> Any:
+    """The Shard of --shard I/N, or None; --shard runs on the local engine."""
+    if shard is None:
+        if shard_out is not None:
+            raise ConfigError("--shard-out: only with --shard I/N")
+        return None
+    if ray_opts is not None:
+        raise ConfigError(
+            "--shard scores one shard with the local engine on this machine; leave out --engine ray"
+        )
+    from geoal.distributed import parse_shard
+
+    return parse_shard(shard)
+
+
 def _scene_ids(project: Any, names: tuple[str, ...]) -> tuple[int, ...]:
     """Scene ids from ids or names given on the command line."""
     if not names:
@@ -789,6 +1153,36 @@ def _scene_ids(project: Any, names: tuple[str, ...]) -> tuple[int, ...]:
     default=None,
     help="Write counts per scene and class to this CSV.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="ray: detect on a Ray cluster, a worker per GPU (pip install 'geoal[ray]').",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster: auto, or ray://HOST:10001 (default: start Ray on this machine).",
+)
+@click.option(
+    "--ray-workers",
+    type=click.IntRange(1),
+    default=None,
+    help="Ray workers, each loads the model once (default: one per GPU, else per CPU).",
+)
+@click.option(
+    "--gpus-per-worker",
+    type=click.FloatRange(0),
+    default=None,
+    help="GPUs per Ray worker (default: 1 if the cluster has GPUs, else 0).",
+)
+@click.option(
+    "--cpus-per-worker",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="CPUs per Ray worker (default 1).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @friendly
 def predict(
@@ -805,12 +1199,18 @@ def predict(
     device: str,
     bands: str | None,
     summary: Path | None,
+    engine: str,
+    address: str | None,
+    ray_workers: int | None,
+    gpus_per_worker: float | None,
+    cpus_per_worker: float | None,
     quiet: bool,
 ) -> None:
     """Detect objects over whole SCENES: sliced inference, cross-chip merging, georeferenced output.
 
     Objects cut by a chip edge are merged with their whole view in the
     neighbouring chip, so each appears once. Prints counts per scene and class.
+    --engine ray detects on a Ray cluster (the scenes' paths must be readable there).
     """
     from geoal.config import parse_bands
     from geoal.pipeline.catalog import expand_inputs
@@ -828,8 +1228,14 @@ def predict(
         device=device,
         bands=parse_bands(bands) if bands else None,
     )
+    ray_opts = _ray_options(engine, address, ray_workers, gpus_per_worker, cpus_per_worker)
     paths, problems = expand_inputs(scenes)
-    report = predict_scenes(paths, opts, progress=not quiet)
+    if ray_opts is None:
+        report = predict_scenes(paths, opts, progress=not quiet)
+    else:
+        from geoal.distributed import predict_scenes_ray
+
+        report = predict_scenes_ray(paths, opts, ray_opts, progress=not quiet)
     report.errors[:0] = problems
     if report.scenes:
         layers = write_detections(report, out)

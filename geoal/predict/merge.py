@@ -16,11 +16,11 @@ inside the whole one). Ties are broken by coordinates, so the result does not
 depend on the input order (symmetric).
 
 Idempotence: ``nms`` is idempotent. The NMM variants make one pass, as SAHI does:
-on detections of distinct objects (each seen whole or cut by a few chips) merging
-the result again changes nothing. On dense, chained boxes a merged union can
-match a neighbour again; ``until_stable=True`` repeats until no pair matches
-(idempotent always), at the price of merged boxes that can snowball across
-touching objects, which is why it is not the default.
+on detections of distinct objects (each seen whole or cut by a few chips) matched by
+IoS (the default) merging the result again changes nothing. With IoU, or on dense,
+chained boxes, a merged union can match a neighbour again; ``until_stable=True``
+repeats until no pair matches (idempotent always), at the price of merged boxes that
+can snowball across touching objects, which is why it is not the default.
 """
 
 from __future__ import annotations

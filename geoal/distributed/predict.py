@@ -1,0 +1,167 @@
+"""``geoal predict --engine ray``: whole-scene detection with the chips detected on Ray actors.
+
+The driver catalogues each scene (one decimated read), sends chip windows to the
+actors, which read them and return each chip's detections in scene pixels, and
+merges a scene's detections (in chip order, as the local engine does) as soon
+as all of its chips are back. Tasks of several scenes are in flight at once, so
+the actors do not wait at scene boundaries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geoal.distributed.cluster import (
+    RayOptions,
+    WorkerPool,
+    forwarded_env,
+    plan_actors,
+    ray_session,
+    require_ray,
+)
+from geoal.distributed.work import ChipItem, Task, plan_tasks
+from geoal.distributed.worker import ChipPredictor, ModelSpec, PredictParams
+from geoal.errors import GeoalError
+from geoal.predict.scene import PredictOptions, PredictReport, SceneDetections
+from geoal.store import SceneRecord
+
+
+@dataclass
+class _SceneRun:
+    """A scene in progress: its record, its chips still out, what came back."""
+
+    scene: SceneRecord
+    chips: int
+    t0: float
+    open_tasks: int = 0
+    planned: bool = False
+    parts: dict[int, np.ndarray] = field(default_factory=dict)
+    error: str | None = None
+
+
+def predict_scenes_ray(
+    paths: Sequence[str],
+    opts: PredictOptions,
+    ray_opts: RayOptions,
+    classes: Sequence[str] | None = None,
+    *,
+    progress: bool = True,
+) -> PredictReport:
+    """Detect over every scene on Ray; a scene that fails is reported, the others go on.
+
+    Same objects as ``predict_scenes`` (same model, same chips, same merge).
+    """
+    from tqdm import tqdm
+
+    from geoal.detect import load_detector
+
+    require_ray()
+    # Loaded here too (on the CPU): checks the model, its classes and the hash workers must match.
+    detector = load_detector(opts.model, classes, device="cpu", imgsz=opts.imgsz)
+    names = tuple(detector.classes)
+    report = PredictReport(classes=names)
+    runs: dict[int, _SceneRun] = {}
+    done: dict[int, SceneDetections] = {}
+    params = PredictParams(opts.conf, opts.iou, opts.batch, opts.workers)
+    with ray_session(ray_opts) as ray:
+        plan = plan_actors(ray.cluster_resources(), ray_opts)
+        model = Path(opts.model)  # absolute, for workers that start elsewhere
+        spec = ModelSpec(
+            str(model.resolve()) if model.exists() else opts.model,
+            names,
+            opts.imgsz,
+            detector.model_hash,
+            gpu=plan.gpus > 0,
+            threads=plan.threads,
+        )
+        pool = WorkerPool(ray, ChipPredictor, (spec, params, forwarded_env()), plan, ray_opts)
+        bar = tqdm(total=0, desc="predicting (ray)", unit="chip", disable=not progress)
+        try:
+            tasks = _tasks(paths, opts, ray_opts, runs, report, bar)
+            for outcome in pool.run("predict", tasks):
+                key = next(iter(outcome.task.scenes))
+                run = runs[key]
+                run.open_tasks -= 1
+                if outcome.error is not None:
+                    run.error = run.error or str(outcome.error)
+                else:
+                    run.parts.update(outcome.value)
+                bar.update(len(outcome.task))
+                _finish_ready(runs, done, report, opts)
+        finally:
+            bar.close()
+            pool.close()
+    _finish_ready(runs, done, report, opts)
+    report.scenes = [done[key] for key in sorted(done)]  # in the order of ``paths``
+    return report
+
+
+def _tasks(
+    paths: Sequence[str],
+    opts: PredictOptions,
+    ray_opts: RayOptions,
+    runs: dict[int, _SceneRun],
+    report: PredictReport,
+    bar: Any,
+) -> Iterator[Task]:
+    """Catalogue scenes one by one as the pool asks for work; yield their chips' tasks."""
+    from geoal.config import TilingConfig
+    from geoal.raster.scene import catalogue
+
+    tiling = TilingConfig(size=opts.size, overlap=opts.overlap, bands=opts.bands)
+    for key, path in enumerate(paths):
+        t0 = time.perf_counter()
+        try:
+            cat = catalogue(path, tiling)
+        except GeoalError as exc:
+            report.errors.append(str(exc))
+            continue
+        scene = SceneRecord.from_values(key, cat.values)
+        items: list[ChipItem] = [
+            (i, key, (int(w[0]), int(w[1]), int(w[2]), int(w[3])))
+            for i, w in enumerate(cat.windows)
+        ]
+        run = runs[key] = _SceneRun(scene, len(items), t0)
+        bar.total += len(items)
+        bar.refresh()
+        tasks = list(
+            plan_tasks(items, {key: scene}, ray_opts.batches_per_task * opts.batch, opts.batch)
+        )
+        run.open_tasks = len(tasks)
+        run.planned = True
+        yield from tasks
+
+
+def _finish_ready(
+    runs: dict[int, _SceneRun],
+    done: dict[int, SceneDetections],
+    report: PredictReport,
+    opts: PredictOptions,
+) -> None:
+    """Merge and report every scene whose chips are all back."""
+    from geoal.predict.merge import merge_detections
+
+    for key in [k for k, r in runs.items() if r.planned and r.open_tasks == 0]:
+        run = runs.pop(key)
+        if run.error is not None:
+            report.errors.append(run.error)
+            continue
+        parts = [run.parts[i] for i in sorted(run.parts)]  # chip order, as the local engine
+        raw = np.concatenate(parts) if parts else np.zeros((0, 7))
+        merged, _ = merge_detections(raw, opts.merge, opts.match, opts.threshold)
+        done[key] = SceneDetections(
+            path=run.scene.path,
+            name=run.scene.name,
+            crs=run.scene.crs,
+            transform=run.scene.transform,
+            objects=merged,
+            chips=run.chips,
+            raw_detections=len(raw),
+            seconds=time.perf_counter() - run.t0,
+        )

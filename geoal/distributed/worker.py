@@ -1,0 +1,177 @@
+"""What a worker does: load the detector once, then read, detect and score the chips of tasks.
+
+Plain classes with no Ray in them (``WorkerPool`` makes them Ray actors), so the
+same code scores a shard on a SLURM node and a task on a Ray actor, and is
+tested without Ray. A worker reads its chips' windows itself from the scenes'
+paths (local files on shared storage, or GDAL URLs such as ``/vsis3/``): only
+window coordinates travel to it, only small records travel back.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from geoal.distributed.work import ChipItem, Task, group_by_size
+from geoal.errors import ModelError
+from geoal.store import SceneRecord
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How a worker loads the driver's detector, and the hash it must find."""
+
+    model: str  # absolute .pt path (shared storage) or a .yaml architecture
+    classes: tuple[str, ...]
+    imgsz: int | None
+    model_hash: str
+    gpu: bool = False  # Ray sets CUDA_VISIBLE_DEVICES: the actor's GPU is cuda:0
+    threads: int = 0  # torch CPU threads (the actor's CPUs); 0 = torch's default
+
+
+@dataclass(frozen=True)
+class ScoreParams:
+    """The scoring options a worker applies (as ``geoal score``'s)."""
+
+    views: int
+    conf: float
+    iou: float
+    top_k: int
+    batch: int
+    readers: int  # chip reader threads
+
+
+@dataclass(frozen=True)
+class PredictParams:
+    """The detection options a worker applies (as ``geoal predict``'s)."""
+
+    conf: float
+    iou: float
+    batch: int
+    readers: int
+
+
+def load_worker_detector(spec: ModelSpec, device: str | None = None) -> Any:
+    """The detector of ``spec``; ModelError if this machine's model file differs from the driver's."""
+    from geoal.detect import load_detector
+
+    if spec.threads > 0:
+        import torch
+
+        # A Ray actor inherits the driver's OMP_NUM_THREADS (ultralytics sets it to 1 on
+        # import); a CPU actor should use the CPUs it reserved, no more, no fewer.
+        torch.set_num_threads(spec.threads)
+    detector = load_detector(
+        spec.model,
+        spec.classes,
+        device=device or ("cuda:0" if spec.gpu else "cpu"),
+        imgsz=spec.imgsz,
+    )
+    if detector.model_hash != spec.model_hash:
+        raise ModelError(
+            f"{socket.gethostname()}: model {spec.model} has hash {detector.model_hash[:12]}, "
+            f"the driver's has {spec.model_hash[:12]}: every node must see the same model file"
+        )
+    return detector
+
+
+def iter_chip_batches(
+    scenes: Mapping[int, SceneRecord], items: Sequence[ChipItem], batch: int, readers: int
+) -> Iterator[tuple[list[int], np.ndarray]]:
+    """(chip_ids, (B, H, W, 3) uint8) batches of same-size chips, read ahead by threads."""
+    from geoal.raster.reader import iter_batches, iter_chips
+
+    for group in group_by_size(items):
+        yield from iter_batches(iter_chips(scenes, group, workers=readers), batch)
+
+
+def score_chips(
+    detector: Any,
+    scenes: Mapping[int, SceneRecord],
+    items: Sequence[ChipItem],
+    params: ScoreParams,
+) -> Iterator[tuple[list[int], list[dict[str, Any]]]]:
+    """(chip_ids, records) per batch: the local engine's read -> detect -> ``chip_record``."""
+    from geoal.pipeline.scoring import chip_record
+
+    stream = detector.iter_predict(
+        iter_chip_batches(scenes, items, params.batch, params.readers),
+        views=params.views,
+        conf=params.conf,
+        iou=params.iou,
+    )
+    try:
+        for chip_ids, results in stream:
+            yield chip_ids, [chip_record(r, params.top_k) for r in results]
+    finally:
+        stream.close()
+
+
+def _apply_env(env: Mapping[str, str]) -> None:
+    for name, value in env.items():
+        os.environ.setdefault(name, value)
+
+
+class ChipScorer:
+    """Holds a loaded detector; ``score(task)`` returns the task's chip ids and records."""
+
+    def __init__(self, spec: ModelSpec, params: ScoreParams, env: Mapping[str, str]) -> None:
+        _apply_env(env)
+        self.params = params
+        self.detector = load_worker_detector(spec)
+
+    def ready(self) -> int:
+        """The worker's process id, once the model is loaded."""
+        return os.getpid()
+
+    def score(self, task: Task) -> tuple[list[int], list[dict[str, Any]]]:
+        """Read, detect and score the task's chips: (chip_ids, records), in batch order."""
+        ids: list[int] = []
+        records: list[dict[str, Any]] = []
+        for chip_ids, recs in score_chips(self.detector, task.scenes, task.chips, self.params):
+            ids.extend(chip_ids)
+            records.extend(recs)
+        return ids, records
+
+
+class ChipPredictor:
+    """Holds a loaded detector; ``predict(task)`` returns each chip's objects in scene pixels."""
+
+    def __init__(self, spec: ModelSpec, params: PredictParams, env: Mapping[str, str]) -> None:
+        _apply_env(env)
+        self.params = params
+        self.detector = load_worker_detector(spec)
+
+    def ready(self) -> int:
+        """The worker's process id, once the model is loaded."""
+        return os.getpid()
+
+    def predict(self, task: Task) -> list[tuple[int, np.ndarray]]:
+        """[(chip index, (N, 7) [x1, y1, x2, y2, score, class, entropy] in scene pixels)]."""
+        from geoal.predict.scene import chip_objects
+
+        windows = {chip_id: window for chip_id, _, window in task.chips}
+        scene_of = {chip_id: task.scenes[scene_id] for chip_id, scene_id, _ in task.chips}
+        out: list[tuple[int, np.ndarray]] = []
+        p = self.params
+        batches = iter_chip_batches(task.scenes, task.chips, p.batch, p.readers)
+        stream = self.detector.iter_predict(batches, views=1, conf=p.conf, iou=p.iou)
+        try:
+            for chip_ids, results in stream:
+                for chip_id, res in zip(chip_ids, results, strict=True):
+                    if len(res):
+                        scene = scene_of[chip_id]
+                        out.append(
+                            (
+                                chip_id,
+                                chip_objects(res, windows[chip_id], scene.width, scene.height),
+                            )
+                        )
+        finally:
+            stream.close()
+        return out
