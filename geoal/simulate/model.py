@@ -1,0 +1,174 @@
+"""The model side of a round: the starting checkpoint, training, test-set mAP, pool scores.
+
+Training is ``geoal.train.train_detector``, evaluation ``predict_coco`` +
+``evaluate_coco``, and pool scoring the same path as ``geoal score``:
+``Detector.predict_batch`` over letterboxed images, then
+``geoal.pipeline.scoring.chip_record`` per image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geoal.errors import ModelError
+from geoal.simulate.acquire import Features
+from geoal.simulate.config import SimConfig
+from geoal.simulate.data import Pool
+
+
+def prepare_init(init: str, classes: tuple[str, ...], folder: Path) -> str:
+    """The model to train round 0 from: ``init`` itself, or a copy re-headed for ``classes``.
+
+    A ``.yaml`` is returned as is. A ``.pt`` that detects other classes (a COCO or any
+    other checkpoint) becomes ``folder/init-<hash>.pt``: the same architecture with a
+    detection head for ``classes``; every weight whose name and shape match is carried over
+    (ultralytics' ``DetectionModel.load``), i.e. all but the last class-score convolutions.
+    """
+    if not init.lower().endswith(".pt"):
+        return init
+    import torch
+    from ultralytics.nn.tasks import DetectionModel, load_checkpoint
+
+    path = Path(init).expanduser()
+    if not path.is_file():
+        raise ModelError(f"--init {init}: file not found (geoal never downloads models)")
+    try:
+        source, _ = load_checkpoint(str(path.resolve()), device="cpu")
+    except Exception as error:
+        raise ModelError(f"--init {init}: cannot load: {type(error).__name__}: {error}") from error
+    names = getattr(source, "names", {}) or {}
+    if tuple(str(names[i]) for i in sorted(names)) == classes:
+        return str(path.resolve())
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    target = folder / f"init-{digest}-{len(classes)}cls.pt"
+    if target.is_file():
+        return str(target)
+    spec = dict(source.yaml)
+    spec["nc"] = len(classes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = DetectionModel(spec, nc=len(classes), verbose=False)
+    model.load(source, verbose=False)
+    model.names = dict(enumerate(classes))
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".pt", delete=False) as tmp:
+        torch.save({"model": model, "train_args": {}}, tmp)
+    os.replace(tmp.name, target)
+    return str(target)
+
+
+def train_round(
+    cfg: SimConfig,
+    pool: Pool,
+    labelled: np.ndarray,
+    init: str,
+    work: Path,
+    *,
+    epochs: int,
+    seed: int,
+    target: Path,
+) -> Path:
+    """Train on the ``labelled`` (L,) pool indices from ``init``; save the weights at ``target``.
+
+    Up to ``cfg.val_images`` labelled images, evenly spread over acquisition order, form
+    ultralytics' val split and stay in the train split as well: in a label-efficiency
+    study no label is set aside, and the fixed test set is the judge.
+    """
+    import yaml
+
+    from geoal.train import materialise_yolo_dataset, train_detector
+
+    idx = [int(i) for i in labelled]
+    val = {f"img{int(pool.image_ids[i])}" for i in idx[:: max(1, -(-len(idx) // cfg.val_images))]}
+    data_yaml = materialise_yolo_dataset(work / "dataset", pool.items(idx), val, pool.classes)
+    data = yaml.safe_load(data_yaml.read_text())
+    data["train"] = ["images/train", "images/val"] if len(val) < len(idx) else "images/val"
+    data_yaml.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    result = train_detector(
+        data_yaml,
+        init=init,
+        classes=pool.classes,
+        out_dir=work / "runs",
+        epochs=epochs,
+        imgsz=cfg.imgsz,
+        batch=cfg.batch,
+        device=cfg.device,
+        seed=seed,
+        augment=cfg.augment,
+        progress=False,
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    shutil.copyfile(result.weights, tmp)
+    os.replace(tmp, target)
+    shutil.rmtree(work / "runs", ignore_errors=True)
+    return target
+
+
+def evaluate(
+    cfg: SimConfig,
+    weights: Path,
+    test: dict[str, Any],
+    category_ids: dict[str, int],
+    classes: tuple[str, ...],
+) -> tuple[float, float]:
+    """(mAP50, mAP50-95) of ``weights`` on the fixed test set (COCO, pycocotools)."""
+    from geoal.train import evaluate_coco, predict_coco
+
+    folder = cfg.test_images or cfg.images
+    dets = predict_coco(
+        weights,
+        [folder / str(im["file_name"]) for im in test["images"]],
+        classes,
+        image_ids=[int(im["id"]) for im in test["images"]],
+        category_ids=category_ids,
+        imgsz=cfg.imgsz,
+        device=cfg.device,
+        batch=8,
+    )
+    result = evaluate_coco(test, dets)
+    return result.mAP50, result.mAP50_95
+
+
+def score_pool(cfg: SimConfig, weights: Path, pool: Pool, labelled: np.ndarray) -> Features:
+    """Scores, embeddings and expected counts of every pool image under ``weights``.
+
+    Unlabelled images run with ``cfg.views`` views and go through ``chip_record`` (as
+    ``geoal score``); labelled ones need only their embedding (one view).
+    """
+    from geoal.detect import load_detector
+    from geoal.pipeline.scoring import chip_record
+
+    detector = load_detector(weights, pool.classes, cfg.device, imgsz=cfg.imgsz)
+    n = len(pool)
+    scores = np.full(n, np.nan)
+    expected = np.zeros(n)
+    embeddings: np.ndarray | None = None
+    is_labelled = np.zeros(n, dtype=bool)
+    is_labelled[labelled] = True
+    for subset, views in ((np.flatnonzero(~is_labelled), cfg.views), (labelled, 1)):
+        batches = pool.chips(subset.tolist(), cfg.batch)
+        for keys, results in detector.iter_predict(batches, views=views, conf=cfg.conf):
+            for i, result in zip(keys, results, strict=True):
+                if embeddings is None:
+                    embeddings = np.zeros((n, result.embedding.shape[0]), dtype=np.float32)
+                embeddings[i] = result.embedding
+                if views == cfg.views and not is_labelled[i]:
+                    record = chip_record(result, cfg.top_k)
+                    if cfg.aggregation not in record["scores"]:
+                        raise ModelError(
+                            f"aggregation {cfg.aggregation!r} is not a chip score; "
+                            f"valid: {', '.join(sorted(record['scores']))}"
+                        )
+                    scores[i] = record["scores"][cfg.aggregation]
+                    expected[i] = record["expected_count"]
+    if embeddings is None:
+        raise ModelError("the pool is empty: nothing to score")
+    return Features(scores=scores, embeddings=embeddings, expected=expected)
