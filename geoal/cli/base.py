@@ -1,0 +1,138 @@
+"""Shared pieces of the command line: the ``geoal`` group, error handling, option helpers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from geoal.errors import ConfigError, GeoalError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"geoal: error: {message}", err=True)
+    sys.exit(code)
+
+
+def friendly(func: F) -> F:
+    """Turn GeoalError (and Ctrl-C) into one line and an exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except GeoalError as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted; what was finished is saved, run the command again to resume", 130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _offline_ultralytics() -> None:
+    """Keep ultralytics offline and its settings out of the user's home if not configured."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+
+
+@contextmanager
+def open_cli_project(ctx: click.Context) -> Iterator[Any]:
+    """The project of --project DIR (or the current folder), closed afterwards."""
+    from geoal.project import open_project
+
+    project = open_project(ctx.obj.get("project"))
+    try:
+        yield project
+    finally:
+        project.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--project",
+    "-p",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Project folder (default: the current folder).",
+)
+@click.version_option(package_name="geoal")
+@click.pass_context
+def main(ctx: click.Context, project: Path | None) -> None:
+    """geoal: active learning for object detection in satellite and aerial imagery.
+
+    A round: tile scenes into chips -> score chips with a YOLO detector -> select
+    the chips worth labelling -> export them for annotation -> import labels ->
+    retrain. Run 'geoal COMMAND --help' for each step.
+    """
+    _offline_ultralytics()
+    ctx.ensure_object(dict)
+    ctx.obj["project"] = project
+
+
+def ray_options(
+    engine: str,
+    address: str | None,
+    workers: int | None,
+    gpus_per_worker: float | None,
+    cpus_per_worker: float | None,
+) -> Any:
+    """RayOptions for --engine ray, None for the local engine (which takes no Ray option)."""
+    if engine != "ray":
+        given = [
+            name
+            for name, value in (
+                ("--address", address),
+                ("--ray-workers", workers),
+                ("--gpus-per-worker", gpus_per_worker),
+                ("--cpus-per-worker", cpus_per_worker),
+            )
+            if value is not None
+        ]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only with --engine ray")
+        return None
+    from geoal.distributed import RayOptions
+
+    return RayOptions(
+        address=address,
+        workers=workers,
+        gpus_per_worker=gpus_per_worker,
+        cpus_per_worker=cpus_per_worker or 1.0,
+    )
+
+
+def shard_option(shard: str | None, shard_out: Path | None, ray_opts: Any) -> Any:
+    """The Shard of --shard I/N, or None; --shard runs on the local engine."""
+    if shard is None:
+        if shard_out is not None:
+            raise ConfigError("--shard-out: only with --shard I/N")
+        return None
+    if ray_opts is not None:
+        raise ConfigError(
+            "--shard scores one shard with the local engine on this machine; leave out --engine ray"
+        )
+    from geoal.distributed import parse_shard
+
+    return parse_shard(shard)
+
+
+def scene_ids(project: Any, names: tuple[str, ...]) -> tuple[int, ...]:
+    """Scene ids from ids or names given on the command line."""
+    if not names:
+        return ()
+    scenes = project.store.scenes()
+    out = []
+    for name in names:
+        match = [s.id for s in scenes if str(s.id) == name or s.name == name]
+        if not match:
+            valid = ", ".join(f"{s.id} ({s.name})" for s in scenes)
+            raise ConfigError(f"--scene {name}: no such scene; the project has {valid or 'none'}")
+        out.extend(match)
+    return tuple(out)

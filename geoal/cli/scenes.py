@@ -1,0 +1,170 @@
+"""Commands on scenes and chips: init, tile, status, map, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from geoal.cli.base import friendly, main, open_cli_project
+from geoal.errors import ConfigError
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option(
+    "--classes", required=True, help="Object classes in model order, comma separated: ship,whale"
+)
+@click.option(
+    "--profile",
+    default=None,
+    help="Imagery profile overlaid on the defaults: rgb8-aerial, pan16-sea-survey, ms-float.",
+)
+@click.option("--name", default=None, help="Project name (default: the folder name).")
+@friendly
+def init(directory: Path, classes: str, profile: str | None, name: str | None) -> None:
+    """Create a project folder DIRECTORY with geoal.yaml and an empty store."""
+    from geoal.project import init_project
+
+    project = init_project(directory, classes, profile=profile, name=name)
+    project.close()
+    click.echo(f"created project {directory} with classes {', '.join(project.config.classes)}")
+    click.echo(f"next: geoal --project {directory} tile SCENE.tif ...")
+
+
+@main.command()
+@click.argument("scenes", nargs=-1, required=True)
+@click.option("--size", type=int, default=None, help="Chip side in pixels (default: config, 640).")
+@click.option(
+    "--overlap", type=float, default=None, help="Overlap between chips, 0-1 (default 0.2)."
+)
+@click.option(
+    "--bands", default=None, help="1-based bands shown as R,G,B, e.g. 3,2,1 (or one band)."
+)
+@click.option(
+    "--min-valid",
+    type=float,
+    default=None,
+    help="Skip chips with less valid data than this fraction.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+@friendly
+def tile(
+    ctx: click.Context,
+    scenes: tuple[str, ...],
+    size: int | None,
+    overlap: float | None,
+    bands: str | None,
+    min_valid: float | None,
+    quiet: bool,
+) -> None:
+    """Add SCENES (files, globs, folders, GDAL URLs) and record their chip grids.
+
+    GeoTIFF, COG, VRT, JPEG and PNG are read; images without a CRS live in pixel
+    coordinates. Chips that are (nearly) all nodata are skipped. A bad file is
+    reported and skipped; the others are added (exit code 1 if any failed).
+    """
+    from geoal.config import parse_bands, with_tiling
+    from geoal.pipeline.catalog import tile_scenes
+
+    with open_cli_project(ctx) as project:
+        changes: dict[str, Any] = {}
+        if size is not None:
+            changes["size"] = size
+        if overlap is not None:
+            changes["overlap"] = overlap
+        if bands is not None:
+            changes["bands"] = parse_bands(bands)
+        if min_valid is not None:
+            changes["min_valid"] = min_valid
+        tiling = with_tiling(project.config, **changes).tiling
+        with project.write_lock("tile"):
+            report = tile_scenes(project, scenes, tiling, progress=not quiet)
+    for note in report.warnings:
+        click.echo(f"geoal: warning: {note}", err=True)
+    for row in report.added:
+        click.echo(
+            f"added scene {row['scene_id']}: {row['path']} ({row['chips']} chips, "
+            f"{row['skipped_nodata']} skipped as nodata)"
+        )
+    for err in report.errors:
+        click.echo(f"geoal: error: {err}", err=True)
+    if report.errors:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_context
+@friendly
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Counts (scenes, chips, scored, selected, labelled, rounds, models) and per-scene rows."""
+    from geoal.pipeline.catalog import project_status
+
+    with open_cli_project(ctx) as project:
+        info = project_status(project)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"project {info['name']} ({info['project']}), classes: {', '.join(info['classes'])}")
+    click.echo("  ".join(f"{k}: {v}" for k, v in info["counts"].items()))
+    if info["scenes"]:
+        click.echo(
+            f"{'id':>4}  {'scene':<28} {'size':>13} {'bands':>5} {'dtype':<8} {'crs':<11} "
+            f"{'chips':>6} {'scored':>6} {'labelled':>8}"
+        )
+        for s in info["scenes"]:
+            click.echo(
+                f"{s['id']:>4}  {s['name'][:28]:<28} {s['width']:>6}x{s['height']:<6} "
+                f"{s['band_count']:>5} {s['dtype']:<8} {s['crs'][:11]:<11} {s['chips']:>6} "
+                f"{s['scored']:>6} {s['labelled']:>8}"
+            )
+
+
+@main.command(name="map")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("chips.gpkg"),
+    show_default=True,
+    help="GeoPackage to write.",
+)
+@click.pass_context
+@friendly
+def map_(ctx: click.Context, out: Path) -> None:
+    """Write chip footprints with state and latest score as a GeoPackage (opens in QGIS).
+
+    One layer per scene in the scene's own CRS, and 'chips_wgs84' with every
+    georeferenced chip in EPSG:4326.
+    """
+    from geoal.pipeline.catalog import write_chip_map
+
+    if out.suffix.lower() != ".gpkg":
+        raise ConfigError(f"--out {out}: the map is a GeoPackage; give a .gpkg file name")
+    with open_cli_project(ctx) as project:
+        layers = write_chip_map(project, out)
+    for layer, n in layers.items():
+        click.echo(f"{out}: layer {layer} ({n} chips)")
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-project"),
+    show_default=True,
+    help="Project folder to create (replaced if it is a previous demo).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic scene.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@friendly
+def demo(out: Path, seed: int, quiet: bool) -> None:
+    """Run the pipeline end to end on a built-in synthetic georeferenced scene, offline."""
+    from geoal.demo import run_demo
+
+    for line in run_demo(out, seed=seed, progress=not quiet):
+        click.echo(line)
