@@ -78,14 +78,12 @@ def worker_sahi(scene: str, weights: str, batch: int, out: str) -> dict:
     )
     import rasterio
 
-    with rasterio.open(scene) as ds:  # SAHI's own reader gets RGB; this keeps pixels identical
-        image = ds.read().transpose(1, 2, 0)
-    n_chips = len(
-        get_slice_bboxes(image.shape[0], image.shape[1], SIZE, SIZE, False, OVERLAP, OVERLAP)
-    )
+    with rasterio.open(scene) as ds:
+        height, width = ds.height, ds.width
+    n_chips = len(get_slice_bboxes(height, width, SIZE, SIZE, False, OVERLAP, OVERLAP))
     t0 = time.perf_counter()
-    result = get_sliced_prediction(
-        image,
+    result = get_sliced_prediction(  # SAHI reads the file itself, inside the timing, as geoal does
+        str(scene),
         model,
         slice_height=SIZE,
         slice_width=SIZE,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -97,6 +98,10 @@ def _check_device(device: str, half: bool | None) -> tuple[torch.device, bool]:
     if device == "cpu":
         if half:
             raise ModelError("half precision needs a CUDA device; use half=False on device 'cpu'")
+        if "OMP_NUM_THREADS" not in os.environ:
+            # As ultralytics does on CPU: leave a core to the chip readers (GDAL decoding,
+            # stretch); torch on every core competes with them and runs several times slower.
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
         return torch.device("cpu"), False
     if not _CUDA_DEVICE.match(device):
         raise ModelError(f"device must be 'cpu' or 'cuda:N', got {device!r}")

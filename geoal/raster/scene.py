@@ -25,6 +25,10 @@ from geoal.raster.grid import chip_grid, valid_fractions
 from geoal.raster.stretch import percentile_clip
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".jpg", ".jpeg", ".png", ".jp2", ".img"}
+GDAL_CACHE_MB = "64"
+"""GDAL's block cache unless the user set GDAL_CACHEMAX: its default (5 % of RAM) lets the
+cache, and so a process's memory, grow with the scene read; chips read each block about
+once (twice where they overlap), so a small cache loses nothing."""
 _HASH_CHUNK = 1 << 20
 
 
@@ -94,6 +98,8 @@ def fingerprint(path: str, ds: Any) -> str:
 
 def open_raster(path: str) -> Any:
     """Open a raster with rasterio; missing, unreadable or non-raster files raise RasterError."""
+    # Read by GDAL when its block cache starts, so before the first rasterio read.
+    os.environ.setdefault("GDAL_CACHEMAX", GDAL_CACHE_MB)
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
