@@ -76,6 +76,49 @@ def main(ctx: click.Context, project: Path | None) -> None:
     ctx.obj["project"] = project
 
 
+def ray_engine_options(verb: str) -> Callable[[F], F]:
+    """The --engine / Ray options shared by ``geoal score`` and ``geoal predict``."""
+    options = [
+        click.option(
+            "--engine",
+            type=click.Choice(["local", "ray"]),
+            default="local",
+            show_default=True,
+            help=f"ray: {verb} on a Ray cluster, a worker per GPU (pip install 'geoal[ray]').",
+        ),
+        click.option(
+            "--address",
+            default=None,
+            help="Ray cluster: auto, or ray://HOST:10001 (default: start Ray on this machine).",
+        ),
+        click.option(
+            "--ray-workers",
+            type=click.IntRange(1),
+            default=None,
+            help="Ray workers, each loads the model once (default: one per GPU, else per CPU).",
+        ),
+        click.option(
+            "--gpus-per-worker",
+            type=click.FloatRange(0),
+            default=None,
+            help="GPUs per Ray worker (default: 1 if the cluster has GPUs, else 0).",
+        ),
+        click.option(
+            "--cpus-per-worker",
+            type=click.FloatRange(0, min_open=True),
+            default=None,
+            help="CPUs per Ray worker (default 1).",
+        ),
+    ]
+
+    def decorate(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
 def ray_options(
     engine: str,
     address: str | None,

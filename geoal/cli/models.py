@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from geoal.cli.base import friendly, main, open_cli_project, ray_options
+from geoal.cli.base import friendly, main, open_cli_project, ray_engine_options, ray_options
 from geoal.errors import ConfigError
 
 
@@ -356,36 +356,7 @@ def simulate(
     default=None,
     help="Write counts per scene and class to this CSV.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="ray: detect on a Ray cluster, a worker per GPU (pip install 'geoal[ray]').",
-)
-@click.option(
-    "--address",
-    default=None,
-    help="Ray cluster: auto, or ray://HOST:10001 (default: start Ray on this machine).",
-)
-@click.option(
-    "--ray-workers",
-    type=click.IntRange(1),
-    default=None,
-    help="Ray workers, each loads the model once (default: one per GPU, else per CPU).",
-)
-@click.option(
-    "--gpus-per-worker",
-    type=click.FloatRange(0),
-    default=None,
-    help="GPUs per Ray worker (default: 1 if the cluster has GPUs, else 0).",
-)
-@click.option(
-    "--cpus-per-worker",
-    type=click.FloatRange(0, min_open=True),
-    default=None,
-    help="CPUs per Ray worker (default 1).",
-)
+@ray_engine_options("detect")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @friendly
 def predict(
