@@ -145,8 +145,13 @@ def _build_yaml(path: Path, classes: tuple[str, ...]) -> tuple[Any, str]:
     return net, hashlib.sha256(content.encode()).hexdigest()
 
 
-def _load_pt(path: Path, classes: tuple[str, ...] | None) -> tuple[Any, str]:
-    """A DetectionModel from a local checkpoint, and the sha256 of the file."""
+def read_checkpoint(path: Path, what: str = "model file") -> tuple[Any, str]:
+    """A local checkpoint's DetectionModel (plain Detect head, on the CPU) and its resolved path.
+
+    Never downloads: a missing file, a name ultralytics would swap for its 'u' variant and
+    download, an unreadable file or a non-detection model raise ModelError (``what`` names
+    the file's role in the message). Training's init checks use it too.
+    """
     from ultralytics.nn.tasks import load_checkpoint
     from ultralytics.utils.checks import check_yolov5u_filename
 
@@ -155,24 +160,30 @@ def _load_pt(path: Path, classes: tuple[str, ...] | None) -> tuple[Any, str]:
             " (ultralytics would download a model of that name; geoal never downloads: "
             "put the file on disk and give its path)"
             if path.parent == Path(".")
-            else ""
+            else " (geoal never downloads models: put the file on disk and give its path)"
         )
-        raise ModelError(f"model file {str(path)!r} not found{hint}")
+        raise ModelError(f"{what} {str(path)!r} not found{hint}")
     resolved = str(path.resolve())
     if check_yolov5u_filename(resolved, verbose=False) != resolved:
         # ultralytics silently swaps yolov5x.pt for yolov5xu.pt and downloads it.
         raise ModelError(
-            f"model file {resolved!r}: ultralytics would replace this name by its 'u' variant "
+            f"{what} {resolved!r}: ultralytics would replace this name by its 'u' variant "
             "and download that; rename the file (e.g. add a suffix) and load it again"
         )
     try:
-        model_hash = _sha256_file(path)
         net, _ = load_checkpoint(resolved, device="cpu")
     except Exception as error:
         raise ModelError(
-            f"cannot load model file {resolved!r}: {type(error).__name__}: {error}"
+            f"cannot load {what} {resolved!r}: {type(error).__name__}: {error}"
         ) from error
-    _check_detection_model(net, resolved)
+    _check_detection_model(net, resolved, what)
+    return net, resolved
+
+
+def _load_pt(path: Path, classes: tuple[str, ...] | None) -> tuple[Any, str]:
+    """A DetectionModel from a local checkpoint, and the sha256 of the file."""
+    net, resolved = read_checkpoint(path)
+    model_hash = _sha256_file(path)
     names = _model_class_names(net)
     if classes is not None and names != classes:
         raise ModelError(
@@ -183,14 +194,15 @@ def _load_pt(path: Path, classes: tuple[str, ...] | None) -> tuple[Any, str]:
     return net, model_hash
 
 
-def _check_detection_model(net: Any, source: str) -> None:
+def _check_detection_model(net: Any, source: str, what: str = "model file") -> None:
     from ultralytics.nn.modules.head import Detect
     from ultralytics.nn.tasks import DetectionModel
 
     head = net.model[-1] if isinstance(net, DetectionModel) else None  # type: ignore[index]
-    if type(head) is not Detect:  # Segment, Pose, OBB... add channels after the class scores
+    if type(head) is not Detect:  # Segment, Pose, OBB, v10Detect... are not plain box heads
         raise ModelError(
-            f"model file {source!r} is a {type(net).__name__}, not a plain YOLO detection model"
+            f"{what} {source!r} is a {type(net).__name__} with a {type(head).__name__} head, "
+            "not a plain YOLO detection model"
         )
 
 

@@ -262,27 +262,9 @@ def _check_init(init: str | Path) -> Path:
         raise ModelError(
             f"init model {text!r} is neither a .pt checkpoint nor a .yaml architecture"
         )
-    if not path.is_file():
-        raise ModelError(
-            f"init model file {text!r} not found (geoal never downloads models: "
-            "put the file on disk and give its path)"
-        )
-    from ultralytics.nn.tasks import load_checkpoint
-    from ultralytics.utils.checks import check_yolov5u_filename
+    from geoal.detect.loading import read_checkpoint
 
-    resolved = str(path.resolve())
-    if check_yolov5u_filename(resolved, verbose=False) != resolved:
-        raise ModelError(
-            f"init model {resolved!r}: ultralytics would replace this name by its 'u' variant "
-            "and download that; rename the file (e.g. add a suffix)"
-        )
-    try:
-        net, _ = load_checkpoint(resolved, device="cpu")
-    except Exception as error:
-        raise ModelError(
-            f"cannot load init model file {resolved!r}: {type(error).__name__}: {error}"
-        ) from error
-    _require_plain_detect(net, resolved)
+    _, resolved = read_checkpoint(path, "init model")
     return Path(resolved)
 
 
@@ -303,19 +285,6 @@ def _yaml_head(path: Path) -> str:
         return str(spec["head"][-1][2])  # [from, repeats, module, args]
     except (KeyError, IndexError, TypeError):
         raise ModelError(f"init architecture {str(path)!r} has no head layers") from None
-
-
-def _require_plain_detect(net: Any, source: str) -> None:
-    """ModelError unless ``net`` is a detection model that geoal.detect can load once trained."""
-    from ultralytics.nn.modules.head import Detect
-    from ultralytics.nn.tasks import DetectionModel
-
-    head = net.model[-1] if isinstance(net, DetectionModel) else None  # type: ignore[index]
-    if type(head) is not Detect:  # Segment, Pose, OBB, v10Detect...: not a plain box head
-        raise ModelError(
-            f"init model {source!r} is a {type(net).__name__} with a {type(head).__name__} head, "
-            "not a plain YOLO detection model"
-        )
 
 
 def _read_data_yaml(path: Path, classes: tuple[str, ...]) -> dict[str, Any]:
