@@ -47,7 +47,7 @@ def load_detector(
     their own size. Raises ModelError for a missing, unreadable, remote or
     mismatching model.
     """
-    class_names = None if classes is None else _check_classes(classes)
+    class_names = None if classes is None else check_classes(classes)
     torch_device, use_half = _check_device(device, half)
     text = str(model)
     if "://" in text:
@@ -80,7 +80,8 @@ def load_detector(
     )
 
 
-def _check_classes(classes: Sequence[str]) -> tuple[str, ...]:
+def check_classes(classes: Sequence[str]) -> tuple[str, ...]:
+    """A model's class names: a non-empty list of unique, non-empty names (ConfigError)."""
     if isinstance(classes, str):
         raise ConfigError(f"classes must be a list of names, got the string {classes!r}")
     names = tuple(classes)
@@ -183,7 +184,7 @@ def read_checkpoint(path: Path, what: str = "model file") -> tuple[Any, str]:
 def _load_pt(path: Path, classes: tuple[str, ...] | None) -> tuple[Any, str]:
     """A DetectionModel from a local checkpoint, and the sha256 of the file."""
     net, resolved = read_checkpoint(path)
-    model_hash = _sha256_file(path)
+    model_hash = sha256_file(path)
     names = _model_class_names(net)
     if classes is not None and names != classes:
         raise ModelError(
@@ -251,7 +252,8 @@ def _channels_last(device: torch.device) -> bool:
     )
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Content hash of a file (the model hash of a .pt), read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):

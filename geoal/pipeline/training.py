@@ -7,7 +7,6 @@ out to validate it, so ``geoal evaluate`` can score it on the same chips later.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from geoal.detect.loading import sha256_file
 from geoal.errors import ConfigError, GeoalError, ModelError
 from geoal.project import Project
 
@@ -59,20 +59,12 @@ def resolve_init(project: Project, init: str) -> tuple[str, str | None]:
     if path.suffix.lower() == ".pt":
         if not path.is_file():
             raise ModelError(f"--from {init}: file not found")
-        digest = _sha256(path)
+        digest = sha256_file(path)
         known = project.store.conn.execute(
             "SELECT hash FROM models WHERE hash = ?", (digest,)
         ).fetchone()
         return str(path.resolve()), (digest if known else None)
     return init, None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def train_project(project: Project, opts: TrainOptions) -> TrainReport:
@@ -117,7 +109,7 @@ def train_project(project: Project, opts: TrainOptions) -> TrainReport:
         seed=opts.seed,
         progress=opts.progress,
     )
-    digest = _sha256(result.weights)
+    digest = sha256_file(result.weights)
     project.models_dir.mkdir(parents=True, exist_ok=True)
     target = project.models_dir / f"model_{digest[:12]}.pt"
     tmp = target.with_name(target.name + ".tmp")

@@ -93,7 +93,9 @@ def train_detector(
     Raises DatasetError, ModelError or ConfigError.
     """
     started = time.perf_counter()
-    classes = _check_classes(classes)
+    from geoal.detect.loading import check_classes
+
+    classes = check_classes(classes)
     if not name or Path(name).name != name or name in {".", ".."}:
         raise ConfigError(f"name must be a plain folder name, got {name!r}")
     _check_numbers(epochs=epochs, imgsz=imgsz, batch=batch, patience=patience)
@@ -195,17 +197,6 @@ def _quiet_ultralytics(quiet: bool) -> Iterator[None]:
         yield
     finally:
         LOGGER.setLevel(level)
-
-
-def _check_classes(classes: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(classes, str):
-        raise ConfigError(f"classes must be a list of names, got the string {classes!r}")
-    names = tuple(classes)
-    if not names or not all(isinstance(name, str) and name for name in names):
-        raise ConfigError(f"classes must be a non-empty list of non-empty names, got {names!r}")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"class names must be unique, got {list(names)}")
-    return names
 
 
 def _check_numbers(*, epochs: int, imgsz: int, batch: int, patience: int | None) -> None:

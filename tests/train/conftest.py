@@ -3,50 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-_NETWORK_ATTEMPTS: list[str] = []
+from tests.offline import _assert_offline, _keep_torch_threads, _no_network  # noqa: F401
+
 TINY = 128  # pixels: the long side of the tiny subset's images and the training size
-
-
-def _refuse(*args: Any, **kwargs: Any) -> Any:
-    _NETWORK_ATTEMPTS.append(repr(args)[:200])
-    raise OSError("network access attempted in geoal.train tests")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _no_network() -> Iterator[None]:
-    """Refuse every outgoing connection or name look-up for the whole session."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket.socket, "connect", _refuse)
-        patch.setattr(socket.socket, "connect_ex", _refuse)
-        patch.setattr(socket, "create_connection", _refuse)
-        patch.setattr(socket, "getaddrinfo", _refuse)
-        yield
-
-
-@pytest.fixture(autouse=True)
-def _assert_offline(_no_network: None) -> Iterator[None]:
-    """Fail the test in which (or before which) anything tried to reach the network."""
-    yield
-    attempts, _NETWORK_ATTEMPTS[:] = list(_NETWORK_ATTEMPTS), []
-    assert not attempts, f"network access attempted: {attempts}"
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_threads() -> Iterator[None]:
-    """YOLO.predict on CPU calls torch.set_num_threads(cpu_count - 1); undo it after each test."""
-    import torch
-
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
