@@ -7,8 +7,15 @@ scales to hundreds of thousands of boxes. Three methods, as in SAHI's
 
 - ``nms``: keep the highest-scoring box of each matching group, drop the rest;
 - ``greedy-nmm``: the highest-scoring remaining box absorbs every remaining box that
-  matches *it*; the merged box is the union of the group, its score the group's best;
-- ``nmm``: transitive: boxes connected by a chain of matches merge into one.
+  matches *it*; then, as in SAHI's ``GreedyNMMPostprocess``, the absorbed boxes are
+  confirmed against the growing merged box in score order: one that still matches it
+  widens it to their union, one that no longer does is suppressed (dropped, as NMS
+  would) without widening it. The score is the group's best. The confirmation keeps a
+  narrow keeper (an object's sliver at a chip edge) from chaining the boxes of two
+  neighbouring objects into one box spanning both;
+- ``nmm``: transitive: boxes connected by a chain of matches merge into one box, the
+  union of them all (geoal's own variant: SAHI's NMM claims by score dominance and
+  groups differently).
 
 Matching is ``iou`` (intersection over union) or ``ios`` (intersection over the
 smaller box, which catches an object cut by a chip edge: its partial box lies
@@ -31,6 +38,7 @@ import numpy as np
 
 MERGE_METHODS = ("nms", "greedy-nmm", "nmm")
 MATCH_METRICS = ("iou", "ios")
+_UNION = {"nms": None, "greedy-nmm": "confirmed", "nmm": "all"}
 
 
 def _order(dets: np.ndarray) -> np.ndarray:
@@ -73,12 +81,16 @@ def _groups_greedy(dets: np.ndarray, i: np.ndarray, j: np.ndarray) -> list[list[
         if dets[a, 5] == dets[b, 5]:
             neighbours.setdefault(a, set()).add(b)
             neighbours.setdefault(b, set()).add(a)
+    order = _order(dets)
+    ranks = np.empty(len(dets), dtype=np.int64)
+    ranks[order] = np.arange(len(dets))
+    rank = ranks.tolist().__getitem__  # members follow their keeper in score order
     taken = np.zeros(len(dets), dtype=bool)
     groups = []
-    for k in _order(dets).tolist():
+    for k in order.tolist():
         if taken[k]:
             continue
-        members = [k, *sorted(m for m in neighbours.get(k, ()) if not taken[m])]
+        members = [k, *sorted((m for m in neighbours.get(k, ()) if not taken[m]), key=rank)]
         taken[members] = True
         groups.append(members)
     return groups
@@ -104,12 +116,55 @@ def _groups_transitive(dets: np.ndarray, i: np.ndarray, j: np.ndarray) -> list[l
     return list(groups.values())
 
 
-def _combine(dets: np.ndarray, groups: list[list[int]], union: bool) -> np.ndarray:
+def _match(a: list[float], b: list[float], metric: str) -> float:
+    """IoU or IoS of two xyxy boxes (plain floats: called once per merged box)."""
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(
+        0.0, min(a[3], b[3]) - max(a[1], b[1])
+    )
+    area_a = (a[2] - a[0]) * (a[3] - a[1])
+    area_b = (b[2] - b[0]) * (b[3] - b[1])
+    denom = area_a + area_b - inter if metric == "iou" else min(area_a, area_b)
+    return inter / denom if denom > 0 else 0.0
+
+
+def _confirmed_union(boxes: list[list[float]], metric: str, threshold: float) -> list[float]:
+    """SAHI's merge step: grow the first box by each next one that still matches the union.
+
+    ``boxes``: the group's xyxy boxes, the keeper first, the rest by descending score.
+    """
+    union = list(boxes[0])
+    for box in boxes[1:]:
+        if _match(union, box, metric) >= threshold:
+            union = [
+                min(union[0], box[0]),
+                min(union[1], box[1]),
+                max(union[2], box[2]),
+                max(union[3], box[3]),
+            ]
+    return union
+
+
+def _combine(
+    dets: np.ndarray,
+    groups: list[list[int]],
+    union: str | None,
+    metric: str = "ios",
+    threshold: float = 0.5,
+) -> np.ndarray:
+    """One row per group: the best box's row, its box widened by ``union``.
+
+    ``union``: None (keep the best box), "all" (union of the group) or "confirmed"
+    (union of the members that still match it as it grows, SAHI's greedy NMM).
+    """
     out = np.empty((len(groups), dets.shape[1]), dtype=np.float64)
     for g, members in enumerate(groups):
         best = dets[members[0]]  # groups list their best box first
         out[g] = best
-        if union and len(members) > 1:
+        if union is None or len(members) == 1:
+            continue
+        if union == "confirmed":
+            out[g, :4] = _confirmed_union(dets[members, :4].tolist(), metric, threshold)
+        else:
             sub = dets[members]
             out[g, 0:2] = sub[:, 0:2].min(axis=0)
             out[g, 2:4] = sub[:, 2:4].max(axis=0)
@@ -127,8 +182,10 @@ def merge_detections(
     """Merge (N, 6+) [x1, y1, x2, y2, score, class, ...] detections; extra columns follow the best box.
 
     Returns the merged (M, 6+) array, sorted by descending score, and for each merged
-    detection the indices of the input rows it stands for. One pass by default,
-    exactly SAHI's algorithm; ``until_stable=True`` repeats until no pair matches.
+    detection the indices of the input rows it stands for (the ones that widened its
+    box and the ones suppressed into it). One pass by default; ``greedy-nmm`` and
+    ``nms`` then give exactly SAHI's class-aware GREEDYNMM and NMS. ``until_stable=True``
+    repeats until no pair matches.
     """
     if method not in MERGE_METHODS:
         raise ValueError(f"merge method must be one of {', '.join(MERGE_METHODS)}, got {method!r}")
@@ -147,7 +204,7 @@ def merge_detections(
     while True:
         i, j = candidate_pairs(current[:, :4], metric, threshold)
         groups = grouping(current, i, j)
-        merged = _combine(current, groups, union=method != "nms")
+        merged = _combine(current, groups, _UNION[method], metric, threshold)
         members = [sorted(m for k in g for m in members[k]) for g in groups]
         changed = len(groups) < len(current)
         current = merged

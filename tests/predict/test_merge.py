@@ -121,22 +121,59 @@ def test_extra_columns_follow_the_best_box() -> None:
     assert groups == [[0, 1]]
 
 
-def test_agrees_with_sahi_greedy_nmm_on_random_boxes() -> None:
-    from sahi.postprocess.combine import batched_greedy_nmm
+def sahi_merge(dets: np.ndarray, method: str, metric: str) -> np.ndarray:
+    """SAHI's whole postprocess (grouping, then the merge step) on (N, 6) detections."""
+    from sahi.postprocess.combine import GreedyNMMPostprocess, NMSPostprocess
+    from sahi.prediction import ObjectPrediction
 
-    dets = random_dets(3, 300, extent=400)
-    merged, _ = merge_detections(dets, "greedy-nmm", "ios", 0.5)
-    keep = batched_greedy_nmm(dets.astype(np.float32), "IOS", 0.5)
-    ref = []
-    for k, merged_ids in keep.items():
-        group = dets[[k, *merged_ids]]
-        ref.append([*group[:, :2].min(0), *group[:, 2:4].max(0), dets[k, 4], dets[k, 5]])
-    ref_arr = np.array(ref)
-    # one pass is SAHI's algorithm exactly (float32 there, float64 here)
-    np.testing.assert_allclose(canon(merged), canon(ref_arr), rtol=1e-5)
+    preds = [
+        ObjectPrediction(
+            bbox=row[:4].tolist(),
+            category_id=int(row[5]),
+            score=float(row[4]),
+            category_name=str(int(row[5])),
+            full_shape=[10_000, 10_000],
+        )
+        for row in dets
+    ]
+    post = {"greedy-nmm": GreedyNMMPostprocess, "nms": NMSPostprocess}[method]
+    out = post(match_threshold=0.5, match_metric=metric.upper(), class_agnostic=False)(preds)
+    rows = [[*p.bbox.to_xyxy(), p.score.value, p.category.id] for p in out]
+    return np.array(rows, dtype=np.float64).reshape(-1, 6)
+
+
+@pytest.mark.parametrize("method", ["greedy-nmm", "nms"])
+@pytest.mark.parametrize("metric", ["ios", "iou"])
+def test_equals_sahi_postprocess(method: str, metric: str) -> None:
+    for seed in range(4):
+        # SAHI clips boxes to x, y >= 0: keep them inside the image
+        clustered = clustered_dets(seed, 30) + np.array([5.0, 5.0, 5.0, 5.0, 0.0, 0.0])
+        for dets in (random_dets(seed, 300, extent=400), clustered):
+            merged, groups = merge_detections(dets, method, metric, 0.5)
+            np.testing.assert_allclose(canon(merged), canon(sahi_merge(dets, method, metric)))
+            assert sorted(i for g in groups for i in g) == list(range(len(dets)))
     # until stable merges chains SAHI leaves apart: fewer, never more objects
-    stable, _ = merge_detections(dets, "greedy-nmm", "ios", 0.5, until_stable=True)
-    assert len(stable) <= len(ref_arr)
+    dets = random_dets(3, 300, extent=400)
+    stable, _ = merge_detections(dets, method, metric, 0.5, until_stable=True)
+    assert len(stable) <= len(sahi_merge(dets, method, metric))
+
+
+def test_greedy_nmm_narrow_keeper_does_not_chain_two_objects() -> None:
+    # The best box is a sliver at a chip edge (x = 1104-1152) inside two objects' boxes,
+    # left (528-1152) and right (1024-1648): both match the sliver by IoS, but once the
+    # left one has widened it, the right one no longer matches the union (IoS 0.2).
+    sliver = [1104.0, 512.0, 1152.0, 1008.0, 0.94, 0]
+    left = [528.0, 512.0, 1152.0, 1152.0, 0.93, 0]
+    right = [1024.0, 512.0, 1648.0, 1152.0, 0.85, 0]
+    dets = np.array([right, sliver, left])
+    merged, groups = merge_detections(dets, "greedy-nmm", "ios", 0.5)
+    # as SAHI: the right box is suppressed into the group, not unioned into a 1,120 px box
+    assert merged.tolist() == [[528.0, 512.0, 1152.0, 1152.0, 0.94, 0]]
+    assert groups == [[0, 1, 2]]
+    np.testing.assert_array_equal(merged, sahi_merge(dets, "greedy-nmm", "ios"))
+    # nmm (transitive) takes the union of the whole chain
+    chained, _ = merge_detections(dets, "nmm", "ios", 0.5)
+    assert chained[0, :4].tolist() == [528.0, 512.0, 1648.0, 1152.0]
 
 
 def test_bad_arguments() -> None:
