@@ -75,6 +75,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--data", type=Path, default=NWPU, help="the NWPU VHR-10 folder")
     parser.add_argument("--workers", type=int, default=None, help="parallel simulate processes")
+    parser.add_argument(
+        "--class-balance",
+        action="store_true",
+        help="pass --class-balance to simulate (score times the rarity of the detected classes)",
+    )
     parser.add_argument("--summarise-only", action="store_true", help="summarise what exists")
     args = parser.parse_args()
     prof = PROFILES[args.profile]
@@ -109,6 +114,7 @@ def simulate_command(args: argparse.Namespace, prof: dict[str, Any], **override:
         "batch": prof["batch"],
         "device": prof["device"],
         "init": args.init,
+        "class-balance": args.class_balance,
         **override,
     }
     command = [sys.executable, "-m", "geoal.cli", "simulate", "--quiet"]

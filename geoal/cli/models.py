@@ -187,19 +187,16 @@ def _csv(text: str, kind: type, option: str) -> tuple[Any, ...]:
 @main.command()
 @click.option(
     "--data",
-    required=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="COCO JSON of the pool (its labels are hidden, then revealed by the oracle).",
 )
 @click.option(
     "--images",
-    required=True,
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder of the pool's images.",
 )
 @click.option(
     "--test-data",
-    required=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="COCO JSON of the fixed test set (evaluation only).",
 )
@@ -209,6 +206,48 @@ def _csv(text: str, kind: type, option: str) -> tuple[Any, ...]:
     default=None,
     help="Folder of the test images (default: --images).",
 )
+@click.option(
+    "--scenes",
+    multiple=True,
+    help="Instead of COCO: GeoTIFF scenes (files, folders or globs; repeat the option).",
+)
+@click.option(
+    "--labels",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --scenes: GeoJSON files of the scenes' objects, any CRS (repeat the option).",
+)
+@click.option("--chip-size", type=int, default=640, show_default=True, help="With --scenes.")
+@click.option(
+    "--chip-overlap",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="With --scenes: chip overlap fraction (0: no object is bought twice).",
+)
+@click.option(
+    "--class-field", default="class", show_default=True, help="With --labels: class property."
+)
+@click.option(
+    "--default-class",
+    default=None,
+    help="With --labels: class of the features of a file without --class-field.",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["scene", "chip"]),
+    default="scene",
+    show_default=True,
+    help="With --scenes: hold out whole scenes, or random chips (overlapping pool chips dropped).",
+)
+@click.option(
+    "--test-fraction",
+    type=float,
+    default=0.25,
+    show_default=True,
+    help="With --scenes: share of the chips held out as the test set.",
+)
+@click.option("--split-seed", type=int, default=0, show_default=True, help="With --scenes.")
 @click.option(
     "--out",
     required=True,
@@ -251,14 +290,28 @@ def _csv(text: str, kind: type, option: str) -> tuple[Any, ...]:
 )
 @click.option("--views", type=click.IntRange(1, 8), default=2, show_default=True)
 @click.option("--aggregation", default="miaod", show_default=True, help="Chip score to rank by.")
+@click.option(
+    "--class-balance",
+    is_flag=True,
+    help="Weight each image's score towards classes rare among the labels so far.",
+)
 @click.option("--full-pool", is_flag=True, help="Also train once on the whole pool (the ceiling).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @friendly
 def simulate(
-    data: Path,
-    images: Path,
-    test_data: Path,
+    data: Path | None,
+    images: Path | None,
+    test_data: Path | None,
     test_images: Path | None,
+    scenes: tuple[str, ...],
+    labels: tuple[Path, ...],
+    chip_size: int,
+    chip_overlap: float,
+    class_field: str,
+    default_class: str | None,
+    split: str,
+    test_fraction: float,
+    split_seed: int,
     out: Path,
     strategies: str,
     seeds: str,
@@ -273,10 +326,16 @@ def simulate(
     start: str,
     views: int,
     aggregation: str,
+    class_balance: bool,
     full_pool: bool,
     quiet: bool,
 ) -> None:
-    """Label-efficiency simulation on a labelled COCO data set: learning curves per strategy.
+    """Label-efficiency simulation on a labelled data set: learning curves per strategy.
+
+    The data set is a COCO pool and test set (--data, --images, --test-data), or
+    GeoTIFF scenes with GeoJSON labels (--scenes, --labels): those are tiled, the
+    labels mapped onto the chips, and the chips split into a pool and a test set
+    (by scene or by chip), written under --out/dataset.
 
     Hides the pool's labels; per (strategy, seed), round 0 is a random set, then
     each round trains, evaluates mAP on the fixed test set, scores the pool as
@@ -284,6 +343,40 @@ def simulate(
     learning_curves.png under --out; killed, the same command resumes.
     """
     from geoal.simulate import SimConfig, run_simulation
+
+    if scenes or labels:
+        if data or images or test_data or test_images:
+            raise ConfigError("give either --scenes and --labels, or --data/--images/--test-data")
+        from geoal.simulate.geo import GeoSource, prepare_geo_dataset
+
+        geo = prepare_geo_dataset(
+            GeoSource(
+                scenes=scenes,
+                labels=labels,
+                size=chip_size,
+                overlap=chip_overlap,
+                class_field=class_field,
+                default_class=default_class,
+                split=split,  # type: ignore[arg-type]
+                test_fraction=test_fraction,
+                split_seed=split_seed,
+            ),
+            out / "dataset",
+            progress=not quiet,
+        )
+        summary = geo.summary
+        click.echo(
+            f"data set: {summary['pool_chips']} pool chips ({summary['pool_boxes']} boxes), "
+            f"{summary['test_chips']} test chips ({summary['test_boxes']} boxes), classes "
+            f"{', '.join(summary['classes'])}; {summary['dropped_overlapping_test']} chips "
+            "dropped for overlapping the test set"
+        )
+        data, images, test_data = geo.pool_json, geo.images, geo.test_json
+    elif not (data and images and test_data):
+        raise ConfigError(
+            "give --data, --images and --test-data (a COCO data set), "
+            "or --scenes and --labels (GeoTIFFs + GeoJSON)"
+        )
 
     cfg = SimConfig(
         data=data,
@@ -304,6 +397,7 @@ def simulate(
         start=start,  # type: ignore[arg-type]
         views=views,
         aggregation=aggregation,
+        class_balance=class_balance,
         full_pool=full_pool,
     )
     summary = run_simulation(cfg, progress=not quiet)

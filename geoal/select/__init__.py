@@ -6,6 +6,7 @@ sel = get_strategy("hybrid")(pool, Budget(k=50), np.random.default_rng(0),
 sel.indices  # (n,) int64 into the pool, in selection order
 """
 
+from geoal.select.balance import balance_factors, class_weights
 from geoal.select.constraints import boxes_conflict
 from geoal.select.features import IMAGE_STATS_DIM, image_stats_embedding
 from geoal.select.pool import Budget, Constraints, Selection, SelectionPool
@@ -28,7 +29,9 @@ __all__ = [
     "Selection",
     "SelectionPool",
     "Strategy",
+    "balance_factors",
     "boxes_conflict",
+    "class_weights",
     "get_strategy",
     "image_stats_embedding",
     "list_strategies",

@@ -6,7 +6,7 @@ explicit ``np.random.Generator``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -21,11 +21,34 @@ class Features:
     - ``scores``: (N,) float64 chip uncertainty (higher = more worth labelling).
     - ``embeddings``: (N, D) float32 L2-normalised neck embeddings.
     - ``expected``: (N,) float64 expected boxes (sum of detection confidences).
+    - ``det_image``, ``det_cls``, ``det_conf``: (M,) the detections of the scored images,
+      flat: pool index, class index, confidence (for ``class_balance``).
     """
 
     scores: np.ndarray
     embeddings: np.ndarray
     expected: np.ndarray
+    det_image: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    det_cls: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    det_conf: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def class_balanced(features: Features, labelled_counts: np.ndarray) -> Features:
+    """``features`` with each image's score multiplied by its class-balance factor.
+
+    ``labelled_counts``: (C,) true boxes per class among the labelled images. See
+    ``geoal.select.balance``: detections of classes rare among the labels raise a score.
+    """
+    from geoal.select import balance_factors, class_weights
+
+    factors = balance_factors(
+        features.det_image,
+        features.det_cls,
+        features.det_conf,
+        class_weights(labelled_counts),
+        len(features.scores),
+    )
+    return replace(features, scores=features.scores * factors)
 
 
 def budget_targets(fractions: tuple[float, ...], total: int, what: str = "images") -> np.ndarray:

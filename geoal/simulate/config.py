@@ -47,6 +47,8 @@ class SimConfig:
         conf: minimum confidence of the detections kept when scoring (expected counts).
         val_images: at most this many labelled images form ultralytics' val split (they are
             trained on too: the split only picks the best epoch; the test set is the judge).
+        class_balance: multiply each image's score by the mean inverse-frequency weight of its
+            detections' classes among the labels so far (``geoal.select.balance``).
         full_pool: also train once on the whole pool, the ceiling (row strategy "full").
         augment: training augmentation.
     """
@@ -72,6 +74,7 @@ class SimConfig:
     top_k: int = 3
     conf: float = 0.05
     val_images: int = 16
+    class_balance: bool = False
     full_pool: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -128,4 +131,6 @@ class SimConfig:
             val_images=self.val_images,
             augment=asdict(self.augment),
         )
+        if self.class_balance:  # absent when off: older output folders stay resumable
+            key["class_balance"] = True
         return {k: list(v) if isinstance(v, tuple) else v for k, v in key.items()}

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from geoal.errors import ConfigError
-from geoal.simulate.acquire import acquire, budget_targets, initial_set
+from geoal.simulate.acquire import acquire, budget_targets, class_balanced, initial_set
 from geoal.simulate.config import SimConfig
 from geoal.simulate.data import Pool, check_test_set, load_pool
 from geoal.simulate.model import evaluate, prepare_init, score_pool, train_round
@@ -157,6 +157,12 @@ def _select_next(
         if state.strategy == "random"
         else score_pool(cfg, Path(str(state.weights)), pool, labelled)
     )
+    if features is not None and cfg.class_balance:
+        counts = np.bincount(
+            np.concatenate([pool.cls[i] for i in labelled] or [np.zeros(0, np.int64)]),
+            minlength=len(pool.classes),
+        )
+        features = class_balanced(features, counts)
     need = int(exp.targets[r + 1]) - _spent(cfg, pool, labelled)
     picked = acquire(
         state.strategy, features, labelled, need, pool.box_counts, cfg.budget_unit, rng

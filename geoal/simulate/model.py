@@ -153,6 +153,9 @@ def score_pool(cfg: SimConfig, weights: Path, pool: Pool, labelled: np.ndarray) 
     embeddings: np.ndarray | None = None
     is_labelled = np.zeros(n, dtype=bool)
     is_labelled[labelled] = True
+    det_image: list[np.ndarray] = []
+    det_cls: list[np.ndarray] = []
+    det_conf: list[np.ndarray] = []
     for subset, views in ((np.flatnonzero(~is_labelled), cfg.views), (labelled, 1)):
         batches = pool.chips(subset.tolist(), cfg.batch)
         for keys, results in detector.iter_predict(batches, views=views, conf=cfg.conf):
@@ -169,6 +172,16 @@ def score_pool(cfg: SimConfig, weights: Path, pool: Pool, labelled: np.ndarray) 
                         )
                     scores[i] = record["scores"][cfg.aggregation]
                     expected[i] = record["expected_count"]
+                    det_image.append(np.full(len(result), i, dtype=np.int64))
+                    det_cls.append(np.asarray(result.cls, dtype=np.int64))
+                    det_conf.append(np.asarray(result.conf, dtype=np.float64))
     if embeddings is None:
         raise ModelError("the pool is empty: nothing to score")
-    return Features(scores=scores, embeddings=embeddings, expected=expected)
+    return Features(
+        scores=scores,
+        embeddings=embeddings,
+        expected=expected,
+        det_image=np.concatenate(det_image) if det_image else np.zeros(0, dtype=np.int64),
+        det_cls=np.concatenate(det_cls) if det_cls else np.zeros(0, dtype=np.int64),
+        det_conf=np.concatenate(det_conf) if det_conf else np.zeros(0),
+    )
