@@ -199,6 +199,11 @@ def score(
     show_default=True,
     help="hybrid: diversity among the top pool-factor x budget uncertain chips.",
 )
+@click.option(
+    "--class-balance",
+    is_flag=True,
+    help="Weight chip scores towards classes rare among the labels so far.",
+)
 @click.pass_context
 @friendly
 def select(
@@ -212,6 +217,7 @@ def select(
     min_distance: float,
     max_share: float | None,
     pool_factor: float,
+    class_balance: bool,
 ) -> None:
     """Select the chips worth labelling under a budget and record them as a new round.
 
@@ -233,6 +239,7 @@ def select(
             min_distance=None if min_distance < 0 else min_distance,
             max_share=max_share,
             pool_factor=pool_factor,
+            class_balance=class_balance,
         )
         with project.write_lock("select"):
             report = select_round(project, opts)

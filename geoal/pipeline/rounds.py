@@ -7,6 +7,7 @@ the round is cancelled; labelled chips never are.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ class SelectOptions:
     min_distance: float | None = 0.0  # CRS units; None = overlapping chips allowed
     max_share: float | None = None  # per-scene quota, 0-1
     pool_factor: float = 5.0  # hybrid: top pool_factor * k uncertain, then diversity
+    class_balance: bool = False  # scores x rarity of the detected classes among the labels
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,33 @@ def candidate_pool(
     return ids, pool
 
 
+def class_balance_factors(project: Project, model_hash: str, ids: np.ndarray) -> np.ndarray:
+    """(N,) class-balance factor of each candidate chip ``ids`` (sorted), from the store.
+
+    The labelled boxes per class give the class weights, the chip's stored detections
+    of ``model_hash`` (class, confidence) its factor: see ``geoal.select.balance``.
+    """
+    from geoal.select import balance_factors, class_weights
+
+    conn = project.store.conn
+    n_classes = len(project.config.classes)
+    counts = np.zeros(n_classes, dtype=np.int64)
+    for class_id, count in conn.execute("SELECT class_id, COUNT(*) FROM labels GROUP BY class_id"):
+        if 0 <= int(class_id) < n_classes:
+            counts[int(class_id)] = int(count)
+    dets = np.array(
+        conn.execute(
+            "SELECT chip_id, class_id, confidence FROM detections WHERE model_hash = ?",
+            (model_hash,),
+        ).fetchall(),
+        dtype=np.float64,
+    ).reshape(-1, 3)
+    pos = np.searchsorted(ids, dets[:, 0].astype(np.int64))
+    pos = np.minimum(pos, len(ids) - 1)
+    keep = (ids[pos] == dets[:, 0].astype(np.int64)) & (dets[:, 1] < n_classes)
+    return balance_factors(pos[keep], dets[keep, 1], dets[keep, 2], class_weights(counts), len(ids))
+
+
 def image_stats_embeddings(
     project: Project, ids: np.ndarray, groups: np.ndarray, windows: np.ndarray
 ) -> np.ndarray:
@@ -174,6 +203,13 @@ def select_round(project: Project, opts: SelectOptions) -> RoundReport:
         )
     need_stats = cold and opts.strategy == "coreset"
     ids, pool = candidate_pool(project, model_hash, opts.aggregation, need_stats)
+    if opts.class_balance:
+        if model_hash is None or pool.scores is None:
+            raise SelectionError(
+                "--class-balance weighs the model's detections: run 'geoal score' first"
+            )
+        factors = class_balance_factors(project, model_hash, ids)
+        pool = dataclasses.replace(pool, scores=pool.scores * factors)
     if opts.budget_objects is not None and cold:
         raise SelectionError(
             "--budget-objects needs expected object counts: run 'geoal score' first"
@@ -199,6 +235,7 @@ def select_round(project: Project, opts: SelectOptions) -> RoundReport:
         "min_distance": opts.min_distance,
         "max_share": opts.max_share,
         "pool_factor": opts.pool_factor,
+        "class_balance": opts.class_balance,
         "cold_start": cold,
         "note": sel.note,
     }

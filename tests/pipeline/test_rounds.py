@@ -124,3 +124,44 @@ def test_cli_select_and_rounds(proj: Path) -> None:
     rounds = json.loads(run("-p", str(proj), "rounds", "--json").output)
     assert rounds[0]["chips"] == 3 and rounds[0]["status"] == "open" and rounds[0]["seed"] == 4
     assert "cancelled" in run("-p", str(proj), "rounds", "--cancel", "1").output
+
+
+def test_class_balance_prefers_chips_of_classes_rare_among_the_labels(proj: Path) -> None:
+    fake_scores(proj)
+    with open_project(proj) as p, p.store.transaction() as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM chips ORDER BY id")]
+        # every chip scores the same; even chips see ships (class 0), odd chips tanks (1)
+        conn.execute("UPDATE chip_scores SET scores = ?", (json.dumps({"miaod": 0.5}),))
+        for cid in ids[1:]:
+            conn.execute(
+                "INSERT INTO detections (chip_id, model_hash, x1, y1, x2, y2, class_id, "
+                "confidence, probs, uncertainty) VALUES (?, 'abc123', 1, 1, 9, 9, ?, 0.8, ?, '{}')",
+                (cid, cid % 2, np.zeros(2, "<f4").tobytes()),
+            )
+        # chip ids[0] is labelled with ten ships and no tank
+        conn.execute("INSERT INTO labelled_chips (chip_id) VALUES (?)", (ids[0],))
+        conn.executemany(
+            "INSERT INTO labels (chip_id, class_id, x1, y1, x2, y2) VALUES (?, 0, 1, 1, 5, 5)",
+            [(ids[0],)] * 10,
+        )
+    with open_project(proj) as p:
+        r = select_round(
+            p,
+            SelectOptions(strategy="uncertainty", budget=6, min_distance=None, class_balance=True),
+        )
+        assert all(c % 2 == 1 for c in r.chips), "tank chips first: no tank is labelled yet"
+        params = json.loads(
+            p.store.conn.execute(
+                "SELECT params FROM rounds WHERE id = ?", (r.round_id,)
+            ).fetchone()[0]
+        )
+        assert params["class_balance"] is True
+        cancel_round(p, r.round_id)
+        plain = select_round(p, SelectOptions(strategy="uncertainty", budget=6, min_distance=None))
+        assert any(c % 2 == 0 for c in plain.chips)  # without it, ties fall either way
+    run("-p", str(proj), "select", "-s", "uncertainty", "-k", "3", "--class-balance")
+
+
+def test_class_balance_needs_scores(proj: Path) -> None:
+    with open_project(proj) as p, pytest.raises(SelectionError, match="run 'geoal score' first"):
+        select_round(p, SelectOptions(strategy="random", budget=3, class_balance=True))
