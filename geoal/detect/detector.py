@@ -3,7 +3,8 @@
 The forward pass, NMS and the gathering of score vectors are done here on the
 ultralytics ``DetectionModel`` directly (not through ``YOLO.predict``), so that
 the raw head output, the score vector of every anchor and the head's input
-feature maps are at hand. For a square chip the result matches ``YOLO.predict``
+feature maps are at hand; NMS is ultralytics' own steps and kernel
+(``geoal.detect.nms``). For a square chip the result matches ``YOLO.predict``
 on the same pixels (geoal chips are RGB; ultralytics reads numpy arrays as BGR,
 so ``YOLO.predict(chip[..., ::-1])`` is the equivalent call). End-to-end models
 (YOLOv10, YOLO26) are the exception: geoal runs their one-to-many branch, with
@@ -36,10 +37,6 @@ if TYPE_CHECKING:
 
 K = TypeVar("K")
 
-# ultralytics' NMS stops after 2 s + 0.05 s per image and leaves the remaining
-# images of the batch empty; a scored chip must never silently lose its boxes.
-_NMS_NO_TIME_LIMIT = 3600.0
-
 
 class Detector:
     """A YOLO detection model in eval mode, fused, on its device, for the project's classes.
@@ -49,11 +46,14 @@ class Detector:
     results (sha256 of the .pt file, or of the yaml content + classes).
 
     ``split_views``: the B * V view images are stacked into one tensor; on CUDA
-    it goes through the network in one call, on the CPU (the default there) in V
-    calls of B images, because CPU convolutions gain nothing from a bigger batch
-    and lose cache locality (2 views of 4 chips at 640 px: one call of 8 took
-    2.3-2.5x the time of 4, four calls of 2 2.05x).
+    it goes through the network in one call, on the CPU (the default there) in
+    calls of at most ``cpu_chunk`` images (4), because CPU convolutions gain nothing
+    from a bigger batch and lose cache locality (2 views of 4 chips at 640 px: one
+    call of 8 took 2.3-2.5x the time of 4, four calls of 2 2.05x; one thread, per
+    chip: 66-69 ms in calls of 1-4, 74 ms in calls of 8, 86 ms in calls of 16).
     """
+
+    cpu_chunk = 4
 
     def __init__(
         self,
@@ -98,6 +98,7 @@ class Detector:
         conf: float = 0.001,
         iou: float = 0.7,
         max_det: int = 300,
+        details: bool = True,
     ) -> list[ChipResult]:
         """Detect objects in (B, S, S, 3) uint8 RGB chips; one ChipResult per chip.
 
@@ -108,10 +109,13 @@ class Detector:
         (see ``split_views``).
         ``conf`` is the minimum best-class score kept, ``iou`` the class-wise NMS
         threshold, ``max_det`` the most detections per chip and view.
+        ``details=False`` skips what only scoring uses: the score vectors of every
+        anchor and the embedding (``anchor_probs`` is then (V, 0, C), ``embedding``
+        (0,)); boxes, scores, classes and each detection's score vector are the same.
         """
         import torch
-        import torchvision  # noqa: F401  (its presence makes ultralytics' NMS use the C++ kernel)
-        from ultralytics.utils.nms import non_max_suppression
+
+        from geoal.detect.nms import non_max_suppression
 
         names = view_names(views)
         _check_thresholds(conf, iou, max_det)
@@ -127,32 +131,35 @@ class Detector:
             )
         with torch.inference_mode():
             x = self._to_input(images, input_size, names)  # (V * B, 3, s, s)
-            # (V * B, 4 + C, A), and per level (V * B or B, ch, h, w): view 0 comes first
-            raw, feats = self._forward(x, n_images if self.split_views else len(x))
-            dets, keep = non_max_suppression(
-                raw,
-                conf,
-                iou,
-                max_det=max_det,
-                nc=self.num_classes,
-                max_time_img=_NMS_NO_TIME_LIMIT,
-                return_idxs=True,
-            )
-            perms = self._permutations(input_size, names, raw.shape[-1], feats)  # (V, A)
-            n_views, n_anchors, n_cls = len(names), raw.shape[-1], self.num_classes
-            scores = raw[:, 4:].reshape(n_views, n_images, n_cls, n_anchors)
-            scores = scores.gather(3, perms[:, None, None, :].expand_as(scores))
-            # (B, V, A, C), copied once into a C-contiguous block
-            anchor_probs = scores.permute(1, 0, 3, 2).contiguous().float().cpu().numpy()
-            pooled = [f[:n_images].mean(dim=(2, 3), dtype=torch.float32) for f in feats]
-            embedding = torch.nn.functional.normalize(torch.cat(pooled, 1), dim=1).cpu().numpy()
+            # (V * B, 4 + C, A), and per level the head inputs of view 0 (B, ch, h, w)
+            raw, feats = self._forward(x, n_images, keep_feats=details)
+            dets, keep = non_max_suppression(raw, conf, iou, max_det)
             counts = [int(d.shape[0]) for d in dets]
             kept = torch.cat(dets).float()  # (sum N, 6) xyxy, conf, cls
             kept[:, :4].clamp_(0, input_size)  # as ultralytics clips boxes to the image
+            anchor_idx = torch.cat([k.reshape(-1).long() for k in keep])
+            # each detection's score vector: its anchor's row of its own image
+            image_idx = torch.repeat_interleave(
+                torch.arange(len(counts), device=raw.device),
+                torch.tensor(counts, device=raw.device),
+            )
+            det_probs = raw[image_idx, 4:, anchor_idx].float().cpu().numpy()  # (sum N, C)
+            n_views, n_anchors, n_cls = len(names), raw.shape[-1], self.num_classes
+            if details:
+                perms = self._permutations(input_size, names, n_anchors, feats)  # (V, A)
+                scores = raw[:, 4:].reshape(n_views, n_images, n_cls, n_anchors)
+                scores = scores.gather(3, perms[:, None, None, :].expand_as(scores))
+                # (B, V, A, C), copied once into a C-contiguous block
+                anchor_probs = scores.permute(1, 0, 3, 2).contiguous().float().cpu().numpy()
+                pooled = [f.mean(dim=(2, 3), dtype=torch.float32) for f in feats]
+                embedding = torch.nn.functional.normalize(torch.cat(pooled, 1), dim=1).cpu().numpy()
+            else:
+                anchor_probs = np.zeros((n_images, n_views, 0, n_cls), dtype=np.float32)
+                embedding = np.zeros((n_images, 0), dtype=np.float32)
             det_rows = kept.cpu().numpy()
-            anchor_idx = torch.cat([k.reshape(-1).long() for k in keep]).cpu().numpy()
+            anchors = anchor_idx.cpu().numpy()
         return _results(
-            names, size, input_size, anchor_probs, embedding, counts, det_rows, anchor_idx
+            names, size, input_size, anchor_probs, embedding, counts, det_rows, det_probs, anchors
         )
 
     def iter_predict(
@@ -163,16 +170,18 @@ class Detector:
         iou: float = 0.7,
         max_det: int = 300,
         prefetch_depth: int = 2,
+        details: bool = True,
     ) -> Iterator[tuple[K, list[ChipResult]]]:
         """Yield (keys, results) for each (keys, (B, S, S, 3) chips) of ``batches``, in order.
 
         A background thread reads up to ``prefetch_depth`` batches ahead, so the
         reading of batch n + 1 overlaps the model's work on batch n. Errors of the
-        reader are raised here; closing this generator stops the reader.
+        reader are raised here; closing this generator stops the reader. ``details``:
+        see ``predict_batch``.
         """
         view_names(views)
         _check_thresholds(conf, iou, max_det)
-        return self._iter_predict(batches, views, conf, iou, max_det, prefetch_depth)
+        return self._iter_predict(batches, views, conf, iou, max_det, prefetch_depth, details)
 
     def _iter_predict(
         self,
@@ -182,11 +191,12 @@ class Detector:
         iou: float,
         max_det: int,
         prefetch_depth: int,
+        details: bool,
     ) -> Iterator[tuple[K, list[ChipResult]]]:
         stream = prefetch(batches, prefetch_depth)
         try:
             for keys, images in stream:
-                yield keys, self.predict_batch(images, views, conf, iou, max_det)
+                yield keys, self.predict_batch(images, views, conf, iou, max_det, details)
         finally:
             stream.close()
 
@@ -224,23 +234,35 @@ class Detector:
             )
         return x
 
-    def _forward(self, x: torch.Tensor, chunk: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Raw head output (N, 4 + C, A) (xywh, sigmoid scores) and the first chunk's head inputs.
+    def _forward(
+        self, x: torch.Tensor, n_images: int, keep_feats: bool = True
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Raw head output (N, 4 + C, A) (xywh, sigmoid scores) and view 0's head inputs.
 
-        Runs ``x`` through the network ``chunk`` images at a time; the head's input
-        maps are kept only for the first chunk (view 0 when chunk = B).
+        On CUDA ``x`` goes through the network in one call; on the CPU in calls of at
+        most ``cpu_chunk`` images (``split_views``). The head's input maps (per level,
+        (n_images, ch, h, w)) are kept for the first ``n_images`` rows (view 0) when
+        ``keep_feats``.
         """
         import torch
 
-        raws, feats = [], []
-        for i, part in enumerate(x.split(chunk)):
+        chunk = min(n_images, self.cpu_chunk) if self.split_views else len(x)
+        raws: list[torch.Tensor] = []
+        levels: list[list[torch.Tensor]] = []
+        start = 0
+        for part in x.split(chunk):
             out = self.model(part)
             if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
                 raise RuntimeError(f"unexpected output of {type(self.model).__name__}: {type(out)}")
             raw, preds = out
             raws.append(raw)
-            if i == 0:
-                feats = list(preds.get("one2many", preds)["feats"])
+            if keep_feats and start < n_images:
+                head_inputs = preds.get("one2many", preds)["feats"]
+                levels.append([f[: n_images - start] for f in head_inputs])
+            start += len(part)
+        feats = [
+            torch.cat(level) if len(levels) > 1 else level[0] for level in zip(*levels, strict=True)
+        ]
         return (raws[0] if len(raws) == 1 else torch.cat(raws)), feats
 
     def _permutations(
@@ -272,13 +294,15 @@ def _results(
     embedding: np.ndarray,
     counts: list[int],
     det_rows: np.ndarray,
+    det_probs: np.ndarray,
     anchor_idx: np.ndarray,
 ) -> list[ChipResult]:
     """Split a batch's arrays into ChipResults.
 
     ``anchor_probs`` (B, V, A, C), ``embedding`` (B, D), ``det_rows`` (sum N, 6)
-    xyxy/conf/cls in model-input pixels and ``anchor_idx`` (sum N,) hold the
-    detections of each (view, chip) in view-major order, ``counts`` rows each.
+    xyxy/conf/cls in model-input pixels, ``det_probs`` (sum N, C) and ``anchor_idx``
+    (sum N,) hold the detections of each (view, chip) in view-major order, ``counts``
+    rows each.
     """
     n_views, n_images = len(names), anchor_probs.shape[0]
     scale = np.float32(size / input_size)
@@ -291,15 +315,14 @@ def _results(
     results = []
     for b in range(n_images):
         own = rows(0, b)
-        idx = anchor_idx[own]
         extra = [rows(v, b) for v in range(1, n_views)]
         results.append(
             ChipResult(
                 boxes=det_rows[own, :4] * scale,
                 conf=det_rows[own, 4].copy(),
                 cls=det_rows[own, 5].astype(np.int64),
-                probs=anchor_probs[b, 0][idx],
-                anchor_idx=idx.copy(),
+                probs=det_probs[own].copy(),
+                anchor_idx=anchor_idx[own].copy(),
                 anchor_probs=anchor_probs[b],
                 view_boxes=tuple(
                     inverse_transform_boxes(det_rows[r, :4] * scale, names[v], size)

@@ -160,7 +160,7 @@ class ChipPredictor:
         out: list[tuple[int, np.ndarray]] = []
         p = self.params
         batches = iter_chip_batches(task.scenes, task.chips, p.batch, p.readers)
-        stream = self.detector.iter_predict(batches, views=1, conf=p.conf, iou=p.iou)
+        stream = self.detector.iter_predict(batches, views=1, conf=p.conf, iou=p.iou, details=False)
         try:
             for chip_ids, results in stream:
                 for chip_id, res in zip(chip_ids, results, strict=True):

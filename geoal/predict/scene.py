@@ -100,7 +100,7 @@ def predict_scene(
     batches = iter_batches(iter_chips({0: scene}, items, workers=opts.workers), opts.batch)
     parts: list[np.ndarray] = []
     bar = tqdm(total=len(items), desc=scene.name[:24], unit="chip", disable=not progress)
-    stream = detector.iter_predict(batches, views=1, conf=opts.conf, iou=opts.iou)
+    stream = detector.iter_predict(batches, views=1, conf=opts.conf, iou=opts.iou, details=False)
     try:
         for chip_idx, results in stream:
             for idx, res in zip(chip_idx, results, strict=True):

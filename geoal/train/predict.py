@@ -53,7 +53,8 @@ def predict_coco(
     detector = load_detector(weights, classes, device, imgsz=imgsz)
     results: list[dict[str, Any]] = []
     batches = _letterboxed_batches(list(images), list(image_ids), imgsz, batch)
-    for keys, chip_results in detector.iter_predict(batches, conf=conf, iou=iou, max_det=max_det):
+    stream = detector.iter_predict(batches, conf=conf, iou=iou, max_det=max_det, details=False)
+    for keys, chip_results in stream:
         for (image_id, shape, scale, pad), result in zip(keys, chip_results, strict=True):
             boxes = unletterbox_boxes(result.boxes, shape, scale, pad)
             for box, score, cls in zip(boxes, result.conf, result.cls, strict=True):

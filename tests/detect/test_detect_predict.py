@@ -155,6 +155,47 @@ def test_views_are_one_stacked_batch(
         np.testing.assert_allclose(y.embedding, z.embedding, atol=1e-5)
 
 
+def test_light_path_gives_the_same_detections(detector: Any, chips: np.ndarray) -> None:
+    """details=False (whole-scene prediction) skips the anchor arrays and the embedding only."""
+    for views in (1, 2):
+        full = detector.predict_batch(chips, views=views, conf=CONF)
+        light = detector.predict_batch(chips, views=views, conf=CONF, details=False)
+        for f, g in zip(full, light, strict=True):
+            assert len(f) > 0
+            for name in ("boxes", "conf", "cls", "probs", "anchor_idx"):
+                assert np.array_equal(getattr(f, name), getattr(g, name)), name
+            for a, b in zip(f.view_boxes + f.view_conf, g.view_boxes + g.view_conf, strict=True):
+                assert np.array_equal(a, b)
+            assert g.anchor_probs.shape == (views, 0, len(CLASSES))
+            assert g.embedding.shape == (0,)
+            assert g.probs.dtype == np.float32
+    stream = detector.iter_predict([("k", chips)], conf=CONF, details=False)
+    [(key, results)] = list(stream)
+    assert key == "k" and results[0].anchor_probs.shape[1] == 0
+
+
+def test_cpu_forward_in_chunks(
+    detector: Any, chips: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the CPU a batch goes through the network in calls of at most cpu_chunk images."""
+    batches: list[int] = []
+    hook = detector.model.register_forward_hook(
+        lambda module, args, out: batches.append(args[0].shape[0])
+    )
+    five = np.concatenate([chips, chips[::-1], chips[:1]])  # 5 chips
+    try:
+        whole = detector.predict_batch(five, views=2, conf=CONF)
+    finally:
+        hook.remove()
+    assert detector.cpu_chunk == 4 and batches == [4, 4, 2]  # 2 views of 5 chips
+    monkeypatch.setattr(detector, "cpu_chunk", 1)
+    single = detector.predict_batch(five, views=2, conf=CONF)
+    for x, y in zip(whole, single, strict=True):
+        np.testing.assert_allclose(x.anchor_probs, y.anchor_probs, atol=1e-5)
+        np.testing.assert_allclose(x.embedding, y.embedding, atol=1e-5)
+        np.testing.assert_allclose(x.boxes, y.boxes, atol=1e-3)
+
+
 def test_resizes_to_imgsz(checkpoint: Path, chips: np.ndarray) -> None:
     import torch
     from ultralytics.utils.ops import xywh2xyxy

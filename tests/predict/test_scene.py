@@ -26,7 +26,7 @@ class BrightBoxDetector:
 
     classes = ("ship",)
 
-    def iter_predict(self, batches, views=1, conf=0.25, iou=0.7):
+    def iter_predict(self, batches, views=1, conf=0.25, iou=0.7, details=True):
         for keys, images in batches:
             results = []
             for img in images:
