@@ -165,7 +165,7 @@ def score(
     "--strategy",
     "-s",
     default=None,
-    help="random, uncertainty, coreset or hybrid (default: config, hybrid).",
+    help="random, uncertainty, coreset, hybrid or typiclust (default: config, hybrid).",
 )
 @click.option(
     "--aggregation",

@@ -196,12 +196,12 @@ def select_round(project: Project, opts: SelectOptions) -> RoundReport:
     strategy = get_strategy(opts.strategy)
     model_hash = scoring_model(project, opts.model_hash)
     cold = model_hash is None
-    if cold and opts.strategy not in ("random", "coreset"):
+    if cold and opts.strategy not in ("random", "coreset", "typiclust"):
         raise SelectionError(
             f"no chip has been scored yet, so '{opts.strategy}' has nothing to rank: "
-            "run 'geoal score', or cold-start with --strategy random or --strategy coreset"
+            "run 'geoal score', or cold-start with --strategy random, coreset or typiclust"
         )
-    need_stats = cold and opts.strategy == "coreset"
+    need_stats = cold and opts.strategy in ("coreset", "typiclust")
     ids, pool = candidate_pool(project, model_hash, opts.aggregation, need_stats)
     if opts.class_balance:
         if model_hash is None or pool.scores is None:

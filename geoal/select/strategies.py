@@ -1,4 +1,4 @@
-"""Selection strategies: random, uncertainty, coreset (k-center greedy) and hybrid.
+"""Selection strategies: random, uncertainty, coreset (k-center greedy), hybrid, typiclust.
 
 Each is ``strategy(pool, budget, rng, constraints=None) -> Selection``; the constraints of
 ``geoal.select.constraints`` apply to all of them through one ``Picker``.
@@ -119,11 +119,40 @@ def select_hybrid(
     return Selection(sel.indices, sel.reasons, sel.cost, sel.complete, _join(note, sel.note))
 
 
+def select_typiclust(
+    pool: SelectionPool,
+    budget: Budget,
+    rng: np.random.Generator,
+    constraints: Constraints | None = None,
+) -> Selection:
+    """TypiClust: the most typical chip of each cluster the labels do not cover yet.
+
+    k-means over candidates and ``pool.labelled_embeddings`` into L + B clusters (B = the
+    budget in chips, or the estimated chips of an objects budget); see
+    ``geoal.select.typiclust``. Scores are not used: it suits the first rounds, when the
+    model's uncertainty means little. Reasons are the chips' typicality.
+    """
+    from geoal.select.typiclust import typiclust_order
+
+    emb = _require_embeddings(pool, "typiclust")
+    picker = Picker(pool, budget, constraints)
+    if budget.k is not None:
+        want = budget.k
+    else:
+        mean_cost = float(np.mean(picker.costs)) if pool.n else 1.0
+        want = max(1, math.ceil(picker.capacity / max(mean_cost, 1e-9)))
+    order, typ = typiclust_order(emb, pool.labelled_embeddings, want, rng)
+    picked = _walk(order, picker)
+    reasons = dict(zip(order.tolist(), typ.tolist(), strict=True))
+    return _finish(pool, picker, picked, np.array([reasons[i] for i in picked.tolist()]), pool.n)
+
+
 STRATEGIES: dict[str, Strategy] = {
     "random": select_random,
     "uncertainty": select_uncertainty,
     "coreset": select_coreset,
     "hybrid": select_hybrid,
+    "typiclust": select_typiclust,
 }
 
 

@@ -56,9 +56,11 @@ def test_cold_start_and_scored_strategies(proj: Path) -> None:
             select_round(p, SelectOptions(strategy="hybrid", budget=5))
         r = select_round(p, SelectOptions(strategy="coreset", budget=5))
         assert len(r.chips) == 5 and r.model_hash is None
+        r = select_round(p, SelectOptions(strategy="typiclust", budget=4))
+        assert len(r.chips) == 4 and r.model_hash is None
     fake_scores(proj)
     with open_project(proj) as p:
-        for strategy in ("random", "uncertainty", "coreset", "hybrid"):
+        for strategy in ("random", "uncertainty", "coreset", "hybrid", "typiclust"):
             r = select_round(p, SelectOptions(strategy=strategy, budget=6, seed=1))
             assert len(r.chips) == 6
         rounds = list_rounds(p)
@@ -118,7 +120,7 @@ def test_objects_budget_quota_and_cancel(proj: Path) -> None:
 
 def test_cli_select_and_rounds(proj: Path) -> None:
     bad = run("-p", str(proj), "select", "-k", "3", "-s", "nope", ok=False)
-    assert "valid names: coreset, hybrid, random, uncertainty" in bad.output
+    assert "valid names: coreset, hybrid, random, typiclust, uncertainty" in bad.output
     out = run("-p", str(proj), "select", "-k", "3", "-s", "random", "--seed", "4").output
     assert "round 1: 3 chips selected by random" in out
     rounds = json.loads(run("-p", str(proj), "rounds", "--json").output)

@@ -56,7 +56,7 @@ def _check(pool: SelectionPool, budget: Budget, c: Constraints, sel: Selection, 
     # Maximal: no left-out candidate could still join.
     candidates = (
         range(pool.n)
-        if name in ("random", "coreset")
+        if name in ("random", "coreset", "typiclust")
         else np.flatnonzero(np.isfinite(pool.scores)).tolist()
     )
     left_out = set(candidates) - set(idx)

@@ -17,7 +17,7 @@ from geoal.select import (
 
 
 def test_list_strategies_is_sorted_and_complete() -> None:
-    assert list_strategies() == ["coreset", "hybrid", "random", "uncertainty"]
+    assert list_strategies() == ["coreset", "hybrid", "random", "typiclust", "uncertainty"]
     assert set(STRATEGIES) == set(list_strategies())
 
 
