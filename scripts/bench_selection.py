@@ -1,4 +1,4 @@
-"""Time coreset and hybrid selection against random selection on one synthetic pool.
+"""Time coreset, hybrid and typiclust selection against random selection on one synthetic pool.
 
 The pool: N chips with random float32 embeddings (N, D) and random scores, laid out as
 overlapping 256 m chips (stride 192 m) on the grids of a few scenes. Hybrid runs with the
@@ -28,6 +28,7 @@ from geoal.select import (
     select_hybrid,
     select_random,
 )
+from geoal.select.strategies import select_typiclust
 
 CHIP_M = 256.0  # chip side in CRS metres
 STRIDE_M = 192.0  # 25 % overlap between neighbouring chips
@@ -83,7 +84,14 @@ def main() -> None:
     hybrid_s, hyb = timed(
         lambda: select_hybrid(pool, budget, np.random.default_rng(seed), spatial), repeat
     )
-    for name, sel, s in [("random", rnd, random_s), ("coreset", cor, coreset_s)]:
+    typiclust_s, typ = timed(
+        lambda: select_typiclust(pool, budget, np.random.default_rng(seed)), repeat
+    )
+    for name, sel, s in [
+        ("random", rnd, random_s),
+        ("coreset", cor, coreset_s),
+        ("typiclust", typ, typiclust_s),
+    ]:
         print(f"{name:8s} {s:8.3f} s  {len(sel)} chips")
     print(f"hybrid   {hybrid_s:8.3f} s  {len(hyb)} chips (spatial constraint on) {hyb.note}")
     print(
@@ -96,6 +104,7 @@ def main() -> None:
                 "random_s": round(random_s, 4),
                 "coreset_s": round(coreset_s, 4),
                 "hybrid_s": round(hybrid_s, 4),
+                "typiclust_s": round(typiclust_s, 4),
                 "coreset_vs_random": round(coreset_s / random_s, 1),
                 "hybrid_vs_random": round(hybrid_s / random_s, 1),
                 "hybrid_selected": len(hyb),

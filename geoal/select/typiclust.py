@@ -22,6 +22,7 @@ K_NEIGHBOURS = 20
 MIN_CLUSTER = 5  # smaller clusters come last: outliers, not regions
 MAX_TYPICALITY_REF = 2048  # neighbours are searched among at most this many cluster members
 FIT_ROWS_PER_CLUSTER = 20  # k-means is fitted on at most this many rows per cluster
+INIT_ROWS_PER_CLUSTER = 5  # k-means++ seeds from at most this many rows per cluster
 _BLOCK = 4096
 
 
@@ -51,17 +52,22 @@ def kmeans(x: F32, k: int, rng: np.random.Generator, iterations: int = 20) -> tu
 
 
 def _lloyd(x: F32, k: int, rng: np.random.Generator, iterations: int) -> tuple[I64, F32]:
-    """k-means++ seeding and Lloyd iterations on all rows of ``x`` (N, D), k <= N."""
+    """k-means++ seeding (on at most ``INIT_ROWS_PER_CLUSTER * k`` of the rows, it is
+    sequential) and Lloyd iterations on all rows of ``x`` (N, D), k <= N."""
     n = len(x)
     sq = np.einsum("ij,ij->i", x, x)
+    m = min(n, INIT_ROWS_PER_CLUSTER * k)
+    seed_rows = np.sort(rng.choice(n, m, replace=False)) if m < n else np.arange(n)
+    xs, sqs = x[seed_rows], sq[seed_rows]
     centres = np.empty((k, x.shape[1]), dtype=np.float32)
-    centres[0] = x[rng.integers(n)]
-    near = _sq_dist(x, sq, centres[:1]).min(axis=1)
+    centres[0] = xs[rng.integers(m)]
+    near = _sq_dist(xs, sqs, centres[:1])[:, 0]
     for c in range(1, k):
         total = float(near.sum())
-        j = int(rng.choice(n, p=near / total)) if total > 0 else int(rng.integers(n))
-        centres[c] = x[j]
-        near = np.minimum(near, _sq_dist(x, sq, centres[c : c + 1])[:, 0])
+        j = int(rng.choice(m, p=near / total)) if total > 0 else int(rng.integers(m))
+        centres[c] = xs[j]
+        step = sqs - 2.0 * (xs @ centres[c]) + float(centres[c] @ centres[c])
+        np.minimum(near, np.maximum(step, 0.0), out=near)
     labels = np.zeros(n, dtype=np.int64)
     for it in range(iterations):
         d = _sq_dist(x, sq, centres)
@@ -70,9 +76,11 @@ def _lloyd(x: F32, k: int, rng: np.random.Generator, iterations: int) -> tuple[I
             break
         labels = new
         counts = np.bincount(labels, minlength=k)
-        sums = np.zeros_like(centres, dtype=np.float64)
-        np.add.at(sums, labels, x)
+        order = np.argsort(labels, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         full = counts > 0
+        sums = np.zeros(centres.shape, dtype=np.float64)
+        sums[full] = np.add.reduceat(x[order].astype(np.float64), starts[full], axis=0)
         centres[full] = (sums[full] / counts[full, None]).astype(np.float32)
         if not full.all():  # re-seed empty clusters at the worst-served rows
             worst = np.argsort(-d[np.arange(n), labels])[: int((~full).sum())]
