@@ -93,7 +93,8 @@ def predict_scene(
     from geoal.store import SceneRecord
 
     t0 = time.perf_counter()
-    cat = catalogue(path, TilingConfig(size=opts.size, overlap=opts.overlap, bands=opts.bands))
+    tiling = TilingConfig(size=opts.size, overlap=opts.overlap, bands=opts.bands)
+    cat = catalogue(path, tiling, sample=False)
     scene = SceneRecord.from_values(0, cat.values)
     windows = cat.windows
     items = [(i, 0, tuple(int(v) for v in w)) for i, w in enumerate(windows)]

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
+from geoal.errors import RasterError
 from geoal.raster.grid import window_transform
 from geoal.raster.scene import open_raster
 from geoal.raster.stretch import apply_stretch
@@ -103,8 +104,18 @@ class SceneReader:
         self.mask_kind = mask_kind(self.ds)
 
     def read(self, window: Iterable[int]) -> np.ndarray:
-        """A chip as (height, width, 3) uint8."""
-        return read_window(self.ds, self.scene, window, self.mask_kind)
+        """A chip as (height, width, 3) uint8; a block GDAL cannot decode raises RasterError."""
+        from rasterio.errors import RasterioError
+
+        window = tuple(int(v) for v in window)
+        try:
+            return read_window(self.ds, self.scene, window, self.mask_kind)
+        except RasterioError as exc:
+            msg = str(exc).split("\n")[0]
+            raise RasterError(
+                f"{self.scene.path}: cannot read pixels of window {list(window)} "
+                f"(truncated or corrupt file: {msg})"
+            ) from None
 
     def transform(self, window: Iterable[int]) -> Affine:
         """The chip's affine transform (chip pixels -> scene CRS)."""

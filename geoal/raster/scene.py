@@ -198,8 +198,17 @@ def _check_readable(ds: Any, path: str) -> None:
             ) from None
 
 
-def catalogue(path: str, tiling: TilingConfig) -> Catalogued:
-    """Open ``path`` and compute what the store keeps about it, without a full-resolution read."""
+def catalogue(path: str, tiling: TilingConfig, *, sample: bool = True) -> Catalogued:
+    """Open ``path`` and compute what the store keeps about it, without a full-resolution read.
+
+    ``sample=False`` skips the decimated read where nothing needs it: no stretch and
+    every pixel valid by the file's mask flags (an 8-bit scene without nodata, mask
+    or alpha). Every chip is then kept, and a block that cannot be decoded is found
+    by the chip reads (``RasterError`` there) instead of here. ``geoal predict`` uses
+    it: for a 3,200 px deflate scene the read costs as much as 5 % of the prediction.
+    """
+    from rasterio.enums import MaskFlags
+
     ds = open_raster(path)
     notes: list[str] = []
     try:
@@ -207,21 +216,26 @@ def catalogue(path: str, tiling: TilingConfig) -> Catalogued:
             raise RasterError(f"{path}: empty raster ({ds.width} x {ds.height}, {ds.count} bands)")
         bands = resolve_bands(ds, path, tiling.bands)
         _check_readable(ds, path)
-        try:
-            data, valid = decimated_sample(ds, bands, tiling.overview_max)
-        except RasterError:
-            raise
-        except Exception as exc:
-            msg = str(exc).split("\n")[0]
-            raise RasterError(
-                f"{path}: cannot read pixels (truncated or corrupt file: {msg})"
-            ) from None
-        if not valid.any():
-            raise RasterError(f"{path}: scene holds no valid pixels (all nodata); nothing to tile")
         dtype = ds.dtypes[bands[0] - 1]
         mode = tiling.stretch.mode
         stretch = None
-        if mode == "always" or (mode == "auto" and dtype != "uint8"):
+        needs_stretch = mode == "always" or (mode == "auto" and dtype != "uint8")
+        all_valid = all(f == [MaskFlags.all_valid] for f in ds.mask_flag_enums)
+        if sample or needs_stretch or not all_valid:
+            try:
+                data, valid = decimated_sample(ds, bands, tiling.overview_max)
+            except RasterError:
+                raise
+            except Exception as exc:
+                msg = str(exc).split("\n")[0]
+                raise RasterError(
+                    f"{path}: cannot read pixels (truncated or corrupt file: {msg})"
+                ) from None
+        else:
+            data, valid = np.zeros((len(bands), 1, 1), dtype=dtype), np.ones((1, 1), dtype=bool)
+        if not valid.any():
+            raise RasterError(f"{path}: scene holds no valid pixels (all nodata); nothing to tile")
+        if needs_stretch:
             stretch = percentile_clip(data, valid, tiling.stretch.low, tiling.stretch.high)
         if ds.crs is None:
             notes.append(f"{path}: no CRS; using pixel coordinates (footprints are in pixels)")

@@ -152,3 +152,21 @@ def test_real_geotiffs_come_out_in_their_own_crs(tmp_path: Path, shared_data: Pa
         main, ["predict", str(scenes[0]), "--model", str(weights), "--merge", "avg"]
     )
     assert bad.exit_code == 2 and "nms, greedy-nmm, nmm" in bad.output
+
+
+def test_a_corrupt_block_is_a_scene_error(tmp_path: Path) -> None:
+    """Prediction skips the catalogue's decimated read of an 8-bit scene: the chip reads
+    find a block GDAL cannot decode, and say so in one line (RasterError, not a traceback)."""
+    from geoal.errors import RasterError
+    from geoal.synthetic import write_scene
+
+    path = tmp_path / "scene.tif"
+    write_scene(path, width=600, height=600)  # 3 x 3 tiles of 256 px, deflate
+    with rasterio.open(path) as ds:
+        offset = int(ds.get_tag_item("BLOCK_OFFSET_1_0", "TIFF", bidx=1))
+    data = bytearray(path.read_bytes())
+    data[offset : offset + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    opts = PredictOptions(model="unused.pt", size=64, overlap=0.25)
+    with pytest.raises(RasterError, match=r"scene\.tif: cannot read pixels of window"):
+        predict_scene(BrightBoxDetector(), str(path), opts, progress=False)

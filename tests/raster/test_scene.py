@@ -206,3 +206,36 @@ def test_stretch_mode_never_keeps_uint16_clipped(make_raster) -> None:
     path, _ = make_raster(dtype="uint16")
     cat = catalogue(str(path), TilingConfig(size=64, stretch=StretchConfig(mode="never")))
     assert cat.values["stretch"] is None
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"dtype": "uint16"}, {"nodata": 0, "border": 70}, {"mask": "alpha", "border": 70}],
+)
+def test_without_sample_the_same_catalogue(make_raster, kwargs: dict) -> None:
+    """sample=False skips the decimated read only where nothing needs it (8-bit, all valid)."""
+    path, _ = make_raster(width=400, height=300, **kwargs)
+    full = catalogue(str(path), TILING)
+    lazy = catalogue(str(path), TILING, sample=False)
+    np.testing.assert_array_equal(full.windows, lazy.windows)
+    np.testing.assert_array_equal(full.valid, lazy.valid)
+    assert full.values == lazy.values and full.skipped == lazy.skipped
+
+
+def test_without_sample_a_corrupt_block_is_found_by_the_chip_read(
+    make_raster, tmp_path: Path
+) -> None:
+    from geoal.raster.reader import read_chip
+
+    path, _ = make_raster(width=600, height=600)  # 3 x 3 tiles of 256 px, deflate
+    with rasterio.open(path) as ds:
+        offset = int(ds.get_tag_item("BLOCK_OFFSET_1_0", "TIFF", bidx=1))
+    bad = tmp_path / "bad_block.tif"
+    data = bytearray(path.read_bytes())
+    data[offset : offset + 64] = b"\xff" * 64  # the corners and centre stay readable
+    bad.write_bytes(bytes(data))
+    with pytest.raises(RasterError, match=r"bad_block\.tif: cannot read pixels"):
+        catalogue(str(bad), TILING)
+    cat = catalogue(str(bad), TILING, sample=False)
+    with pytest.raises(RasterError, match=r"bad_block\.tif: cannot read pixels of window \[256, "):
+        read_chip(record(cat), [256, 0, 64, 64])
