@@ -16,6 +16,7 @@ torch and ultralytics are imported inside the methods that need them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -51,6 +52,11 @@ class Detector:
     from a bigger batch and lose cache locality (2 views of 4 chips at 640 px: one
     call of 8 took 2.3-2.5x the time of 4, four calls of 2 2.05x; one thread, per
     chip: 66-69 ms in calls of 1-4, 74 ms in calls of 8, 86 ms in calls of 16).
+
+    ``cpu_streams``: on the CPU, how many of those calls run at once, each in its own
+    thread (``load_detector`` sets 2 on a 2-core machine, where torch gets 1 thread):
+    the calls release the GIL, so they fill the cores without the oversubscription
+    that costs OpenMP threads so much (they wait for each other at every operation).
     """
 
     cpu_chunk = 4
@@ -64,6 +70,7 @@ class Detector:
         device: str,
         half: bool,
         imgsz: int | None = None,
+        cpu_streams: int = 1,
     ) -> None:
         self.model = model
         self.classes = classes
@@ -79,6 +86,9 @@ class Detector:
         self.imgsz = imgsz
         self.split_views = not device.startswith("cuda")
         self._perm_cache: dict[tuple[int, tuple[str, ...]], torch.Tensor] = {}
+        self.cpu_streams = max(1, cpu_streams)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = 0
 
     def __repr__(self) -> str:
         return (
@@ -240,21 +250,23 @@ class Detector:
         """Raw head output (N, 4 + C, A) (xywh, sigmoid scores) and view 0's head inputs.
 
         On CUDA ``x`` goes through the network in one call; on the CPU in calls of at
-        most ``cpu_chunk`` images (``split_views``). The head's input maps (per level,
-        (n_images, ch, h, w)) are kept for the first ``n_images`` rows (view 0) when
-        ``keep_feats``.
+        most ``cpu_chunk`` images (``split_views``), ``cpu_streams`` of them at a time.
+        The head's input maps (per level, (n_images, ch, h, w)) are kept for the first
+        ``n_images`` rows (view 0) when ``keep_feats``.
         """
         import torch
 
-        chunk = min(n_images, self.cpu_chunk) if self.split_views else len(x)
+        streams = self.cpu_streams if self.split_views else 1
+        chunk = min(n_images, self.cpu_chunk, -(-len(x) // streams)) if self.split_views else len(x)
+        parts = x.split(chunk)
+        if streams > 1 and len(parts) > 1:
+            outs = list(self._stream_pool(streams).map(self._run_model, parts))
+        else:
+            outs = [self._run_model(part) for part in parts]
         raws: list[torch.Tensor] = []
         levels: list[list[torch.Tensor]] = []
         start = 0
-        for part in x.split(chunk):
-            out = self.model(part)
-            if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
-                raise RuntimeError(f"unexpected output of {type(self.model).__name__}: {type(out)}")
-            raw, preds = out
+        for part, (raw, preds) in zip(parts, outs, strict=True):
             raws.append(raw)
             if keep_feats and start < n_images:
                 head_inputs = preds.get("one2many", preds)["feats"]
@@ -264,6 +276,24 @@ class Detector:
             torch.cat(level) if len(levels) > 1 else level[0] for level in zip(*levels, strict=True)
         ]
         return (raws[0] if len(raws) == 1 else torch.cat(raws)), feats
+
+    def _run_model(self, part: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        import torch
+
+        with torch.inference_mode():  # thread-local: the stream threads need it too
+            out = self.model(part)
+        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
+            raise RuntimeError(f"unexpected output of {type(self.model).__name__}: {type(out)}")
+        return out[0], out[1]
+
+    def _stream_pool(self, streams: int) -> ThreadPoolExecutor:
+        """The threads of the CPU streams, made on first use (again if ``cpu_streams`` changed)."""
+        if self._pool is None or self._pool_size != streams:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+            self._pool = ThreadPoolExecutor(streams, thread_name_prefix="geoal-forward")
+            self._pool_size = streams
+        return self._pool
 
     def _permutations(
         self, input_size: int, names: tuple[str, ...], n_anchors: int, feats: list[torch.Tensor]

@@ -48,7 +48,7 @@ def load_detector(
     mismatching model.
     """
     class_names = None if classes is None else check_classes(classes)
-    torch_device, use_half = _check_device(device, half)
+    torch_device, use_half, streams = _check_device(device, half)
     text = str(model)
     if "://" in text:
         raise ModelError(
@@ -77,6 +77,7 @@ def load_detector(
         device=str(torch_device),
         half=use_half,
         imgsz=imgsz,
+        cpu_streams=streams,
     )
 
 
@@ -93,17 +94,25 @@ def check_classes(classes: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-def _check_device(device: str, half: bool | None) -> tuple[torch.device, bool]:
+def _check_device(device: str, half: bool | None) -> tuple[torch.device, bool, int]:
+    """The torch device, whether to run fp16, and the model calls to run at once on the CPU."""
     import torch
 
     if device == "cpu":
         if half:
             raise ModelError("half precision needs a CUDA device; use half=False on device 'cpu'")
+        streams = 1
         if "OMP_NUM_THREADS" not in os.environ:
             # As ultralytics does on CPU: leave a core to the chip readers (GDAL decoding,
             # stretch); torch on every core competes with them and runs several times slower.
-            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
-        return torch.device("cpu"), False
+            cores = os.cpu_count() or 2
+            threads = max(1, cores - 1)
+            torch.set_num_threads(threads)
+            # The cores those threads leave unused (on 2 cores: 1 thread, half the machine)
+            # run model calls of their own; only when geoal chose the threads, so never in
+            # a Ray actor or under the user's OMP_NUM_THREADS.
+            streams = max(1, cores // threads)
+        return torch.device("cpu"), False, streams
     if not _CUDA_DEVICE.match(device):
         raise ModelError(f"device must be 'cpu' or 'cuda:N', got {device!r}")
     index = int(device.partition(":")[2] or 0)
@@ -112,7 +121,7 @@ def _check_device(device: str, half: bool | None) -> tuple[torch.device, bool]:
         raise ModelError(
             f"device {device!r} is not available ({available} CUDA device(s) found); use 'cpu'"
         )
-    return torch.device("cuda", index), True if half is None else bool(half)
+    return torch.device("cuda", index), True if half is None else bool(half), 1
 
 
 def _build_yaml(path: Path, classes: tuple[str, ...]) -> tuple[Any, str]:

@@ -136,6 +136,7 @@ def test_views_are_one_stacked_batch(
         lambda module, args, out: batches.append(args[0].shape[0])
     )
     b = len(chips)
+    monkeypatch.setattr(detector, "cpu_streams", 1)  # one model call at a time
     try:
         assert detector.split_views  # the CPU default
         one = detector.predict_batch(chips, views=1, conf=CONF)
@@ -183,6 +184,7 @@ def test_cpu_forward_in_chunks(
         lambda module, args, out: batches.append(args[0].shape[0])
     )
     five = np.concatenate([chips, chips[::-1], chips[:1]])  # 5 chips
+    monkeypatch.setattr(detector, "cpu_streams", 1)  # one model call at a time
     try:
         whole = detector.predict_batch(five, views=2, conf=CONF)
     finally:
@@ -194,6 +196,49 @@ def test_cpu_forward_in_chunks(
         np.testing.assert_allclose(x.anchor_probs, y.anchor_probs, atol=1e-5)
         np.testing.assert_allclose(x.embedding, y.embedding, atol=1e-5)
         np.testing.assert_allclose(x.boxes, y.boxes, atol=1e-3)
+
+
+def test_cpu_streams_run_chunks_at_once(
+    detector: Any, chips: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With 2 streams the calls run at once in 2 threads; a batch of 4 is cut in 2 calls."""
+    import threading
+
+    calls: list[tuple[int, str]] = []
+    hook = detector.model.register_forward_hook(
+        lambda module, args, out: calls.append((args[0].shape[0], threading.current_thread().name))
+    )
+    four = np.concatenate([chips, chips[::-1]])
+    try:
+        monkeypatch.setattr(detector, "cpu_streams", 1)
+        one = detector.predict_batch(four, views=2, conf=CONF)
+        assert [n for n, _ in calls] == [4, 4]
+        calls.clear()
+        monkeypatch.setattr(detector, "cpu_streams", 2)
+        two = detector.predict_batch(four, views=2, conf=CONF)
+        assert [n for n, _ in calls] == [4, 4]  # a call per view, both at once
+        assert all(name.startswith("geoal-forward") for _, name in calls)
+        calls.clear()
+        light = detector.predict_batch(four, views=1, conf=CONF, details=False)
+        assert [n for n, _ in calls] == [2, 2]
+    finally:
+        hook.remove()
+    for x, y, z in zip(one, two, light, strict=True):
+        np.testing.assert_allclose(x.anchor_probs, y.anchor_probs, atol=1e-5)
+        np.testing.assert_allclose(x.embedding, y.embedding, atol=1e-5)
+        np.testing.assert_allclose(x.boxes, y.boxes, atol=1e-3)
+        np.testing.assert_allclose(x.boxes, z.boxes, atol=1e-3)
+
+
+def test_streams_only_where_geoal_chose_the_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from geoal.detect import loading
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for cores, streams in ((2, 2), (4, 1), (16, 1)):
+        monkeypatch.setattr(loading.os, "cpu_count", lambda cores=cores: cores)
+        assert loading._check_device("cpu", None)[2] == streams
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's, or a Ray actor's, choice
+    assert loading._check_device("cpu", None)[2] == 1
 
 
 def test_resizes_to_imgsz(checkpoint: Path, chips: np.ndarray) -> None:
