@@ -80,6 +80,12 @@ def main() -> None:
         action="store_true",
         help="pass --class-balance to simulate (score times the rarity of the detected classes)",
     )
+    parser.add_argument(
+        "--random-rounds",
+        type=int,
+        default=0,
+        help="pass --random-rounds to simulate (random acquisitions before the strategy's)",
+    )
     parser.add_argument("--summarise-only", action="store_true", help="summarise what exists")
     args = parser.parse_args()
     prof = PROFILES[args.profile]
@@ -115,6 +121,7 @@ def simulate_command(args: argparse.Namespace, prof: dict[str, Any], **override:
         "device": prof["device"],
         "init": args.init,
         "class-balance": args.class_balance,
+        "random-rounds": args.random_rounds or None,
         **override,
     }
     command = [sys.executable, "-m", "geoal.cli", "simulate", "--quiet"]

@@ -295,6 +295,13 @@ def _csv(text: str, kind: type, option: str) -> tuple[Any, ...]:
     is_flag=True,
     help="Weight each image's score towards classes rare among the labels so far.",
 )
+@click.option(
+    "--random-rounds",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="The first N acquisitions of every arm are random (a warm-up), then the strategy's.",
+)
 @click.option("--full-pool", is_flag=True, help="Also train once on the whole pool (the ceiling).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @friendly
@@ -327,6 +334,7 @@ def simulate(
     views: int,
     aggregation: str,
     class_balance: bool,
+    random_rounds: int,
     full_pool: bool,
     quiet: bool,
 ) -> None:
@@ -398,6 +406,7 @@ def simulate(
         views=views,
         aggregation=aggregation,
         class_balance=class_balance,
+        random_rounds=random_rounds,
         full_pool=full_pool,
     )
     summary = run_simulation(cfg, progress=not quiet)

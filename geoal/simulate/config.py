@@ -47,6 +47,8 @@ class SimConfig:
         conf: minimum confidence of the detections kept when scoring (expected counts).
         val_images: at most this many labelled images form ultralytics' val split (they are
             trained on too: the split only picks the best epoch; the test set is the judge).
+        random_rounds: the first this many acquisitions of every arm are random (a warm-up
+            before the strategy takes over; 0 = the strategy chooses from round 1 on).
         class_balance: multiply each image's score by the mean inverse-frequency weight of its
             detections' classes among the labels so far (``geoal.select.balance``).
         full_pool: also train once on the whole pool, the ceiling (row strategy "full").
@@ -75,6 +77,7 @@ class SimConfig:
     conf: float = 0.05
     val_images: int = 16
     class_balance: bool = False
+    random_rounds: int = 0
     full_pool: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -110,6 +113,8 @@ class SimConfig:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs} / {self.full_epochs}")
         if self.imgsz < 32 or self.imgsz % 32:
             raise ConfigError(f"--imgsz must be a positive multiple of 32, got {self.imgsz}")
+        if self.random_rounds < 0:
+            raise ConfigError(f"--random-rounds must be >= 0, got {self.random_rounds}")
         if self.batch < 1 or self.val_images < 1 or self.top_k < 1 or not 1 <= self.views <= 8:
             raise ConfigError("batch, val_images and top_k must be >= 1, views in 1-8")
 
@@ -133,4 +138,6 @@ class SimConfig:
         )
         if self.class_balance:  # absent when off: older output folders stay resumable
             key["class_balance"] = True
+        if self.random_rounds:
+            key["random_rounds"] = self.random_rounds
         return {k: list(v) if isinstance(v, tuple) else v for k, v in key.items()}

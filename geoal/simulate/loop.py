@@ -152,10 +152,10 @@ def _select_next(
     """Score the pool with the round's model, select, reveal: ``state`` moves to the next round."""
     cfg, pool, r = exp.cfg, exp.pool, state.round
     started = time.perf_counter()
+    # The first cfg.random_rounds acquisitions of every arm are random (a warm-up).
+    strategy = "random" if r < cfg.random_rounds else state.strategy
     features = (
-        None
-        if state.strategy == "random"
-        else score_pool(cfg, Path(str(state.weights)), pool, labelled)
+        None if strategy == "random" else score_pool(cfg, Path(str(state.weights)), pool, labelled)
     )
     if features is not None and cfg.class_balance:
         counts = np.bincount(
@@ -164,9 +164,7 @@ def _select_next(
         )
         features = class_balanced(features, counts)
     need = int(exp.targets[r + 1]) - _spent(cfg, pool, labelled)
-    picked = acquire(
-        state.strategy, features, labelled, need, pool.box_counts, cfg.budget_unit, rng
-    )
+    picked = acquire(strategy, features, labelled, need, pool.box_counts, cfg.budget_unit, rng)
     state.labelled += [int(pool.image_ids[i]) for i in picked]
     state.rng = dict(rng.bit_generator.state)
     state.round, state.trained = r + 1, False

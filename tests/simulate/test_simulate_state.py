@@ -86,3 +86,44 @@ def test_config_refuses_bad_values(tmp_path: Path) -> None:
         SimConfig(**base, out=tmp_path, imgsz=100)
     cfg = SimConfig(**base, out=tmp_path, epochs=3, budgets=(0.1, 0.2))
     assert cfg.ceiling_epochs == 6
+
+
+def test_random_rounds_warm_up_without_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from geoal.simulate import loop
+    from geoal.simulate.data import Pool
+    from geoal.simulate.state import RunState
+
+    base = {"data": tmp_path / "a.json", "images": tmp_path, "test_data": tmp_path / "b.json"}
+    with pytest.raises(ConfigError, match="random-rounds"):
+        SimConfig(**base, out=tmp_path, random_rounds=-1)
+    assert "random_rounds" not in SimConfig(**base, out=tmp_path).experiment_key()
+    cfg = SimConfig(**base, out=tmp_path, random_rounds=1, budgets=(0.2, 0.4, 0.6))
+    assert cfg.experiment_key()["random_rounds"] == 1
+    n = 10
+    pool = Pool(
+        image_ids=np.arange(100, 100 + n),
+        images=[np.zeros((32, 32, 3), np.uint8)] * n,
+        boxes=[np.zeros((1, 4))] * n,
+        cls=[np.zeros(1, np.int64)] * n,
+        classes=("a",),
+        imgsz=32,
+    )
+    exp = loop.Experiment(cfg, pool, {}, {"a": 1}, np.array([2, 4, 6]), "yolov8n.yaml")
+    scored: list[int] = []
+
+    def fake_score(*args: object) -> object:
+        scored.append(1)
+        raise RuntimeError("scored")
+
+    monkeypatch.setattr(loop, "score_pool", fake_score)
+    state = RunState("hybrid", 0, [100, 101], {}, weights="w.pt", trained=True)
+    rng = np.random.default_rng(0)
+    loop._select_next(exp, state, np.array([0, 1]), rng)  # round 0 -> 1: random, no model
+    assert not scored and state.round == 1 and len(state.labelled) == 4
+    state.trained = True
+    with pytest.raises(RuntimeError, match="scored"):  # round 1 -> 2: the strategy's own
+        loop._select_next(exp, state, np.array([0, 1, 2, 3]), rng)
