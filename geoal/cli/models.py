@@ -217,7 +217,13 @@ def _csv(text: str, kind: type, option: str) -> tuple[Any, ...]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="With --scenes: GeoJSON files of the scenes' objects, any CRS (repeat the option).",
 )
-@click.option("--chip-size", type=int, default=640, show_default=True, help="With --scenes.")
+@click.option(
+    "--chip-size",
+    type=int,
+    default=640,
+    show_default=True,
+    help="With --scenes: chip side in pixels.",
+)
 @click.option(
     "--chip-overlap",
     type=float,
@@ -247,7 +253,13 @@ def _csv(text: str, kind: type, option: str) -> tuple[Any, ...]:
     show_default=True,
     help="With --scenes: share of the chips held out as the test set.",
 )
-@click.option("--split-seed", type=int, default=0, show_default=True, help="With --scenes.")
+@click.option(
+    "--split-seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="With --scenes: seed of the test split (one fixed test set for every run).",
+)
 @click.option(
     "--out",
     required=True,
