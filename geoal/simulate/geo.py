@@ -131,12 +131,10 @@ def prepare_geo_dataset(source: GeoSource, folder: Path, *, progress: bool = Fal
                 "give another --out, or the same inputs to resume"
             )
         return _dataset(folder, saved["summary"])
-    chips = [
-        _Chip(0, s, tuple(int(v) for v in w))  # type: ignore[arg-type]
-        for s, (_, cat) in enumerate(scenes)
-        for w in cat.windows
+    placed = [
+        (s, tuple(int(v) for v in w)) for s, (_, cat) in enumerate(scenes) for w in cat.windows
     ]
-    chips = [_Chip(i, c.scene, c.window) for i, c in enumerate(chips)]
+    chips = [_Chip(i, s, w) for i, (s, w) in enumerate(placed)]  # type: ignore[arg-type]
     if not chips:
         raise ConfigError(f"{', '.join(source.scenes)}: no chip with valid pixels")
     classes, labels, notes = _labels(source, scenes, chips)
@@ -155,6 +153,14 @@ def prepare_geo_dataset(source: GeoSource, folder: Path, *, progress: bool = Fal
             f"the split leaves {len(pool_ids)} pool chips: use smaller chips, a smaller "
             "--test-fraction or more scenes"
         )
+    pool_boxes = int(sum(len(labels[i][1]) for i in pool_ids))
+    test_boxes = int(sum(len(labels[i][1]) for i in test_ids))
+    if not pool_boxes or not test_boxes:
+        raise ConfigError(
+            f"the {'pool' if not pool_boxes else 'test set'} holds no labelled object "
+            f"({len(pool_ids)} pool chips, {len(test_ids)} test chips): try another "
+            "--split-seed or --test-fraction, or --split chip"
+        )
     summary = {
         "scenes": [str(cat.values["path"]) for _, cat in scenes],
         "classes": list(classes),
@@ -162,8 +168,8 @@ def prepare_geo_dataset(source: GeoSource, folder: Path, *, progress: bool = Fal
         "pool_chips": len(pool_ids),
         "test_chips": len(test_ids),
         "dropped_overlapping_test": len(dropped),
-        "pool_boxes": int(sum(len(labels[i][1]) for i in pool_ids)),
-        "test_boxes": int(sum(len(labels[i][1]) for i in test_ids)),
+        "pool_boxes": pool_boxes,
+        "test_boxes": test_boxes,
         "features_outside_chips": notes,
     }
     tmp = folder.with_name(folder.name + ".tmp")

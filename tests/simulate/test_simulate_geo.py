@@ -128,7 +128,12 @@ def test_bad_labels_are_named(geotiff: Path, tmp_path: Path) -> None:
     missing = _source(geotiff, scenes=(str(tmp_path / "nope.tif"),))
     with pytest.raises(ConfigError, match=r"nope\.tif"):
         prepare_geo_dataset(missing, tmp_path / "d")
-    for folder in "abcd":
+    one_scene_labelled = _source(
+        geotiff, split="scene", labels=(geotiff / "atlanta_buildings.geojson",)
+    )
+    with pytest.raises(ConfigError, match="holds no labelled object"):
+        prepare_geo_dataset(one_scene_labelled, tmp_path / "e")
+    for folder in "abcde":
         assert not (tmp_path / folder).exists()  # nothing half-written
 
 
