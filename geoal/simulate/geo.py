@@ -19,7 +19,6 @@ settings); running again with the same inputs reuses it, other inputs are refuse
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -274,8 +273,10 @@ def _manifest(source: GeoSource, scenes: list[tuple[Any, Any]]) -> dict[str, Any
 
 
 def _sha256(path: Path) -> str:
+    from geoal.detect.loading import sha256_file
+
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return sha256_file(path)
     except OSError as error:
         raise FormatError(f"{path}: cannot read the labels ({error.strerror or error})") from error
 
@@ -284,8 +285,7 @@ def _labels(
     source: GeoSource, scenes: list[tuple[Any, Any]], chips: list[_Chip]
 ) -> tuple[tuple[str, ...], dict[int, tuple[np.ndarray, np.ndarray]], int]:
     """(classes, chip id -> ((n, 4) xyxy chip px, (n,) class index), features on no chip)."""
-    from geoal.formats import ChipInfo, from_geojson, read_geojson
-    from geoal.raster.grid import window_transform
+    from geoal.formats import from_geojson, make_chip_info, read_geojson
 
     frames = []
     for path in source.labels:
@@ -305,22 +305,7 @@ def _labels(
     classes = source.classes or tuple(found)
     if not classes:
         raise FormatError(f"{', '.join(map(str, source.labels))}: no labelled feature")
-    infos = []
-    for c in chips:
-        rec = scenes[c.scene][0]
-        infos.append(
-            ChipInfo(
-                chip_id=c.chip_id,
-                scene_id=c.scene,
-                scene_name=rec.name,
-                scene_path=rec.path,
-                scene_fingerprint=rec.fingerprint,
-                window=c.window,
-                transform=tuple(window_transform(_affine(rec.transform), c.window))[:6],
-                crs=rec.crs,
-                file_name="",
-            )
-        )
+    infos = [make_chip_info(scenes[c.scene][0], c.chip_id, c.window) for c in chips]
     boxes: dict[int, list[np.ndarray]] = {c.chip_id: [] for c in chips}
     cls: dict[int, list[np.ndarray]] = {c.chip_id: [] for c in chips}
     outside = 0
@@ -349,12 +334,6 @@ def _labels(
     return tuple(classes), labels, outside
 
 
-def _affine(transform: Sequence[float]) -> Any:
-    from affine import Affine
-
-    return Affine(*transform[:6])
-
-
 def _write_chips(
     folder: Path,
     scenes: list[tuple[Any, Any]],
@@ -369,6 +348,7 @@ def _write_chips(
     from PIL import Image
     from tqdm import tqdm
 
+    from geoal.formats import chip_file_name
     from geoal.raster.reader import iter_chips
 
     records = {i: rec for i, (rec, _) in enumerate(scenes)}
@@ -378,9 +358,7 @@ def _write_chips(
     bar = tqdm(total=len(items), desc="writing chips", unit="chip", disable=not progress)
     try:
         for cid, pixels in stream:
-            rec = records[chips[cid].scene]
-            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in rec.name)[:60]
-            name = f"{safe}_{cid:06d}.png"
+            name = Path(chip_file_name(records[chips[cid].scene].name, cid)).name
             Image.fromarray(pixels).save(folder / name, format="PNG")
             names[cid] = (name, int(pixels.shape[1]), int(pixels.shape[0]))
             bar.update(1)

@@ -8,7 +8,6 @@ Training is ``geoal.train.train_detector``, evaluation ``predict_coco`` +
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -36,6 +35,8 @@ def prepare_init(init: str, classes: tuple[str, ...], folder: Path) -> str:
     import torch
     from ultralytics.nn.tasks import DetectionModel, load_checkpoint
 
+    from geoal.detect.loading import sha256_file
+
     path = Path(init).expanduser()
     if not path.is_file():
         raise ModelError(f"--init {init}: file not found (geoal never downloads models)")
@@ -46,7 +47,7 @@ def prepare_init(init: str, classes: tuple[str, ...], folder: Path) -> str:
     names = getattr(source, "names", {}) or {}
     if tuple(str(names[i]) for i in sorted(names)) == classes:
         return str(path.resolve())
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    digest = sha256_file(path)[:12]
     target = folder / f"init-{digest}-{len(classes)}cls.pt"
     if target.is_file():
         return str(target)
