@@ -68,7 +68,7 @@ class ScoreConfig:
 class SelectConfig:
     """Selection defaults (``geoal select``)."""
 
-    strategy: str = "hybrid"
+    strategy: str = "adaptive"
     budget: int = 50
     seed: int = 0
 

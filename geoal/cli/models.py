@@ -266,7 +266,7 @@ def _csv(text: str, kind: type, option: str) -> tuple[Any, ...]:
     type=click.Path(file_okay=False, path_type=Path),
     help="Output folder; run the same command again to resume.",
 )
-@click.option("--strategies", default="random,hybrid", show_default=True)
+@click.option("--strategies", default="random,adaptive", show_default=True)
 @click.option("--seeds", default="0,1,2", show_default=True)
 @click.option(
     "--budgets",
@@ -278,6 +278,13 @@ def _csv(text: str, kind: type, option: str) -> tuple[Any, ...]:
     "--budget-unit", type=click.Choice(["images", "boxes"]), default="images", show_default=True
 )
 @click.option("--epochs", type=click.IntRange(1), default=10, show_default=True, help="Per round.")
+@click.option(
+    "--min-iterations",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Each round trains at least this many optimiser steps (more epochs for small rounds).",
+)
 @click.option(
     "--full-epochs",
     type=click.IntRange(1),
@@ -337,6 +344,7 @@ def simulate(
     budgets: str,
     budget_unit: str,
     epochs: int,
+    min_iterations: int,
     full_epochs: int | None,
     imgsz: int,
     batch: int,
@@ -409,6 +417,7 @@ def simulate(
         budgets=_csv(budgets, float, "--budgets"),
         budget_unit=budget_unit,  # type: ignore[arg-type]
         epochs=epochs,
+        min_iterations=min_iterations,
         full_epochs=full_epochs,
         imgsz=imgsz,
         batch=batch,

@@ -87,7 +87,7 @@ def score(
     shard_out: Path | None,
     quiet: bool,
 ) -> None:
-    """Score every unlabelled chip with the detector: detections, instance uncertainty, chip scores.
+    """Score every chip with the detector: detections, instance uncertainty, chip scores.
 
     Chips already scored by the same model (content hash) are skipped, so an
     interrupted run resumes where it stopped. A model whose classes differ from

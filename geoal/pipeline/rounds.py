@@ -23,7 +23,7 @@ from geoal.project import Project
 class SelectOptions:
     """Options of ``geoal select``."""
 
-    strategy: str = "hybrid"
+    strategy: str = "adaptive"
     budget: int | None = 50  # chips
     budget_objects: float | None = None  # expected objects (annotators pay per box)
     aggregation: str = "miaod"
@@ -165,6 +165,66 @@ def class_balance_factors(project: Project, model_hash: str, ids: np.ndarray) ->
     return balance_factors(pos[keep], dets[keep, 1], dets[keep, 2], class_weights(counts), len(ids))
 
 
+def calibrated_pool(project: Project, model_hash: str, ids: np.ndarray, pool: Any) -> Any:
+    """``pool`` with difficulty-calibrated scores and the model's quality (``adaptive``).
+
+    The model's stored detections on the labelled chips, against their labels, give each
+    class's difficulty and the model's quality (``geoal.uncertainty.calibrated``); its
+    detections on the candidates ``ids`` (N,) (sorted) give their calibrated scores. With no
+    labelled chip scored by the model, difficulty is unknown (every class counts as hard)
+    and so is the quality (``adaptive`` then ranks by expected objects).
+    """
+    from geoal.uncertainty.calibrated import calibrated_scores, class_difficulty, model_quality
+
+    conn = project.store.conn
+    n_classes = len(project.config.classes)
+    gt = np.array(
+        conn.execute(
+            "SELECT l.chip_id, l.class_id, l.x1, l.y1, l.x2, l.y2 FROM labels l "
+            "WHERE l.class_id < ? AND EXISTS (SELECT 1 FROM chip_scores s "
+            "WHERE s.chip_id = l.chip_id AND s.model_hash = ?)",
+            (n_classes, model_hash),
+        ).fetchall(),
+        dtype=np.float64,
+    ).reshape(-1, 6)
+    scored_labelled = conn.execute(
+        "SELECT COUNT(*) FROM labelled_chips l JOIN chip_scores s ON s.chip_id = l.chip_id "
+        "WHERE s.model_hash = ?",
+        (model_hash,),
+    ).fetchone()[0]
+    fit = conn.execute(
+        "SELECT d.chip_id, d.x1, d.y1, d.x2, d.y2, d.probs FROM detections d "
+        "JOIN labelled_chips l ON l.chip_id = d.chip_id WHERE d.model_hash = ?",
+        (model_hash,),
+    ).fetchall()
+    probs = np.stack([np.frombuffer(r[5], dtype="<f4") for r in fit]) if fit else None
+    difficulty = class_difficulty(
+        gt[:, 2:6],
+        gt[:, 1].astype(np.int64),
+        gt[:, 0].astype(np.int64),
+        np.array([r[1:5] for r in fit], dtype=np.float64).reshape(-1, 4),
+        probs if probs is not None else np.zeros((0, n_classes)),
+        np.array([r[0] for r in fit], dtype=np.int64),
+        n_classes,
+    )
+    dets = np.array(
+        conn.execute(
+            "SELECT chip_id, class_id, confidence FROM detections WHERE model_hash = ?",
+            (model_hash,),
+        ).fetchall(),
+        dtype=np.float64,
+    ).reshape(-1, 3)
+    pos = np.minimum(np.searchsorted(ids, dets[:, 0].astype(np.int64)), len(ids) - 1)
+    keep = (ids[pos] == dets[:, 0].astype(np.int64)) & (dets[:, 1] < n_classes)
+    scores = calibrated_scores(
+        pos[keep], dets[keep, 1].astype(np.int64), dets[keep, 2], difficulty, len(ids)
+    )
+    if pool.scores is not None:
+        scores[~np.isfinite(pool.scores)] = np.nan  # chips the model has not scored
+    quality = model_quality(difficulty) if scored_labelled else None
+    return dataclasses.replace(pool, scores=scores, quality=quality)
+
+
 def image_stats_embeddings(
     project: Project, ids: np.ndarray, groups: np.ndarray, windows: np.ndarray
 ) -> np.ndarray:
@@ -191,18 +251,26 @@ def image_stats_embeddings(
 
 def select_round(project: Project, opts: SelectOptions) -> RoundReport:
     """Pick chips with a strategy under a budget and record them as a new open round."""
-    from geoal.select import Budget, Constraints, get_strategy
+    from geoal.select import STRATEGY_INFO, Budget, Constraints, get_strategy, strategy_info
 
-    strategy = get_strategy(opts.strategy)
+    info = strategy_info(opts.strategy)
     model_hash = scoring_model(project, opts.model_hash)
     cold = model_hash is None
-    if cold and opts.strategy not in ("random", "coreset", "typiclust"):
+    name, cold_note = opts.strategy, ""
+    if cold and info.cold_fallback:
+        name = info.cold_fallback
+        cold_note = f"no model has scored the chips yet: {opts.strategy} starts with {name}"
+    elif cold and not info.cold_start:
+        starters = ", ".join(k for k, v in STRATEGY_INFO.items() if v.cold_start)
         raise SelectionError(
             f"no chip has been scored yet, so '{opts.strategy}' has nothing to rank: "
-            "run 'geoal score', or cold-start with --strategy random, coreset or typiclust"
+            f"run 'geoal score', or cold-start with --strategy {starters}"
         )
-    need_stats = cold and opts.strategy in ("coreset", "typiclust")
+    strategy = get_strategy(name)
+    need_stats = cold and name != "random"
     ids, pool = candidate_pool(project, model_hash, opts.aggregation, need_stats)
+    if model_hash is not None and info.score == "calibrated":
+        pool = calibrated_pool(project, model_hash, ids, pool)
     if opts.class_balance:
         if model_hash is None or pool.scores is None:
             raise SelectionError(
@@ -221,7 +289,7 @@ def select_round(project: Project, opts: SelectOptions) -> RoundReport:
     )
     constraints = Constraints(min_distance=opts.min_distance, max_share=opts.max_share)
     rng = np.random.default_rng(opts.seed)
-    kwargs: dict[str, Any] = {"pool_factor": opts.pool_factor} if opts.strategy == "hybrid" else {}
+    kwargs: dict[str, Any] = {"pool_factor": opts.pool_factor} if name == "hybrid" else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the fallback is reported in sel.note
         sel = strategy(pool, budget, rng, constraints, **kwargs)
@@ -230,14 +298,14 @@ def select_round(project: Project, opts: SelectOptions) -> RoundReport:
             f"strategy '{opts.strategy}' selected no chip: {sel.note or 'empty pool'}"
         )
     chosen = ids[sel.indices]
-    params = {
+    params: dict[str, Any] = {
         "aggregation": opts.aggregation,
         "min_distance": opts.min_distance,
         "max_share": opts.max_share,
         "pool_factor": opts.pool_factor,
         "class_balance": opts.class_balance,
         "cold_start": cold,
-        "note": sel.note,
+        "note": "; ".join(n for n in (cold_note, sel.note) if n),
     }
     budget_json = (
         {"chips": opts.budget} if opts.budget_objects is None else {"objects": opts.budget_objects}

@@ -68,8 +68,13 @@ def resolve_model(project: Project, model: str | None) -> tuple[str, str]:
 def chips_to_score(
     project: Project, model_hash: str, scene_ids: Sequence[int] = ()
 ) -> tuple[list[tuple[int, int, tuple[int, int, int, int]]], int]:
-    """Unlabelled chips not yet scored by ``model_hash``: [(chip_id, scene_id, window)], n_done."""
-    where = ["NOT EXISTS (SELECT 1 FROM labelled_chips l WHERE l.chip_id = c.id)"]
+    """Chips not yet scored by ``model_hash``: [(chip_id, scene_id, window)], n_done.
+
+    Labelled chips are scored too: the model's detections on them, against their labels,
+    measure how hard each class is for it (``adaptive`` selection), and their embeddings
+    seed the diversity step; they are never candidates for selection.
+    """
+    where = ["1"]
     params: list[Any] = []
     if scene_ids:
         where.append(f"c.scene_id IN ({', '.join('?' for _ in scene_ids)})")
@@ -199,7 +204,7 @@ def _batches(
 
 
 def score_project(project: Project, opts: ScoreOptions, *, progress: bool = True) -> ScoreReport:
-    """Score every unlabelled chip not yet scored by the model; resumable."""
+    """Score every chip not yet scored by the model (labelled ones too); resumable."""
     from tqdm import tqdm
 
     from geoal.detect import load_detector

@@ -11,24 +11,32 @@ from geoal.select.constraints import boxes_conflict
 from geoal.select.features import IMAGE_STATS_DIM, image_stats_embedding
 from geoal.select.pool import Budget, Constraints, Selection, SelectionPool
 from geoal.select.strategies import (
+    DEFAULT_STRATEGY,
     STRATEGIES,
+    STRATEGY_INFO,
     Strategy,
+    StrategyInfo,
     get_strategy,
     list_strategies,
     select_coreset,
     select_hybrid,
     select_random,
     select_uncertainty,
+    strategy_info,
+    strategy_score,
 )
 
 __all__ = [
+    "DEFAULT_STRATEGY",
     "IMAGE_STATS_DIM",
     "STRATEGIES",
+    "STRATEGY_INFO",
     "Budget",
     "Constraints",
     "Selection",
     "SelectionPool",
     "Strategy",
+    "StrategyInfo",
     "balance_factors",
     "boxes_conflict",
     "class_weights",
@@ -39,4 +47,6 @@ __all__ = [
     "select_hybrid",
     "select_random",
     "select_uncertainty",
+    "strategy_info",
+    "strategy_score",
 ]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import numpy.typing as npt
@@ -143,6 +145,16 @@ class Picker:
             if budget.k is not None:
                 # The epsilon keeps ceil(0.3 * 10) at 3, not 4.
                 self._quota = max(1, math.ceil(self._quota - 1e-9))
+
+    @contextmanager
+    def capped(self, capacity: float) -> Iterator[None]:
+        """Within the block the budget is ``min(capacity, the budget)``; restored after."""
+        full = self.capacity
+        self.capacity = min(full, capacity)
+        try:
+            yield
+        finally:
+            self.capacity = full
 
     @property
     def done(self) -> bool:

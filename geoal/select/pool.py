@@ -24,6 +24,9 @@ class SelectionPool:
       scenes in different CRSs (or the same CRS) never conflict. None = one scene.
     - ``expected_objects``: (N,) float >= 0, expected boxes per chip (cost of the objects budget).
     - ``labelled_embeddings``: (L, D) float, chips labelled in earlier rounds (seed k-center).
+    - ``quality``: how well the scoring model fits the labelled chips, 0-1
+      (``geoal.uncertainty.model_quality``); None = unknown (no model yet). Read by
+      ``adaptive``'s schedule.
     """
 
     scores: FloatArray | None = None
@@ -32,6 +35,7 @@ class SelectionPool:
     groups: IntArray | None = None
     expected_objects: FloatArray | None = None
     labelled_embeddings: npt.NDArray[np.float32] | None = None
+    quality: float | None = None
     n: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -77,6 +81,8 @@ class SelectionPool:
                     f"D={self.embeddings.shape[1]}: both must come from the same model"
                 )
             object.__setattr__(self, "labelled_embeddings", lab)
+        if self.quality is not None and not 0.0 <= float(self.quality) <= 1.0:
+            raise SelectionError(f"quality must be in [0, 1] or None, got {self.quality!r}")
         if not sizes:
             raise SelectionError("a SelectionPool needs at least one of scores/embeddings/bounds")
         if len(set(sizes.values())) > 1:

@@ -1,4 +1,4 @@
-"""Selection strategies: random, uncertainty, coreset (k-center greedy), hybrid, typiclust.
+"""Selection strategies: random, uncertainty, coreset (k-center greedy), hybrid, typiclust, adaptive.
 
 Each is ``strategy(pool, budget, rng, constraints=None) -> Selection``; the constraints of
 ``geoal.select.constraints`` apply to all of them through one ``Picker``.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -103,12 +104,9 @@ def select_hybrid(
         return Selection(sel.indices, sel.reasons, sel.cost, sel.complete, _join(note, sel.note))
     order = _score_order(scores, rng)
     picker = Picker(pool, budget, constraints)
-    reach = np.cumsum(picker.costs[order]) >= pool_factor * picker.capacity - 1e-9
-    m = int(np.argmax(reach)) + 1 if reach.any() else len(order)
-    top, rest = order[:m], order[m:]
-    picked, _ = k_center(
-        pool.embeddings[top], top, picker, rng, pool.labelled_embeddings, first="top"
-    )
+    seeds = pool.labelled_embeddings
+    picked, m = _diverse_top(pool.embeddings, order, picker, rng, seeds, pool_factor)
+    rest = order[m:]
     note = ""
     if not picker.done and len(rest):
         extra = _walk(rest, picker)
@@ -117,6 +115,26 @@ def select_hybrid(
         picked = np.concatenate([picked, extra]).astype(np.int64)
     sel = _finish(pool, picker, picked, scores[picked], len(order))
     return Selection(sel.indices, sel.reasons, sel.cost, sel.complete, _join(note, sel.note))
+
+
+def _diverse_top(
+    emb: npt.NDArray[np.float32],
+    order: IntArray,
+    picker: Picker,
+    rng: np.random.Generator,
+    seeds: npt.NDArray[np.float32] | None,
+    pool_factor: float,
+) -> tuple[IntArray, int]:
+    """k-center over the head of ``order`` (pool indices) whose cost reaches pool_factor x budget.
+
+    k-center starts from ``seeds`` (labelled or already picked chips), else the head's first
+    chip. Returns the picked pool indices and the head's length M.
+    """
+    reach = np.cumsum(picker.costs[order]) >= pool_factor * picker.capacity - 1e-9
+    m = int(np.argmax(reach)) + 1 if reach.any() else len(order)
+    top = order[:m]
+    picked, _ = k_center(emb[top], top, picker, rng, seeds, first="top")
+    return picked, m
 
 
 def select_typiclust(
@@ -147,13 +165,132 @@ def select_typiclust(
     return _finish(pool, picker, picked, np.array([reasons[i] for i in picked.tolist()]), pool.n)
 
 
+def select_adaptive(
+    pool: SelectionPool,
+    budget: Budget,
+    rng: np.random.Generator,
+    constraints: Constraints | None = None,
+    *,
+    explore_share: float = 0.2,
+    weak_below: float = 0.3,
+    pool_factor: float = 4.0,
+    empty_below: float = 0.5,
+) -> Selection:
+    """The default: find objects while the model is weak, its doubts once it is not, and misses.
+
+    One budget, one ``Picker`` (the constraints hold across the parts):
+
+    1. ``1 - explore_share`` of the budget: k-center over the head of a ranking that holds
+       ``pool_factor`` x the budget, seeded by the labelled chips (PPAL's diversity step over
+       about 4x the budget). The ranking is the expected objects while the model is weak
+       (``pool.quality`` below ``weak_below``, or unknown): a weak model's doubts mean little,
+       but where it sees candidates there usually are objects, and in a survey most chips
+       hold none (AIDE samples confident candidates for the same reason). Once the model fits
+       its labels better, the ranking is ``pool.scores`` (e.g. difficulty-calibrated
+       uncertainty, ``geoal.uncertainty.calibrated_scores``).
+    2. ``explore_share``: chips where the model sees (almost) nothing (expected objects below
+       ``empty_below``), farthest in embedding space from everything labelled or picked:
+       what the model misses is what uncertainty cannot see.
+    3. Whatever the constraints or a small pool leave is filled in the ranking's order.
+
+    Reasons are each chip's ranking value (expected objects or score).
+    """
+    if not 0.0 <= explore_share < 1.0:
+        raise SelectionError(f"adaptive explore_share must be in [0, 1), got {explore_share!r}")
+    if not pool_factor >= 1:
+        raise SelectionError(f"adaptive pool_factor must be >= 1, got {pool_factor!r}")
+    emb = _require_embeddings(pool, "adaptive")
+    weak = pool.quality is None or pool.quality < weak_below
+    if weak or pool.scores is None or not np.isfinite(pool.scores).any():
+        if pool.expected_objects is None:
+            raise SelectionError(
+                "strategy 'adaptive' needs the model's expected objects per chip (score the "
+                "chips first), or use 'typiclust', 'coreset' or 'random' for a cold start"
+            )
+        ranking = pool.expected_objects
+    else:
+        ranking = pool.scores
+    order = _score_order(ranking, rng)
+    picker = Picker(pool, budget, constraints)
+    explore = explore_share * picker.capacity
+    if budget.k is not None:
+        explore = float(round(explore))
+    with picker.capped(picker.capacity - explore):
+        main, m = _diverse_top(emb, order, picker, rng, pool.labelled_embeddings, pool_factor)
+    quiet = np.ones(pool.n, dtype=bool)
+    if pool.expected_objects is not None:
+        quiet = pool.expected_objects < empty_below
+    quiet[main] = False
+    cand = np.flatnonzero(quiet).astype(np.int64)
+    seeds = [x for x in (pool.labelled_embeddings, emb[main]) if x is not None and len(x)]
+    missed, _ = k_center(
+        emb[cand], cand, picker, rng, np.concatenate(seeds) if seeds else None, first="random"
+    )
+    picked = np.concatenate([main, missed]).astype(np.int64)
+    if not picker.done:
+        taken = np.zeros(pool.n, dtype=bool)
+        taken[picked] = True
+        rest = order[~taken[order]]
+        picked = np.concatenate([picked, _walk(rest, picker)]).astype(np.int64)
+    reasons = np.nan_to_num(ranking[picked], nan=0.0)
+    sel = _finish(pool, picker, picked, reasons, pool.n)
+    phase = "weak model: expected objects" if ranking is pool.expected_objects else "scores"
+    note = f"adaptive: {len(main)} by {phase} (top {m}), {len(missed)} where the model sees nothing"
+    return Selection(sel.indices, sel.reasons, sel.cost, sel.complete, _join(note, sel.note))
+
+
 STRATEGIES: dict[str, Strategy] = {
+    "adaptive": select_adaptive,
     "random": select_random,
     "uncertainty": select_uncertainty,
     "coreset": select_coreset,
     "hybrid": select_hybrid,
     "typiclust": select_typiclust,
 }
+
+
+@dataclass(frozen=True)
+class StrategyInfo:
+    """What a strategy needs, so that callers ask the registry instead of testing names.
+
+    - ``needs_scores``: it ranks by ``pool.scores`` (a model must have scored the chips).
+    - ``cold_start``: it runs before any model, on image-statistics embeddings.
+    - ``score``: the chip score it ranks by: "aggregation" (the configured stored
+      aggregation, e.g. miaod) or "calibrated" (difficulty-calibrated uncertainty, computed
+      at selection time from the labelled chips, ``geoal.uncertainty.calibrated``).
+    - ``cold_fallback``: the strategy that runs in its place before any model has scored
+      the chips (None: it cannot start cold, or needs no fallback).
+    """
+
+    needs_scores: bool
+    cold_start: bool
+    score: str = "aggregation"
+    cold_fallback: str | None = None
+
+
+STRATEGY_INFO: dict[str, StrategyInfo] = {
+    "adaptive": StrategyInfo(
+        needs_scores=True, cold_start=False, score="calibrated", cold_fallback="typiclust"
+    ),
+    "random": StrategyInfo(needs_scores=False, cold_start=True),
+    "uncertainty": StrategyInfo(needs_scores=True, cold_start=False),
+    "coreset": StrategyInfo(needs_scores=False, cold_start=True),
+    "hybrid": StrategyInfo(needs_scores=True, cold_start=False),
+    "typiclust": StrategyInfo(needs_scores=False, cold_start=True),
+}
+
+DEFAULT_STRATEGY = "adaptive"
+
+
+def strategy_info(name: str) -> StrategyInfo:
+    """The registry entry of ``name``; SelectionError listing the valid names."""
+    get_strategy(name)
+    return STRATEGY_INFO[name]
+
+
+def strategy_score(name: str) -> str:
+    """The chip score ``name`` ranks by: "aggregation" or "calibrated"."""
+    return strategy_info(name).score
 
 
 def list_strategies() -> list[str]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from geoal.errors import ConfigError
-from geoal.select import Budget, SelectionPool, get_strategy
+from geoal.select import Budget, SelectionPool, get_strategy, strategy_score
 
 
 @dataclass(frozen=True, eq=False)
@@ -23,6 +23,9 @@ class Features:
     - ``expected``: (N,) float64 expected boxes (sum of detection confidences).
     - ``det_image``, ``det_cls``, ``det_conf``: (M,) the detections of the scored images,
       flat: pool index, class index, confidence (for ``class_balance``).
+    - ``calibrated``: (N,) difficulty-calibrated uncertainty (``calibrated_scores``), NaN for
+      labelled images; None = not computed.
+    - ``quality``: the model's fit to the labelled images, 0-1 (``model_quality``).
     """
 
     scores: np.ndarray
@@ -31,6 +34,8 @@ class Features:
     det_image: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     det_cls: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     det_conf: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    calibrated: np.ndarray | None = None
+    quality: float | None = None
 
 
 def class_balanced(features: Features, labelled_counts: np.ndarray) -> Features:
@@ -108,7 +113,7 @@ def acquire(
     remaining = float(need)
     while remaining > 0 and not taken.all():
         cand = np.flatnonzero(~taken)
-        pool = _selection_pool(features, cand, np.flatnonzero(taken), counts, labelled)
+        pool = _selection_pool(strategy, features, cand, np.flatnonzero(taken), counts, labelled)
         budget = (
             Budget(k=min(int(remaining), len(cand)))
             if unit == "images"
@@ -130,6 +135,7 @@ def acquire(
 
 
 def _selection_pool(
+    strategy: str,
     features: Features | None,
     cand: np.ndarray,
     taken: np.ndarray,
@@ -140,9 +146,13 @@ def _selection_pool(
         # No model view of the pool (random): estimate every image at the labelled mean.
         mean = float(counts[labelled].mean()) if len(labelled) else 1.0
         return SelectionPool(expected_objects=np.full(len(cand), mean))
+    scores = features.scores
+    if strategy_score(strategy) == "calibrated" and features.calibrated is not None:
+        scores = features.calibrated
     return SelectionPool(
-        scores=features.scores[cand],
+        scores=scores[cand],
         embeddings=features.embeddings[cand],
         expected_objects=features.expected[cand],
         labelled_embeddings=features.embeddings[taken] if len(taken) else None,
+        quality=features.quality,
     )

@@ -32,7 +32,10 @@ class SimConfig:
             ``budget_unit="boxes"``), one per round, strictly increasing, in (0, 1].
         budget_unit: "images": round r holds exactly round(budgets[r] * pool images) images;
             "boxes": images are bought until their true box count reaches the round's target.
-        epochs: training epochs per round.
+        epochs: training epochs per round (at least; see ``min_iterations``).
+        min_iterations: a round trains at least this many optimiser steps: its epochs are
+            ``max(epochs, ceil(min_iterations * batch / labelled images))``, so the first,
+            small rounds are not under-trained (0 = ``epochs`` always).
         full_epochs: epochs of the full-pool ceiling; None = epochs * len(budgets).
         imgsz: training and inference size in pixels (long side; a multiple of 32).
         batch: training batch size.
@@ -60,11 +63,12 @@ class SimConfig:
     test_data: Path
     out: Path
     test_images: Path | None = None
-    strategies: tuple[str, ...] = ("random", "hybrid")
+    strategies: tuple[str, ...] = ("random", "adaptive")
     seeds: tuple[int, ...] = (0, 1, 2)
     budgets: tuple[float, ...] = DEFAULT_BUDGETS
     budget_unit: BudgetUnit = "images"
     epochs: int = 10
+    min_iterations: int = 0
     full_epochs: int | None = None
     imgsz: int = 640
     batch: int = 16
@@ -113,10 +117,18 @@ class SimConfig:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs} / {self.full_epochs}")
         if self.imgsz < 32 or self.imgsz % 32:
             raise ConfigError(f"--imgsz must be a positive multiple of 32, got {self.imgsz}")
+        if self.min_iterations < 0:
+            raise ConfigError(f"--min-iterations must be >= 0, got {self.min_iterations}")
         if self.random_rounds < 0:
             raise ConfigError(f"--random-rounds must be >= 0, got {self.random_rounds}")
         if self.batch < 1 or self.val_images < 1 or self.top_k < 1 or not 1 <= self.views <= 8:
             raise ConfigError("batch, val_images and top_k must be >= 1, views in 1-8")
+
+    def epochs_for(self, n_images: int) -> int:
+        """Epochs of a round that trains on ``n_images`` labelled images."""
+        if not self.min_iterations or n_images < 1:
+            return self.epochs
+        return max(self.epochs, -(-self.min_iterations * self.batch // n_images))
 
     @property
     def ceiling_epochs(self) -> int:
@@ -140,4 +152,6 @@ class SimConfig:
             key["class_balance"] = True
         if self.random_rounds:
             key["random_rounds"] = self.random_rounds
+        if self.min_iterations:
+            key["min_iterations"] = self.min_iterations
         return {k: list(v) if isinstance(v, tuple) else v for k, v in key.items()}

@@ -138,11 +138,18 @@ def _train_and_evaluate(exp: Experiment, state: RunState, labelled: np.ndarray) 
         start = exp.init if cfg.start == "init" else state.weights or exp.init
         work = cfg.out / "work" / f"{state.strategy}_{state.seed}"
         train_round(
-            cfg, pool, labelled, start, work, epochs=cfg.epochs, seed=state.seed, target=weights
+            cfg,
+            pool,
+            labelled,
+            start,
+            work,
+            epochs=cfg.epochs_for(len(labelled)),
+            seed=state.seed,
+            target=weights,
         )
-    map50, map50_95 = evaluate(cfg, weights, exp.test, exp.category_ids, pool.classes)
+    metrics = evaluate(cfg, weights, exp.test, exp.category_ids, pool.classes)
     seconds = state.select_seconds + time.perf_counter() - started
-    row = _row(state.strategy, state.seed, r, pool, labelled, map50, map50_95, seconds)
+    row = _row(state.strategy, state.seed, r, pool, labelled, metrics, seconds)
     append_row(exp.results, row)
 
 
@@ -191,9 +198,9 @@ def run_ceiling(exp: Experiment, seed: int) -> None:
             seed=seed,
             target=weights,
         )
-    map50, map50_95 = evaluate(cfg, weights, exp.test, exp.category_ids, pool.classes)
+    metrics = evaluate(cfg, weights, exp.test, exp.category_ids, pool.classes)
     seconds = time.perf_counter() - started
-    append_row(exp.results, _row(CEILING, seed, 0, pool, everything, map50, map50_95, seconds))
+    append_row(exp.results, _row(CEILING, seed, 0, pool, everything, metrics, seconds))
 
 
 def _first_state(exp: Experiment, strategy: str, seed: int) -> RunState:
@@ -220,10 +227,10 @@ def _row(
     r: int,
     pool: Pool,
     labelled: np.ndarray,
-    map50: float,
-    map50_95: float,
+    metrics: tuple[float, float, float],
     seconds: float,
 ) -> dict[str, Any]:
+    map50, map50_95, recall = metrics
     return {
         "strategy": strategy,
         "seed": seed,
@@ -233,6 +240,7 @@ def _row(
         "mAP50": map50,
         "mAP50-95": map50_95,
         "seconds": round(seconds, 2),
+        "recall": recall,
     }
 
 

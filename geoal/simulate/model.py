@@ -20,6 +20,7 @@ from geoal.errors import ModelError
 from geoal.simulate.acquire import Features
 from geoal.simulate.config import SimConfig
 from geoal.simulate.data import Pool
+from geoal.uncertainty.calibrated import calibrated_scores, class_difficulty, model_quality
 
 
 def prepare_init(init: str, classes: tuple[str, ...], folder: Path) -> str:
@@ -119,8 +120,8 @@ def evaluate(
     test: dict[str, Any],
     category_ids: dict[str, int],
     classes: tuple[str, ...],
-) -> tuple[float, float]:
-    """(mAP50, mAP50-95) of ``weights`` on the fixed test set (COCO, pycocotools)."""
+) -> tuple[float, float, float]:
+    """(mAP50, mAP50-95, recall at conf 0.25) of ``weights`` on the fixed test set (COCO)."""
     from geoal.train import evaluate_coco, predict_coco
 
     folder = cfg.test_images or cfg.images
@@ -135,7 +136,7 @@ def evaluate(
         batch=8,
     )
     result = evaluate_coco(test, dets)
-    return result.mAP50, result.mAP50_95
+    return result.mAP50, result.mAP50_95, result.recall
 
 
 def score_pool(cfg: SimConfig, weights: Path, pool: Pool, labelled: np.ndarray) -> Features:
@@ -157,6 +158,7 @@ def score_pool(cfg: SimConfig, weights: Path, pool: Pool, labelled: np.ndarray) 
     det_image: list[np.ndarray] = []
     det_cls: list[np.ndarray] = []
     det_conf: list[np.ndarray] = []
+    fit: list[tuple[int, np.ndarray, np.ndarray]] = []  # labelled: (image, boxes, probs)
     for subset, views in ((np.flatnonzero(~is_labelled), cfg.views), (labelled, 1)):
         batches = pool.chips(subset.tolist(), cfg.batch)
         for keys, results in detector.iter_predict(batches, views=views, conf=cfg.conf):
@@ -164,7 +166,9 @@ def score_pool(cfg: SimConfig, weights: Path, pool: Pool, labelled: np.ndarray) 
                 if embeddings is None:
                     embeddings = np.zeros((n, result.embedding.shape[0]), dtype=np.float32)
                 embeddings[i] = result.embedding
-                if views == cfg.views and not is_labelled[i]:
+                if is_labelled[i]:
+                    fit.append((i, np.asarray(result.boxes), np.asarray(result.probs)))
+                elif views == cfg.views:
                     record = chip_record(result, cfg.top_k)
                     if cfg.aggregation not in record["scores"]:
                         raise ModelError(
@@ -178,11 +182,37 @@ def score_pool(cfg: SimConfig, weights: Path, pool: Pool, labelled: np.ndarray) 
                     det_conf.append(np.asarray(result.conf, dtype=np.float64))
     if embeddings is None:
         raise ModelError("the pool is empty: nothing to score")
+    flat_image = np.concatenate(det_image) if det_image else np.zeros(0, dtype=np.int64)
+    flat_cls = np.concatenate(det_cls) if det_cls else np.zeros(0, dtype=np.int64)
+    flat_conf = np.concatenate(det_conf) if det_conf else np.zeros(0)
+    difficulty = _difficulty(pool, labelled, fit)
+    calibrated = calibrated_scores(flat_image, flat_cls, flat_conf, difficulty, n)
+    calibrated[is_labelled] = np.nan
     return Features(
         scores=scores,
         embeddings=embeddings,
         expected=expected,
-        det_image=np.concatenate(det_image) if det_image else np.zeros(0, dtype=np.int64),
-        det_cls=np.concatenate(det_cls) if det_cls else np.zeros(0, dtype=np.int64),
-        det_conf=np.concatenate(det_conf) if det_conf else np.zeros(0),
+        det_image=flat_image,
+        det_cls=flat_cls,
+        det_conf=flat_conf,
+        calibrated=calibrated,
+        quality=model_quality(difficulty),
+    )
+
+
+def _difficulty(
+    pool: Pool, labelled: np.ndarray, fit: list[tuple[int, np.ndarray, np.ndarray]]
+) -> np.ndarray:
+    """(C,) class difficulty of the model on the labelled images' true boxes (PPAL-style)."""
+    n_classes = len(pool.classes)
+    gt_image = [np.full(len(pool.cls[i]), i, dtype=np.int64) for i in labelled.tolist()]
+    det_image = [np.full(len(boxes), i, dtype=np.int64) for i, boxes, _ in fit]
+    return class_difficulty(
+        np.concatenate([pool.boxes[i] for i in labelled.tolist()] or [np.zeros((0, 4))]),
+        np.concatenate([pool.cls[i] for i in labelled.tolist()] or [np.zeros(0, np.int64)]),
+        np.concatenate(gt_image or [np.zeros(0, np.int64)]),
+        np.concatenate([b for _, b, _ in fit] or [np.zeros((0, 4))]),
+        np.concatenate([p for _, _, p in fit] or [np.zeros((0, n_classes))]),
+        np.concatenate(det_image or [np.zeros(0, np.int64)]),
+        n_classes,
     )

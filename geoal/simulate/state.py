@@ -25,7 +25,17 @@ import numpy as np
 
 from geoal.errors import ConfigError
 
-COLUMNS = ("strategy", "seed", "round", "n_images", "n_boxes", "mAP50", "mAP50-95", "seconds")
+COLUMNS = (
+    "strategy",
+    "seed",
+    "round",
+    "n_images",
+    "n_boxes",
+    "mAP50",
+    "mAP50-95",
+    "seconds",
+    "recall",
+)
 STATE_VERSION = 1
 
 
@@ -113,13 +123,18 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
     with _locked(path) as file:
         file.seek(0, os.SEEK_END)
         text = ""
+        columns: tuple[str, ...] = COLUMNS
         if file.tell() == 0:
             text = ",".join(COLUMNS) + "\n"
         else:
-            file.seek(file.tell() - 1)
+            end = file.tell()
+            file.seek(0)
+            # A file begun by an older geoal keeps its own columns (recall came later).
+            columns = tuple(file.readline().strip().split(","))
+            file.seek(end - 1)
             if file.read(1) != "\n":  # a line cut by a kill: end it; read_rows skips it
                 text = "\n"
-        values = [_fmt(row[c]) for c in COLUMNS]
+        values = [_fmt(row.get(c, math.nan)) for c in columns]
         file.write(text + ",".join(values) + "\n")
         file.flush()
         os.fsync(file.fileno())
@@ -143,6 +158,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
                         "mAP50": float(raw["mAP50"]),
                         "mAP50-95": float(raw["mAP50-95"]),
                         "seconds": float(raw["seconds"]),
+                        "recall": float(raw.get("recall") or "nan"),
                     }
                 )
             except (KeyError, TypeError, ValueError):
