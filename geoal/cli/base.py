@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from geoal.errors import ConfigError, GeoalError
+from geoal.errors import ConfigError, GeoalError, environment_problem
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,6 +32,11 @@ def friendly(func: F) -> F:
             return func(*args, **kwargs)
         except GeoalError as exc:
             fail(str(exc), exc.exit_code)
+        except (OSError, sqlite3.OperationalError) as exc:
+            problem = environment_problem(exc)  # a full disk, a folder that is not writable
+            if problem is None:
+                raise
+            fail(str(problem), problem.exit_code)
         except KeyboardInterrupt:
             fail("interrupted; what was finished is saved, run the command again to resume", 130)
 

@@ -8,6 +8,7 @@ The CLI is a thin layer over these.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from geoal.config import TilingConfig
-from geoal.errors import GeoalError, ProjectError
+from geoal.errors import GeoalError, ProjectError, environment_problem
 from geoal.project import Project
-from geoal.raster.scene import canonical_path, catalogue, expand_inputs
+from geoal.raster.scene import canonical_path, catalogue, expand_inputs, interruptible
 
 __all__ = ["expand_inputs", "project_status", "tile_scenes", "write_chip_map"]
 
@@ -30,6 +31,7 @@ class TileReport:
     added: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)  # files given again: notes, not errors
 
 
 def tile_scenes(
@@ -38,7 +40,9 @@ def tile_scenes(
     """Add scenes (files, globs, folders, GDAL URLs) and record their chip grids.
 
     Each scene is stored in its own transaction: a bad file is reported and
-    skipped, the others are added, nothing is half-written.
+    skipped, the others are added, nothing is half-written. A file already added
+    (a resumed run) is a note in ``already``. A full disk or a store that cannot be
+    written stops the batch: the scenes added before it are kept.
     """
     from tqdm import tqdm
 
@@ -47,13 +51,14 @@ def tile_scenes(
     report.errors.extend(problems)
     store = project.store
     bar = tqdm(paths, desc="tiling", unit="scene", disable=not progress or len(paths) < 2)
-    for path in bar:
+    for k, path in enumerate(bar):
         bar.set_postfix_str(Path(path).name)
         try:
             known = store.find_scene(canonical_path(path))
             if known is not None:
-                raise ProjectError(f"{path}: already added as scene {known.id} ({known.name})")
-            cat = catalogue(path, tiling)
+                report.already.append(f"{path}: already added as scene {known.id} ({known.name})")
+                continue
+            cat = interruptible(catalogue, path, tiling)
             known = store.find_scene(cat.values["path"], cat.values["fingerprint"])
             if known is not None:
                 raise ProjectError(
@@ -63,6 +68,16 @@ def tile_scenes(
         except GeoalError as exc:
             report.errors.append(str(exc))
             continue
+        except (OSError, sqlite3.OperationalError) as exc:
+            problem = environment_problem(exc)
+            if problem is None:
+                raise
+            left = len(paths) - k - 1
+            report.errors.append(
+                f"{path}: not added: {problem}"
+                + (f"; stopped, {left} file(s) not tried" if left else "")
+            )
+            break
         report.warnings.extend(cat.warnings)
         report.added.append(
             {
@@ -171,7 +186,10 @@ def write_chip_map(project: Project, out: Path) -> dict[str, int]:
             "height": windows[:, 3],
             "valid_fraction": [r["valid_fraction"] for r in rows],
             "state": [r["state"] for r in rows],
-            "score": [r["score"] for r in rows],
+            # float even before any chip is scored (None = NaN = NULL): a numeric field in QGIS
+            "score": np.array(
+                [np.nan if r["score"] is None else r["score"] for r in rows], dtype=np.float64
+            ),
         }
         frame = gpd.GeoDataFrame(attrs, geometry=polys, crs=scene.crs)
         layer = _layer_name(scene.name, scene.id, layers)
