@@ -28,6 +28,19 @@ def _new_file_mode(path: Path) -> int:
     return 0o666 & ~umask
 
 
+def writable_folder(folder: str | Path) -> Path:
+    """``folder``, made if missing, once a file can be created in it (GDAL's writers say only
+    "unable to open database file"); OSError (permission denied, read-only) otherwise."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:  # name the folder, not the temporary file
+        raise OSError(exc.errno, exc.strerror, str(folder)) from None
+    return folder
+
+
 def write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically: a reader sees the old file or the whole new one."""
     path = Path(path)

@@ -160,6 +160,7 @@ def write_chip_map(project: Project, out: Path) -> dict[str, int]:
     """
     import geopandas as gpd
 
+    from geoal.formats.io import writable_folder
     from geoal.raster.footprint import WGS84, scene_footprints, to_wgs84
 
     scenes = {s.id: s for s in project.store.scenes()}
@@ -167,6 +168,7 @@ def write_chip_map(project: Project, out: Path) -> dict[str, int]:
         raise ProjectError(f"{project.root}: no scenes yet; add some with 'geoal tile SCENE...'")
     table = chip_table(project)
     out = Path(out)
+    writable_folder(out.parent)
     tmp = out.with_name(out.name + ".tmp.gpkg")
     tmp.unlink(missing_ok=True)
     layers: dict[str, int] = {}

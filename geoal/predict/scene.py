@@ -210,8 +210,12 @@ def write_detections(report: PredictReport, out: Path) -> list[str]:
     """
     import pandas as pd
 
+    from geoal.formats.io import writable_folder
+
     out = Path(out)
     suffix = out.suffix.lower()
+    if suffix in (".gpkg", ".geojson", ".json"):
+        writable_folder(out.parent)
     tmp = out.with_name(out.name + ".tmp" + suffix)
     tmp.unlink(missing_ok=True)
     written = []
