@@ -539,6 +539,6 @@ def labelstudio_pull(ctx: click.Context, url: str, token: str | None) -> None:
     for line in report.problems[:200]:
         click.echo(f"geoal: problem: {line}", err=True)
     if report.problems:
-        fail(f"{client.shown_url}: {len(report.problems)} problem(s); nothing imported")
+        fail(f"{url}: {len(report.problems)} problem(s); nothing imported")
     for line in pull_summary(report):
         click.echo(line)

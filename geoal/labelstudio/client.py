@@ -15,7 +15,6 @@ import json
 import os
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote
 
 from geoal.errors import ConfigError, GeoalError
 
@@ -53,6 +52,12 @@ def normalize_url(url: str) -> str:
         raise ConfigError(
             f"--url {redact_url(url)!r}: give the Label Studio address, e.g. http://localhost:8080"
         )
+    if "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        # requests would send them as HTTP Basic auth in place of the token
+        raise ConfigError(
+            f"--url {redact_url(url)!r}: Label Studio signs in with the token, not with "
+            "'user:password@' in the address; give the URL without them"
+        )
     return url
 
 
@@ -69,17 +74,6 @@ def redact_url(url: str) -> str:
     host = parts.netloc.rpartition("@")[2]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-def url_password(url: str) -> str | None:
-    """The password in ``url``'s ``user:password@host``, or None."""
-    from urllib.parse import unquote, urlsplit
-
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return None
-    return unquote(password) if password else None
 
 
 def token_kind(token: str) -> str:
@@ -102,7 +96,6 @@ class Client:
         import requests
 
         self.url = normalize_url(url)
-        self.shown_url = redact_url(self.url)  # the only form of the URL that goes in a message
         self.timeout = timeout
         self._token = token
         self._kind = token_kind(token)
@@ -120,10 +113,8 @@ class Client:
         self._session.close()
 
     def scrub(self, text: str) -> str:
-        """``text`` with the token, the access token made from it and the URL's password blanked."""
-        text = text.replace(self.url, self.shown_url)
-        password = url_password(self.url)
-        for secret in (self._token, self._access, password, quote(password or "", safe="")):
+        """``text`` with the token (and the access token made from it) blanked out."""
+        for secret in (self._token, self._access):
             if secret:
                 text = text.replace(secret, "***")
         return text
@@ -138,16 +129,16 @@ class Client:
             return self._session.request(method, self.url + path, **kwargs)
         except requests.ConnectionError:
             raise LabelStudioError(
-                f"cannot reach Label Studio at {self.shown_url} (connection refused or unknown host): "
+                f"cannot reach Label Studio at {self.url} (connection refused or unknown host): "
                 "is the server running? (bash scripts/labelstudio_server.sh starts a local one)"
             ) from None
         except requests.Timeout:
             raise LabelStudioError(
-                f"Label Studio at {self.shown_url} did not answer within {kwargs['timeout']:g} s"
+                f"Label Studio at {self.url} did not answer within {kwargs['timeout']:g} s"
             ) from None
         except requests.RequestException as exc:
             raise LabelStudioError(
-                self.scrub(f"request to {self.shown_url} failed: {type(exc).__name__}")
+                self.scrub(f"request to {self.url} failed: {type(exc).__name__}")
             ) from None
 
     def _detail(self, response: Any) -> str:
@@ -164,7 +155,7 @@ class Client:
 
     def _rejected(self, response: Any) -> LabelStudioError:
         return LabelStudioError(
-            f"token rejected by {self.shown_url} (HTTP {response.status_code}: {self._detail(response)}); "
+            f"token rejected by {self.url} (HTTP {response.status_code}: {self._detail(response)}); "
             "check LABEL_STUDIO_API_KEY or --token"
         )
 
@@ -174,7 +165,7 @@ class Client:
             raise self._rejected(r)
         if r.status_code == 404:
             raise LabelStudioError(
-                f"{self.shown_url} does not accept personal access tokens (no /api/token/refresh/): "
+                f"{self.url} does not accept personal access tokens (no /api/token/refresh/): "
                 "is it Label Studio 1.17 or later? Use its legacy token instead"
             )
         self._raise_for(r, "/api/token/refresh/")
@@ -183,7 +174,7 @@ class Client:
         except (ValueError, AttributeError):
             access = None
         if not isinstance(access, str):
-            raise LabelStudioError(f"{self.shown_url}: /api/token/refresh/ gave no access token")
+            raise LabelStudioError(f"{self.url}: /api/token/refresh/ gave no access token")
         return access
 
     def _authorization(self, renew: bool = False) -> str:
@@ -198,11 +189,9 @@ class Client:
         if code in (401, 403):
             raise self._rejected(response)
         if code == 404:
-            raise LabelStudioNotFound(
-                f"{self.shown_url}{path}: not found ({self._detail(response)})"
-            )
+            raise LabelStudioNotFound(f"{self.url}{path}: not found ({self._detail(response)})")
         if code >= 400:
-            raise LabelStudioError(f"{self.shown_url}{path}: HTTP {code}: {self._detail(response)}")
+            raise LabelStudioError(f"{self.url}{path}: HTTP {code}: {self._detail(response)}")
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """An authenticated request (``path`` from the server root, e.g. ``/api/projects/``).
@@ -226,7 +215,7 @@ class Client:
             return r.json()
         except ValueError:
             raise LabelStudioError(
-                f"{self.shown_url}{path}: expected JSON, got {r.headers.get('content-type', 'nothing')} "
+                f"{self.url}{path}: expected JSON, got {r.headers.get('content-type', 'nothing')} "
                 "(is this URL a Label Studio server?)"
             ) from None
 
@@ -271,7 +260,7 @@ class Client:
             ids = answer.get("file_upload_ids") if isinstance(answer, dict) else None
             if not isinstance(ids, list) or len(ids) != len(batch):
                 raise LabelStudioError(
-                    f"{self.shown_url}: uploading {len(batch)} images gave {ids!r} file upload ids"
+                    f"{self.url}: uploading {len(batch)} images gave {ids!r} file upload ids"
                 )
             listed = self.json(
                 "GET",
@@ -283,7 +272,7 @@ class Client:
                 stored = by_id.get(int(file_id))
                 if stored is None or not stored.endswith(name):
                     raise LabelStudioError(
-                        f"{self.shown_url}: uploaded image {name} is not listed as file {file_id}"
+                        f"{self.url}: uploaded image {name} is not listed as file {file_id}"
                     )
                 urls.append(UPLOAD_URL_PREFIX + stored.lstrip("/"))
         return urls
@@ -302,7 +291,7 @@ class Client:
         ids = answer.get("task_ids") if isinstance(answer, dict) else None
         if not isinstance(ids, list) or len(ids) != len(tasks):
             raise LabelStudioError(
-                f"{self.shown_url}: importing {len(tasks)} tasks into project {project_id} gave "
+                f"{self.url}: importing {len(tasks)} tasks into project {project_id} gave "
                 f"{'no' if ids is None else len(ids)} task ids"
             )
         return [int(i) for i in ids]
@@ -316,9 +305,7 @@ class Client:
             timeout=max(self.timeout, 300.0),
         )
         if not isinstance(tasks, list):
-            raise LabelStudioError(
-                f"{self.shown_url}: the export of project {project_id} is not a list"
-            )
+            raise LabelStudioError(f"{self.url}: the export of project {project_id} is not a list")
         return tasks
 
 

@@ -122,7 +122,7 @@ def push_round(
 
     round_id, _ = round_chip_ids(project, round_id)  # no round: fail before touching the server
     classes = project.config.classes
-    url = client.shown_url  # the password of user:password@host never in a message or the store
+    url = client.url
     notes = []
     link = linked_project(project, url)
     info = None if link is None else client.project(link["project"])
@@ -229,7 +229,7 @@ def pull_labels(project: Project, client: Client) -> PullReport:
     from geoal.formats import from_labelstudio
     from geoal.pipeline.annotate import apply_import, chip_infos
 
-    url = client.shown_url  # the password of user:password@host never in a message or the store
+    url = client.url
     link = linked_project(project, url)
     if link is None:
         raise LabelStudioError(
