@@ -222,3 +222,17 @@ def test_exported_files_follow_the_umask(
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {
         p.name: oct(mode) for p in written
     }
+
+
+def test_map_score_is_a_number_before_any_scoring(
+    proj: Path, geotiff: Path, tmp_path: Path
+) -> None:
+    import pyogrio
+
+    run("-p", str(proj), "tile", str(geotiff / "osbs029_rgb_10cm.tif"), "--size", "128", "-q")
+    gpkg = tmp_path / "chips.gpkg"
+    run("-p", str(proj), "map", "--out", str(gpkg))
+    for layer, _ in pyogrio.list_layers(gpkg):
+        info = pyogrio.read_info(gpkg, layer=layer)
+        dtypes = dict(zip(info["fields"], info["dtypes"], strict=True))
+        assert dtypes["score"] == "float64", (layer, dtypes)
