@@ -236,3 +236,35 @@ def test_map_score_is_a_number_before_any_scoring(
         info = pyogrio.read_info(gpkg, layer=layer)
         dtypes = dict(zip(info["fields"], info["dtypes"], strict=True))
         assert dtypes["score"] == "float64", (layer, dtypes)
+
+
+def test_tile_star_skips_labels_and_notes_beside_the_scenes(proj: Path, geotiff: Path) -> None:
+    files = sorted(str(p) for p in geotiff.iterdir())  # what the shell makes of geotiff/*
+    out = run("-p", str(proj), "tile", *files, "-q").output
+    assert "geoal: error" not in out and out.count("added scene") == 4
+    assert "osbs029_trees.geojson: not a raster (.geojson file); skipped" in out
+    assert "README.md: not a raster (.md file); skipped" in out
+    only_labels = run("-p", str(proj), "tile", str(geotiff / "osbs029_trees.geojson"), code=1)
+    assert "no raster among the files given" in only_labels.output
+
+
+def test_a_scene_name_two_scenes_share_is_refused(proj: Path, geotiff: Path) -> None:
+    for year in ("2021", "2022"):  # the same file name in two folders
+        (proj / year).mkdir()
+    shutil.copy(geotiff / "pan_50cm_uint16.tif", proj / "2021" / "scene.tif")
+    shutil.copy(geotiff / "atlanta_pan_50cm_uint16.tif", proj / "2022" / "scene.tif")
+    run("-p", str(proj), "tile", str(proj / "2021"), str(proj / "2022"), "-q")
+    out = run("-p", str(proj), "select", "-s", "random", "--scene", "scene", code=2).output
+    assert "--scene scene: 2 scenes have this name" in out and "give the id" in out
+    run("-p", str(proj), "select", "-s", "random", "--scene", "2")
+
+
+def test_predict_summary_into_a_new_folder(tmp_path: Path) -> None:
+    import numpy as np
+
+    from geoal.predict.scene import PredictReport, SceneDetections, write_summary
+
+    scene = SceneDetections("s.tif", "s", None, (1, 0, 0, 0, -1, 0), np.zeros((0, 7)), 1, 0, 0)
+    out = tmp_path / "results" / "2026" / "counts.csv"
+    write_summary(PredictReport(classes=("tree",), scenes=[scene]), out)
+    assert out.read_text().splitlines() == ["scene,class,count", "s,tree,0"]

@@ -179,9 +179,14 @@ def scene_ids(project: Any, names: tuple[str, ...]) -> tuple[int, ...]:
     scenes = project.store.scenes()
     out = []
     for name in names:
-        match = [s.id for s in scenes if str(s.id) == name or s.name == name]
+        match = [s for s in scenes if str(s.id) == name] or [s for s in scenes if s.name == name]
         if not match:
             valid = ", ".join(f"{s.id} ({s.name})" for s in scenes)
             raise ConfigError(f"--scene {name}: no such scene; the project has {valid or 'none'}")
-        out.extend(match)
+        if len(match) > 1:  # the same file name in two folders: 2021/x.tif, 2022/x.tif
+            which = ", ".join(f"{s.id} ({s.path})" for s in match)
+            raise ConfigError(
+                f"--scene {name}: {len(match)} scenes have this name: {which}; give the id"
+            )
+        out.append(match[0].id)
     return tuple(out)

@@ -19,7 +19,13 @@ import numpy as np
 from geoal.config import TilingConfig
 from geoal.errors import GeoalError, ProjectError, environment_problem
 from geoal.project import Project
-from geoal.raster.scene import canonical_path, catalogue, expand_inputs, interruptible
+from geoal.raster.scene import (
+    NOT_RASTER_SUFFIXES,
+    canonical_path,
+    catalogue,
+    expand_inputs,
+    interruptible,
+)
 
 __all__ = ["expand_inputs", "project_status", "tile_scenes", "write_chip_map"]
 
@@ -31,7 +37,7 @@ class TileReport:
     added: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    already: list[str] = field(default_factory=list)  # files given again: notes, not errors
+    already: list[str] = field(default_factory=list)  # given again, or not rasters: notes
 
 
 def tile_scenes(
@@ -49,6 +55,11 @@ def tile_scenes(
     report = TileReport()
     paths, problems = expand_inputs(inputs)
     report.errors.extend(problems)
+    for path in [p for p in paths if Path(p).suffix.lower() in NOT_RASTER_SUFFIXES]:
+        report.already.append(f"{path}: not a raster ({Path(path).suffix} file)")
+        paths.remove(path)
+    if report.already and not paths:
+        report.errors.append("no raster among the files given (GeoTIFF, COG, VRT, JPEG, PNG...)")
     store = project.store
     bar = tqdm(paths, desc="tiling", unit="scene", disable=not progress or len(paths) < 2)
     for k, path in enumerate(bar):

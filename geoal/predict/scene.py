@@ -258,6 +258,7 @@ def write_detections(report: PredictReport, out: Path) -> list[str]:
 
 def write_summary(report: PredictReport, out: Path) -> None:
     """Counts per scene and class as CSV (scene, class, count)."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     with Path(out).open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=["scene", "class", "count"])
         writer.writeheader()

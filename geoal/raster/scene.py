@@ -32,6 +32,12 @@ from geoal.raster.grid import (
 from geoal.raster.stretch import percentile_clip
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".jpg", ".jpeg", ".png", ".jp2", ".img"}
+NOT_RASTER_SUFFIXES = {
+    # labels, vectors, sidecars and notes that sit beside scenes and that `geoal tile data/*`
+    # sweeps up: skipped with a note, not reported as unreadable rasters
+    ".geojson", ".json", ".csv", ".txt", ".md", ".shp", ".shx", ".dbf", ".prj", ".cpg",
+    ".gpkg", ".kml", ".xml", ".ovr", ".msk", ".qml", ".qmd", ".aux", ".pdf", ".html", ".zip",
+}  # fmt: skip
 GDAL_CACHE_MB = "64"
 """GDAL's block cache unless the user set GDAL_CACHEMAX: its default (5 % of RAM) lets the
 cache, and so a process's memory, grow with the scene read; chips read each block about
