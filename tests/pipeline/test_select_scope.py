@@ -84,7 +84,9 @@ def test_select_in_an_area_drawn_in_another_crs(
     )
     assert params["aoi"] == str(aoi)
     # an area in one scene and --scene of the other: nothing to select, said so
-    out = run("-p", str(proj), "select", "-s", "random", "--aoi", str(aoi), "--scene", "1", code=1).output
+    out = run(
+        "-p", str(proj), "select", "-s", "random", "--aoi", str(aoi), "--scene", "1", code=1
+    ).output
     assert "no candidate chips there" in out
 
 

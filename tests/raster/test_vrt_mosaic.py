@@ -105,7 +105,9 @@ def test_tile_cli_on_the_mosaic(scenes: list[Path], tmp_path: Path) -> None:
     assert runner.invoke(main, ["init", str(tmp_path / "p"), "--classes", "ship"]).exit_code == 0
     res = runner.invoke(main, ["-p", str(tmp_path / "p"), "tile", str(vrt), "-q"])
     assert res.exit_code == 0, res.output
-    assert "added scene 1" in res.output and "lie where none of the VRT's 2 sources is" in res.output
+    assert (
+        "added scene 1" in res.output and "lie where none of the VRT's 2 sources is" in res.output
+    )
 
 
 def test_covered_grid_is_the_grid_where_sources_are() -> None:
