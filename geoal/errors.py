@@ -59,6 +59,9 @@ _HINTS = {
     errno.EDQUOT: "disk quota exceeded: free some space and run the command again",
     errno.ELOOP: "symlink loop (a link that points back to itself); fix or remove the link",
     errno.ENAMETOOLONG: "name too long",
+    errno.ENOENT: "no such file or folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "is a folder, not a file",
 }
 
 

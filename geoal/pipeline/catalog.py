@@ -7,6 +7,7 @@ The CLI is a thin layer over these.
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -28,6 +29,10 @@ from geoal.raster.scene import (
 )
 
 __all__ = ["expand_inputs", "project_status", "tile_scenes", "write_chip_map"]
+
+
+_THIS_FILE_ONLY = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG}
+"""Errors of one file (the next one may be fine); a full disk or a read-only store stop the batch."""
 
 
 @dataclass
@@ -83,6 +88,9 @@ def tile_scenes(
             problem = environment_problem(exc)
             if problem is None:
                 raise
+            if isinstance(exc, OSError) and exc.errno in _THIS_FILE_ONLY:
+                report.errors.append(str(problem))
+                continue
             left = len(paths) - k - 1
             report.errors.append(
                 f"{path}: not added: {problem}"
