@@ -41,6 +41,7 @@ class TilingConfig:
     min_valid: float = 0.05  # fraction of valid pixels a chip needs
     stretch: StretchConfig = field(default_factory=StretchConfig)
     overview_max: int = 2048  # pixels, longest side of the statistics read
+    max_chips: int = 1_000_000  # a scene that would make more is refused (--max-chips to allow)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,10 @@ def parse_classes(
     text: str | list[str] | tuple[str, ...], where: str = "--classes"
 ) -> tuple[str, ...]:
     """Validate class names: non-empty, unique, no commas; order is the model's order."""
+    if not isinstance(text, (str, list, tuple)):
+        raise ConfigError(
+            f"{where}: expected a list of class names such as [ship, whale], got {text!r}"
+        )
     items = [s.strip() for s in text.split(",")] if isinstance(text, str) else list(text)
     if not items or any(not isinstance(s, str) or not s for s in items):
         raise ConfigError(f"{where}: give one or more class names, e.g. 'ship,whale'")
@@ -159,6 +164,8 @@ def config_from_dict(data: Mapping[str, Any], source: str = "config") -> Project
             f"{source}: expected a mapping at the top level, got {type(data).__name__}"
         )
     full = merge(default_dict(), data)
+    if full.get("name") is not None and not isinstance(full["name"], str):
+        raise ConfigError(f"{source}: name: expected text, got {full['name']!r}")
     cfg = ProjectConfig(
         name=full.get("name"),
         classes=parse_classes(full.get("classes") or [], f"{source}: classes")
@@ -213,6 +220,10 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
 
 def parse_bands(value: Any, where: str = "--bands") -> tuple[int, ...]:
     """Band list from '3,2,1' or [3, 2, 1]: 1 or 3 positive 1-based indexes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]  # YAML `bands: 2`: one band
+    if not isinstance(value, (str, list, tuple)):
+        raise ConfigError(f"{where}: expected band numbers like 3,2,1, got {value!r}")
     items: list[Any] = value.split(",") if isinstance(value, str) else list(value)
     try:
         bands = tuple(int(str(b).strip()) for b in items)
@@ -242,6 +253,7 @@ def validate(cfg: ProjectConfig, source: str = "config") -> None:
             64 <= t.overview_max <= 16384,
             f"tiling.overview_max must be 64-16384, got {t.overview_max}",
         ),
+        (t.max_chips >= 1, f"tiling.max_chips must be >= 1, got {t.max_chips}"),
         (cfg.model.imgsz % 32 == 0, f"model.imgsz must be a multiple of 32, got {cfg.model.imgsz}"),
         (1 <= cfg.score.views <= 6, f"score.views must be 1-6, got {cfg.score.views}"),
         (cfg.score.batch >= 1, f"score.batch must be >= 1, got {cfg.score.batch}"),
@@ -265,6 +277,8 @@ def load_config(path: Path) -> ProjectConfig:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply to be a geoal config") from None
     return config_from_dict(data, str(path))
 
 

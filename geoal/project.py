@@ -128,6 +128,14 @@ def open_project(root: Path | None = None) -> Project:
             f"{root}: not a geoal project (no {CONFIG_NAME} and {STORE_NAME}); "
             f"create one with 'geoal init {root} --classes ...' or pass --project DIR"
         )
+    wal = root / (STORE_NAME + "-wal")
+    if (root / STORE_NAME).stat().st_size == 0 and not (wal.is_file() and wal.stat().st_size):
+        # SQLite would silently make an empty store of it: a truncated copy, a full disk
+        raise ProjectError(
+            f"{root / STORE_NAME}: the store is empty (0 bytes), so the project's scenes, rounds "
+            "and labels are not in it; restore geoal.db from a backup, or start a new project "
+            "with 'geoal init'"
+        )
     cfg = load_config(cfg_path)
     if not cfg.classes:
         raise ProjectError(f"{cfg_path}: 'classes' is empty; list the project's object classes")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from geoal.errors import ProjectError, ProjectLockedError
+from geoal.errors import ProjectError, ProjectLockedError, environment_problem
 
 # Each entry upgrades the store from version i to i + 1. Never edit a released
 # entry: append a new one.
@@ -205,6 +205,9 @@ class Store:
             self.conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:
+            problem = environment_problem(exc)  # a folder that is not writable, a full disk
+            if problem is not None:
+                raise ProjectError(f"{self.path}: {problem}") from None
             raise ProjectError(f"{self.path}: not a usable geoal store ({exc})") from None
 
     def close(self) -> None:

@@ -73,14 +73,14 @@ def test_bad_inputs_leave_store_unchanged(proj: Path, make_raster, tmp_path: Pat
     before = counts(proj)
     copy = tmp_path / "copy_of_good.tif"
     shutil.copy(good, copy)
-    text = tmp_path / "notes.txt"
+    text = tmp_path / "notes.dat"
     text.write_text("hello")
     allnodata, _ = make_raster(width=100, height=100, nodata=0, border=50)
     other, _ = make_raster(seed=7)
     cases = [
         ([str(tmp_path / "missing.tif")], "missing.tif: file not found"),
-        ([str(text)], "notes.txt: not a readable raster"),
-        ([str(good)], "already added as scene 1"),
+        ([str(text)], "notes.dat: not a readable raster"),
+        ([str(tmp_path / "notes.txt")], "no raster among the files given"),
         ([str(copy)], "same content as scene 1"),
         ([str(allnodata)], "no valid pixels"),
         ([str(other), "--bands", "4,2,1"], "band 4 out of range"),
@@ -90,6 +90,8 @@ def test_bad_inputs_leave_store_unchanged(proj: Path, make_raster, tmp_path: Pat
         assert result.exit_code != 0, args
         assert message in result.output, result.output
         assert counts(proj) == before
+    result = run("-p", str(proj), "tile", str(good), "-q")  # given again: a note, exit 0
+    assert "already added as scene 1" in result.output and counts(proj) == before
     result = run("-p", str(tmp_path), "status", ok=False)
     assert result.exit_code == 1 and "not a geoal project" in result.output
     result = run("-p", str(proj), "tile", str(good), "--overlap", "1.2", ok=False)

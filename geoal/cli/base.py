@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from geoal.errors import ConfigError, GeoalError
+from geoal.errors import ConfigError, GeoalError, environment_problem
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,6 +32,11 @@ def friendly(func: F) -> F:
             return func(*args, **kwargs)
         except GeoalError as exc:
             fail(str(exc), exc.exit_code)
+        except (OSError, sqlite3.OperationalError) as exc:
+            problem = environment_problem(exc)  # a full disk, a folder that is not writable
+            if problem is None:
+                raise
+            fail(str(problem), problem.exit_code)
         except KeyboardInterrupt:
             fail("interrupted; what was finished is saved, run the command again to resume", 130)
 
@@ -173,9 +179,14 @@ def scene_ids(project: Any, names: tuple[str, ...]) -> tuple[int, ...]:
     scenes = project.store.scenes()
     out = []
     for name in names:
-        match = [s.id for s in scenes if str(s.id) == name or s.name == name]
+        match = [s for s in scenes if str(s.id) == name] or [s for s in scenes if s.name == name]
         if not match:
             valid = ", ".join(f"{s.id} ({s.name})" for s in scenes)
             raise ConfigError(f"--scene {name}: no such scene; the project has {valid or 'none'}")
-        out.extend(match)
+        if len(match) > 1:  # the same file name in two folders: 2021/x.tif, 2022/x.tif
+            which = ", ".join(f"{s.id} ({s.path})" for s in match)
+            raise ConfigError(
+                f"--scene {name}: {len(match)} scenes have this name: {which}; give the id"
+            )
+        out.append(match[0].id)
     return tuple(out)

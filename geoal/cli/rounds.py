@@ -204,6 +204,15 @@ def score(
     is_flag=True,
     help="Weight chip scores towards classes rare among the labels so far.",
 )
+@click.option(
+    "--scene", "scenes", multiple=True, help="Only chips of this scene (id or name); repeatable."
+)
+@click.option(
+    "--aoi",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Only chips that intersect the polygons of this file (GeoJSON, GeoPackage, shapefile; any CRS).",
+)
 @click.pass_context
 @friendly
 def select(
@@ -218,10 +227,13 @@ def select(
     max_share: float | None,
     pool_factor: float,
     class_balance: bool,
+    scenes: tuple[str, ...],
+    aoi: Path | None,
 ) -> None:
     """Select the chips worth labelling under a budget and record them as a new round.
 
     Cold start (nothing scored yet): --strategy random, or coreset on image statistics.
+    --scene and --aoi limit the candidates (a round for a new scene, or an area drawn in QGIS).
     """
     from geoal.pipeline.rounds import SelectOptions, select_round
 
@@ -240,6 +252,8 @@ def select(
             max_share=max_share,
             pool_factor=pool_factor,
             class_balance=class_balance,
+            scene_ids=scene_ids(project, scenes),
+            aoi=aoi,
         )
         with project.write_lock("select"):
             report = select_round(project, opts)

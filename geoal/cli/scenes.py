@@ -50,6 +50,12 @@ def init(directory: Path, classes: str, profile: str | None, name: str | None) -
     default=None,
     help="Skip chips with less valid data than this fraction.",
 )
+@click.option(
+    "--max-chips",
+    type=click.IntRange(1),
+    default=None,
+    help="Refuse a scene that would make more chips (default: config, 1,000,000).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
 @friendly
@@ -60,13 +66,15 @@ def tile(
     overlap: float | None,
     bands: str | None,
     min_valid: float | None,
+    max_chips: int | None,
     quiet: bool,
 ) -> None:
     """Add SCENES (files, globs, folders, GDAL URLs) and record their chip grids.
 
     GeoTIFF, COG, VRT, JPEG and PNG are read; images without a CRS live in pixel
-    coordinates. Chips that are (nearly) all nodata are skipped. A bad file is
-    reported and skipped; the others are added (exit code 1 if any failed).
+    coordinates. Chips that are (nearly) all nodata, or that no source of a VRT
+    mosaic covers, are skipped. A bad file is reported and skipped; the others are
+    added (exit code 1 if any failed); a file already added is a note.
     """
     from geoal.config import parse_bands, with_tiling
     from geoal.pipeline.catalog import tile_scenes
@@ -81,11 +89,15 @@ def tile(
             changes["bands"] = parse_bands(bands)
         if min_valid is not None:
             changes["min_valid"] = min_valid
+        if max_chips is not None:
+            changes["max_chips"] = max_chips
         tiling = with_tiling(project.config, **changes).tiling
         with project.write_lock("tile"):
             report = tile_scenes(project, scenes, tiling, progress=not quiet)
     for note in report.warnings:
         click.echo(f"geoal: warning: {note}", err=True)
+    for note in report.already:
+        click.echo(f"note: {note}; skipped")
     for row in report.added:
         click.echo(
             f"added scene {row['scene_id']}: {row['path']} ({row['chips']} chips, "

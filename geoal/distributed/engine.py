@@ -82,10 +82,11 @@ def score_project_ray(
     model_path = str(Path(model).resolve()) if Path(model).exists() else model
     project.store.register_model(detector.model_hash, model_path, project.config.classes, kind=kind)
     todo, done = chips_to_score(project, detector.model_hash, opts.scene_ids)
+    pending = len(todo)  # --limit scores fewer now; the rest are still left
     if opts.limit is not None:
         todo = todo[: opts.limit]
     if not todo:
-        return ScoreReport(detector.model_hash, model_path, 0, done, 0)
+        return ScoreReport(detector.model_hash, model_path, 0, done, pending)
     scenes = {s.id: s for s in project.store.scenes()}
     params = ScoreParams(opts.views, opts.conf, opts.iou, opts.top_k, opts.batch, opts.workers)
     scored = seen = 0
@@ -114,5 +115,5 @@ def score_project_ray(
             bar.close()
             pool.close()
     return ScoreReport(
-        detector.model_hash, model_path, scored, done + seen - scored, len(todo) - seen
+        detector.model_hash, model_path, scored, done + seen - scored, pending - seen
     )

@@ -14,9 +14,11 @@ image by more than 0.5 px is a problem, less is clipped; rotated boxes are probl
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -167,6 +169,9 @@ def _task_chip(
     data = task.get("data")
     if not isinstance(data, dict):
         return None, "task without a 'data' object"
+    image = data.get("image")
+    if isinstance(image, str) and (why := _unsafe_image(image)):
+        return None, f"data.image {image!r}: {why}"
     cid = as_int(data.get("chip_id"))
     if cid is None:
         return None, f"task data has no integer chip_id (got {data.get('chip_id')!r})"
@@ -183,6 +188,21 @@ def _task_chip(
             "chip (exported from another project or before the scene changed)"
         )
     return chip, ""
+
+
+def _unsafe_image(image: str) -> str:
+    """Why a task's image reference may not be used ("" when fine), as COCO's file_name.
+
+    Label Studio's own references (``/data/upload/...``, ``http(s)://...``) are fine; a
+    ``..`` component reaches outside the export folder, whatever the prefix.
+    """
+    rest = image.split("://", 1)[1].partition("/")[2] if "://" in image else image
+    if "\x00" in rest:
+        return "contains a NUL character"
+    # path and query (Label Studio's local files are '/data/local-files/?d=images/x.png')
+    if ".." in re.split(r"[/\\?&=]", unquote(rest)):
+        return "reaches outside the export folder ('..'); refused"
+    return ""
 
 
 def _when(ann: dict[str, Any]) -> float:

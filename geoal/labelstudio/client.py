@@ -50,9 +50,30 @@ def normalize_url(url: str) -> str:
     url = url.strip().rstrip("/")
     if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
         raise ConfigError(
-            f"--url {url!r}: give the Label Studio address, e.g. http://localhost:8080"
+            f"--url {redact_url(url)!r}: give the Label Studio address, e.g. http://localhost:8080"
+        )
+    if "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        # requests would send them as HTTP Basic auth in place of the token
+        raise ConfigError(
+            f"--url {redact_url(url)!r}: Label Studio signs in with the token, not with "
+            "'user:password@' in the address; give the URL without them"
         )
     return url
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of ``user:password@host`` replaced by ``***``, for messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<the --url given>"
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def token_kind(token: str) -> str:
@@ -128,8 +149,9 @@ class Client:
         if isinstance(body, dict):
             body = body.get("detail") or body.get("validation_errors") or body
         text = body if isinstance(body, str) else json.dumps(body)
-        text = " ".join(text.split())
-        return self.scrub(text[:400] + ("..." if len(text) > 400 else ""))
+        # scrubbed whole, then cut: a cut through a secret would leave most of it unscrubbed
+        text = self.scrub(" ".join(text.split()))
+        return text[:400] + ("..." if len(text) > 400 else "")
 
     def _rejected(self, response: Any) -> LabelStudioError:
         return LabelStudioError(

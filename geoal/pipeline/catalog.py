@@ -7,7 +7,9 @@ The CLI is a thin layer over these.
 
 from __future__ import annotations
 
+import errno
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +18,21 @@ from typing import Any
 import numpy as np
 
 from geoal.config import TilingConfig
-from geoal.errors import GeoalError, ProjectError
+from geoal.errors import GeoalError, ProjectError, environment_problem
 from geoal.project import Project
-from geoal.raster.scene import canonical_path, catalogue, expand_inputs
+from geoal.raster.scene import (
+    NOT_RASTER_SUFFIXES,
+    canonical_path,
+    catalogue,
+    expand_inputs,
+    interruptible,
+)
 
 __all__ = ["expand_inputs", "project_status", "tile_scenes", "write_chip_map"]
+
+
+_THIS_FILE_ONLY = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG}
+"""Errors of one file (the next one may be fine); a full disk or a read-only store stop the batch."""
 
 
 @dataclass
@@ -30,6 +42,7 @@ class TileReport:
     added: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)  # given again, or not rasters: notes
 
 
 def tile_scenes(
@@ -38,22 +51,30 @@ def tile_scenes(
     """Add scenes (files, globs, folders, GDAL URLs) and record their chip grids.
 
     Each scene is stored in its own transaction: a bad file is reported and
-    skipped, the others are added, nothing is half-written.
+    skipped, the others are added, nothing is half-written. A file already added
+    (a resumed run) is a note in ``already``. A full disk or a store that cannot be
+    written stops the batch: the scenes added before it are kept.
     """
     from tqdm import tqdm
 
     report = TileReport()
     paths, problems = expand_inputs(inputs)
     report.errors.extend(problems)
+    for path in [p for p in paths if Path(p).suffix.lower() in NOT_RASTER_SUFFIXES]:
+        report.already.append(f"{path}: not a raster ({Path(path).suffix} file)")
+        paths.remove(path)
+    if report.already and not paths:
+        report.errors.append("no raster among the files given (GeoTIFF, COG, VRT, JPEG, PNG...)")
     store = project.store
     bar = tqdm(paths, desc="tiling", unit="scene", disable=not progress or len(paths) < 2)
-    for path in bar:
+    for k, path in enumerate(bar):
         bar.set_postfix_str(Path(path).name)
         try:
             known = store.find_scene(canonical_path(path))
             if known is not None:
-                raise ProjectError(f"{path}: already added as scene {known.id} ({known.name})")
-            cat = catalogue(path, tiling)
+                report.already.append(f"{path}: already added as scene {known.id} ({known.name})")
+                continue
+            cat = interruptible(catalogue, path, tiling)
             known = store.find_scene(cat.values["path"], cat.values["fingerprint"])
             if known is not None:
                 raise ProjectError(
@@ -63,6 +84,19 @@ def tile_scenes(
         except GeoalError as exc:
             report.errors.append(str(exc))
             continue
+        except (OSError, sqlite3.OperationalError) as exc:
+            problem = environment_problem(exc)
+            if problem is None:
+                raise
+            if isinstance(exc, OSError) and exc.errno in _THIS_FILE_ONLY:
+                report.errors.append(str(problem))
+                continue
+            left = len(paths) - k - 1
+            report.errors.append(
+                f"{path}: not added: {problem}"
+                + (f"; stopped, {left} file(s) not tried" if left else "")
+            )
+            break
         report.warnings.extend(cat.warnings)
         report.added.append(
             {
@@ -145,6 +179,7 @@ def write_chip_map(project: Project, out: Path) -> dict[str, int]:
     """
     import geopandas as gpd
 
+    from geoal.formats.io import writable_folder
     from geoal.raster.footprint import WGS84, scene_footprints, to_wgs84
 
     scenes = {s.id: s for s in project.store.scenes()}
@@ -152,6 +187,7 @@ def write_chip_map(project: Project, out: Path) -> dict[str, int]:
         raise ProjectError(f"{project.root}: no scenes yet; add some with 'geoal tile SCENE...'")
     table = chip_table(project)
     out = Path(out)
+    writable_folder(out.parent)
     tmp = out.with_name(out.name + ".tmp.gpkg")
     tmp.unlink(missing_ok=True)
     layers: dict[str, int] = {}
@@ -171,7 +207,10 @@ def write_chip_map(project: Project, out: Path) -> dict[str, int]:
             "height": windows[:, 3],
             "valid_fraction": [r["valid_fraction"] for r in rows],
             "state": [r["state"] for r in rows],
-            "score": [r["score"] for r in rows],
+            # float even before any chip is scored (None = NaN = NULL): a numeric field in QGIS
+            "score": np.array(
+                [np.nan if r["score"] is None else r["score"] for r in rows], dtype=np.float64
+            ),
         }
         frame = gpd.GeoDataFrame(attrs, geometry=polys, crs=scene.crs)
         layer = _layer_name(scene.name, scene.id, layers)

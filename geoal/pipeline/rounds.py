@@ -11,6 +11,7 @@ import dataclasses
 import json
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,8 @@ class SelectOptions:
     max_share: float | None = None  # per-scene quota, 0-1
     pool_factor: float = 5.0  # hybrid: top pool_factor * k uncertain, then diversity
     class_balance: bool = False  # scores x rarity of the detected classes among the labels
+    scene_ids: tuple[int, ...] = ()  # only chips of these scenes (empty: every scene)
+    aoi: Path | None = None  # only chips whose footprint intersects this polygon file's area
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,18 @@ def scoring_model(project: Project, model_hash: str | None) -> str | None:
 
 
 def candidate_pool(
-    project: Project, model_hash: str | None, aggregation: str, need_stats: bool
+    project: Project,
+    model_hash: str | None,
+    aggregation: str,
+    need_stats: bool,
+    scene_ids: tuple[int, ...] = (),
+    aoi: Path | None = None,
 ) -> tuple[np.ndarray, Any]:
-    """Candidate chip ids (N,) and their SelectionPool (scores, embeddings, bounds, groups, costs)."""
+    """Candidate chip ids (N,) and their SelectionPool (scores, embeddings, bounds, groups, costs).
+
+    ``scene_ids`` and ``aoi`` (a polygon file, any CRS) limit the candidates to those
+    scenes' chips and to chips whose footprint intersects the area.
+    """
     from geoal.raster.grid import window_bounds
     from geoal.select import SelectionPool
 
@@ -92,10 +104,12 @@ def candidate_pool(
             f"{project.root}: no candidate chips (all labelled or in open rounds); "
             "add scenes with 'geoal tile' or cancel a round"
         )
+    scenes = {s.id: s for s in project.store.scenes()}
+    if scene_ids or aoi is not None:
+        rows = _in_scope(rows, scenes, scene_ids, aoi)
     ids = np.array([r[0] for r in rows], dtype=np.int64)
     groups = np.array([r[1] for r in rows], dtype=np.int64)
     windows = np.array([r[2:6] for r in rows], dtype=np.int64)
-    scenes = {s.id: s for s in project.store.scenes()}
     bounds = np.empty((len(rows), 4))
     for sid in np.unique(groups):
         m = groups == sid
@@ -136,6 +150,39 @@ def candidate_pool(
         labelled_embeddings=labelled,
     )
     return ids, pool
+
+
+def _in_scope(
+    rows: list[Any], scenes: dict[int, Any], scene_ids: tuple[int, ...], aoi: Path | None
+) -> list[Any]:
+    """The candidate rows of ``scene_ids`` (all when empty) whose chips intersect ``aoi``."""
+    import shapely
+
+    from geoal.raster.footprint import aoi_in_crs, read_aoi, scene_footprints
+
+    wanted = set(scene_ids) or set(scenes)
+    rows = [r for r in rows if r[1] in wanted]
+    where = "--scene " + ", ".join(scenes[i].name for i in sorted(wanted)) if scene_ids else ""
+    if aoi is not None and rows:
+        area, crs = read_aoi(aoi)
+        kept = []
+        for sid in sorted({r[1] for r in rows}):
+            scene = scenes[sid]
+            mine = [r for r in rows if r[1] == sid]
+            if scene.crs is None:
+                continue  # pixel coordinates: cannot lie in a map area
+            local = aoi_in_crs(area, crs, scene.crs)
+            shapely.prepare(local)
+            polys = scene_footprints(scene, np.array([r[2:6] for r in mine], dtype=np.int64))
+            inside = shapely.intersects(local, polys) & ~shapely.touches(local, polys)
+            kept += [r for r, k in zip(mine, inside, strict=True) if k]
+        rows = kept
+        where = f"{where} and --aoi {aoi}" if where else f"--aoi {aoi}"
+    if not rows:
+        raise SelectionError(
+            f"{where}: no candidate chips there (none, or all labelled or in open rounds)"
+        )
+    return rows
 
 
 def class_balance_factors(project: Project, model_hash: str, ids: np.ndarray) -> np.ndarray:
@@ -268,7 +315,9 @@ def select_round(project: Project, opts: SelectOptions) -> RoundReport:
         )
     strategy = get_strategy(name)
     need_stats = cold and name != "random"
-    ids, pool = candidate_pool(project, model_hash, opts.aggregation, need_stats)
+    ids, pool = candidate_pool(
+        project, model_hash, opts.aggregation, need_stats, opts.scene_ids, opts.aoi
+    )
     if model_hash is not None and info.score == "calibrated":
         pool = calibrated_pool(project, model_hash, ids, pool)
     if opts.class_balance:
@@ -306,6 +355,8 @@ def select_round(project: Project, opts: SelectOptions) -> RoundReport:
         "class_balance": opts.class_balance,
         "cold_start": cold,
         "note": "; ".join(n for n in (cold_note, sel.note) if n),
+        "scene_ids": list(opts.scene_ids),
+        "aoi": None if opts.aoi is None else str(opts.aoi),
     }
     budget_json = (
         {"chips": opts.budget} if opts.budget_objects is None else {"objects": opts.budget_objects}

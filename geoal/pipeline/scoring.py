@@ -218,10 +218,11 @@ def score_project(project: Project, opts: ScoreOptions, *, progress: bool = True
     model_path = str(Path(model).resolve()) if Path(model).exists() else model
     project.store.register_model(detector.model_hash, model_path, project.config.classes, kind=kind)
     todo, done = chips_to_score(project, detector.model_hash, opts.scene_ids)
+    pending = len(todo)  # --limit scores fewer now; the rest are still left
     if opts.limit is not None:
         todo = todo[: opts.limit]
     if not todo:
-        return ScoreReport(detector.model_hash, model_path, 0, done, 0)
+        return ScoreReport(detector.model_hash, model_path, 0, done, pending)
     scored = 0
     bar = tqdm(total=len(todo), desc="scoring", unit="chip", disable=not progress, smoothing=0.1)
     stream = detector.iter_predict(
@@ -239,4 +240,4 @@ def score_project(project: Project, opts: ScoreOptions, *, progress: bool = True
     finally:
         stream.close()  # type: ignore[attr-defined]
         bar.close()
-    return ScoreReport(detector.model_hash, model_path, scored, done, len(todo) - scored)
+    return ScoreReport(detector.model_hash, model_path, scored, done, pending - scored)

@@ -20,6 +20,8 @@ from geoal.config import TilingConfig
 from geoal.errors import ConfigError, GeoalError
 from geoal.predict.merge import MATCH_METRICS, MERGE_METHODS, merge_detections
 
+MIN_CHIP, MAX_CHIP = 32, 8192  # pixels, as tiling.size
+
 
 @dataclass(frozen=True)
 class PredictOptions:
@@ -48,6 +50,14 @@ class PredictOptions:
             raise ConfigError(f"--threshold must be in (0, 1], got {self.threshold}")
         if not 0 < self.conf < 1:
             raise ConfigError(f"--conf must be in (0, 1), got {self.conf}")
+        # the same bounds as tiling.size: a 100,000 px chip would ask for ~28 GiB per chip
+        if not MIN_CHIP <= self.size <= MAX_CHIP:
+            raise ConfigError(
+                f"--size {self.size}: chip side must be {MIN_CHIP}-{MAX_CHIP} pixels "
+                "(the detector sees one chip at a time; 640 is usual)"
+            )
+        if not 0 <= self.overlap < 1:
+            raise ConfigError(f"--overlap must be in [0, 1), got {self.overlap}")
 
 
 @dataclass
@@ -200,8 +210,12 @@ def write_detections(report: PredictReport, out: Path) -> list[str]:
     """
     import pandas as pd
 
+    from geoal.formats.io import writable_folder
+
     out = Path(out)
     suffix = out.suffix.lower()
+    if suffix in (".gpkg", ".geojson", ".json"):
+        writable_folder(out.parent)
     tmp = out.with_name(out.name + ".tmp" + suffix)
     tmp.unlink(missing_ok=True)
     written = []
@@ -230,7 +244,9 @@ def write_detections(report: PredictReport, out: Path) -> list[str]:
             if frames
             else gpd.GeoDataFrame({"scene": []}, geometry=[], crs="EPSG:4326")
         )
-        combined.to_file(tmp, driver="GeoJSON")
+        # RFC 7946: no 'crs' member, counter-clockwise exterior rings; the layer name is
+        # the file's own (written as the collection's 'name'), not the temporary file's
+        combined.to_file(tmp, driver="GeoJSON", layer=out.stem, RFC7946="YES")
         written.append("EPSG:4326")
     else:
         raise ConfigError(
@@ -242,6 +258,7 @@ def write_detections(report: PredictReport, out: Path) -> list[str]:
 
 def write_summary(report: PredictReport, out: Path) -> None:
     """Counts per scene and class as CSV (scene, class, count)."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     with Path(out).open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=["scene", "class", "count"])
         writer.writeheader()

@@ -51,6 +51,53 @@ def chip_grid(width: int, height: int, size: int, overlap: float) -> np.ndarray:
     return out
 
 
+def grid_count(width: int, height: int, size: int, overlap: float) -> int:
+    """How many chips :func:`chip_grid` gives, without making them."""
+    return len(axis_offsets(width, size, overlap)) * len(axis_offsets(height, size, overlap))
+
+
+def covered_grid(
+    width: int, height: int, size: int, overlap: float, rects: np.ndarray
+) -> np.ndarray:
+    """The windows of :func:`chip_grid` that overlap any of ``rects``: (N, 4) int64, row-major.
+
+    ``rects``: (M, 4) [x0, y0, x1, y1] scene pixels (a VRT mosaic's sources). Works chip
+    row by chip column, never making the whole grid (13 million chips for two distant
+    scenes in one VRT).
+    """
+    cols = axis_offsets(width, size, overlap)
+    rows = axis_offsets(height, size, overlap)
+    hit = np.zeros((len(rows), len(cols)), dtype=bool)
+    col_end = np.minimum(cols + size, width)
+    row_end = np.minimum(rows + size, height)
+    for x0, y0, x1, y1 in np.asarray(rects, dtype=np.float64).reshape(-1, 4):
+        in_cols = np.flatnonzero((cols < x1) & (col_end > x0))
+        in_rows = np.flatnonzero((rows < y1) & (row_end > y0))
+        if len(in_cols) and len(in_rows):
+            hit[in_rows[0] : in_rows[-1] + 1, in_cols[0] : in_cols[-1] + 1] = True
+    rr, cc = np.nonzero(hit)
+    out = np.empty((len(rr), 4), dtype=np.int64)
+    out[:, 0] = cols[cc]
+    out[:, 1] = rows[rr]
+    out[:, 2] = size
+    out[:, 3] = size
+    return out
+
+
+def covered_fractions(
+    windows: np.ndarray, rects: np.ndarray, width: int, height: int
+) -> np.ndarray:
+    """Fraction (N,) of each window (cut to the scene) inside the union of ``rects`` (M, 4)."""
+    import shapely
+
+    win = clip_windows(windows, width, height).astype(np.float64)
+    r = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
+    union = shapely.union_all(shapely.box(r[:, 0], r[:, 1], r[:, 2], r[:, 3]))
+    boxes = shapely.box(win[:, 0], win[:, 1], win[:, 0] + win[:, 2], win[:, 1] + win[:, 3])
+    area = win[:, 2] * win[:, 3]
+    return np.asarray(shapely.area(shapely.intersection(boxes, union)) / np.maximum(area, 1))
+
+
 def clip_windows(windows: np.ndarray, width: int, height: int) -> np.ndarray:
     """Windows (N, 4) cut to the scene extent: the part of each chip that holds scene pixels."""
     w = np.asarray(windows, dtype=np.int64).reshape(-1, 4).copy()

@@ -11,25 +11,50 @@ import glob
 import hashlib
 import json
 import os
+import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
 from geoal.config import TilingConfig
 from geoal.errors import RasterError
-from geoal.raster.grid import chip_grid, valid_fractions
+from geoal.raster.grid import (
+    chip_grid,
+    covered_fractions,
+    covered_grid,
+    grid_count,
+    valid_fractions,
+)
 from geoal.raster.stretch import percentile_clip
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".jpg", ".jpeg", ".png", ".jp2", ".img"}
+NOT_RASTER_SUFFIXES = {
+    # labels, vectors, sidecars and notes that sit beside scenes and that `geoal tile data/*`
+    # sweeps up: skipped with a note, not reported as unreadable rasters
+    ".geojson", ".json", ".csv", ".txt", ".md", ".shp", ".shx", ".dbf", ".prj", ".cpg",
+    ".gpkg", ".kml", ".xml", ".ovr", ".msk", ".qml", ".qmd", ".aux", ".pdf", ".html", ".zip",
+}  # fmt: skip
 GDAL_CACHE_MB = "64"
 """GDAL's block cache unless the user set GDAL_CACHEMAX: its default (5 % of RAM) lets the
 cache, and so a process's memory, grow with the scene read; chips read each block about
 once (twice where they overlap), so a small cache loses nothing."""
 _HASH_CHUNK = 1 << 20
+T = TypeVar("T")
+GDAL_NETWORK_DEFAULTS = {
+    "GDAL_HTTP_CONNECTTIMEOUT": "15",  # seconds to open a connection
+    "GDAL_HTTP_LOW_SPEED_TIME": "30",  # give up on a request that stalls this many seconds ...
+    "GDAL_HTTP_LOW_SPEED_LIMIT": "1",  # ... below this many bytes per second
+    "GDAL_HTTP_TIMEOUT": "300",  # seconds for one request, however slow or fast
+    "GDAL_HTTP_MAX_RETRY": "2",  # retries of a request that failed on a 429/5xx or a timeout
+    "GDAL_HTTP_RETRY_DELAY": "1",  # seconds before the first retry (then doubled)
+}
+"""GDAL's HTTP settings for /vsicurl/, /vsis3/... unless the user set them: GDAL's own default
+is to wait for ever, so a server that accepts and never answers would hang ``geoal tile``
+(holding the project's write lock) with no end and no message."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +98,12 @@ def canonical_path(path: str) -> str:
     """Absolute, resolved path for local files; GDAL URLs unchanged."""
     if path.startswith("/vsi") or "://" in path:
         return path
-    return str(Path(path).resolve())
+    try:
+        return str(Path(path).resolve())
+    except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError for a symlink loop
+        raise RasterError(
+            f"{path}: symlink loop (a link that points back to itself); fix or remove the link"
+        ) from None
 
 
 def fingerprint(path: str, ds: Any) -> str:
@@ -104,6 +134,9 @@ def open_raster(path: str) -> Any:
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
     local = not (path.startswith("/vsi") or "://" in path)
+    if not local:
+        for key, value in GDAL_NETWORK_DEFAULTS.items():  # read by GDAL at each request
+            os.environ.setdefault(key, value)
     if local and not os.path.exists(path):
         raise RasterError(f"{path}: file not found")
     if local and os.path.isdir(path):
@@ -116,7 +149,35 @@ def open_raster(path: str) -> Any:
             return rasterio.open(path)
     except RasterioIOError as exc:
         msg = str(exc).split("\n")[0]
+        if not local and ("too slow" in msg or "timed out" in msg):
+            raise RasterError(
+                f"{path}: the server did not answer ({msg}); check the URL and the network, "
+                "or allow longer with GDAL_HTTP_LOW_SPEED_TIME / GDAL_HTTP_TIMEOUT (seconds)"
+            ) from None
         raise RasterError(f"{path}: not a readable raster ({msg})") from None
+
+
+def interruptible(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``func(*args, **kwargs)`` in a worker thread, so that Ctrl-C stops the caller at once.
+
+    GDAL blocks in C while it waits for a server (Python runs no signal handler until it
+    returns); the caller waits on the thread instead, which Ctrl-C interrupts. The thread
+    is a daemon: an interrupted process exits without waiting for the server.
+    """
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["value"] = func(*args, **kwargs)
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=work, name="geoal-catalogue", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return cast(T, box["value"])
 
 
 def default_bands(ds: Any) -> tuple[int, int, int]:
@@ -153,18 +214,20 @@ def statistics_shape(width: int, height: int, overview_max: int) -> tuple[int, i
 
 
 def decimated_sample(
-    ds: Any, bands: tuple[int, ...], overview_max: int
+    ds: Any, bands: tuple[int, ...], overview_max: int, window: Any = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """One decimated read: band data (B, h, w) and the valid mask (h, w) bool.
 
     The mask honours the nodata value, internal masks and alpha (GDAL's dataset
     mask) and NaN in float data. Served from overviews when the file has them.
+    ``window``: a rasterio Window to sample instead of the whole scene.
     """
     from rasterio.enums import MaskFlags, Resampling
 
-    h, w = statistics_shape(ds.width, ds.height, overview_max)
+    width, height = (ds.width, ds.height) if window is None else (window.width, window.height)
+    h, w = statistics_shape(int(width), int(height), overview_max)
     # One read of every band: the nodata mask needs them all, the stretch the shown ones.
-    full = ds.read(out_shape=(ds.count, h, w), resampling=Resampling.nearest)
+    full = ds.read(out_shape=(ds.count, h, w), window=window, resampling=Resampling.nearest)
     data = full[[b - 1 for b in bands]]
     flags = ds.mask_flag_enums
     if all(f == [MaskFlags.all_valid] for f in flags):
@@ -177,7 +240,7 @@ def decimated_sample(
         else:
             valid = np.any(full != np.asarray(nodata, dtype=full.dtype), axis=0)
     else:
-        valid = ds.dataset_mask(out_shape=(h, w), resampling=Resampling.nearest) > 0
+        valid = ds.dataset_mask(out_shape=(h, w), window=window, resampling=Resampling.nearest) > 0
     if data.dtype.kind == "f":
         valid &= np.all(np.isfinite(data), axis=0)
     return data, valid
@@ -196,6 +259,85 @@ def _check_readable(ds: Any, path: str) -> None:
             raise RasterError(
                 f"{path}: cannot read pixels (truncated or corrupt file: {msg})"
             ) from None
+
+
+def vrt_source_rects(path: str, ds: Any) -> np.ndarray | None:
+    """Where a VRT mosaic has data: its sources' (M, 4) [x0, y0, x1, y1] in the VRT's pixels.
+
+    None when ``ds`` is not a VRT file, or when its sources cover all of it (or a source
+    has no DstRect: it fills the VRT), so every chip may hold data. ``gdalbuildvrt`` of
+    two distant scenes makes a raster almost all gaps that read as zeros.
+    """
+    import xml.etree.ElementTree as ET
+
+    if ds.driver != "VRT" or not os.path.isfile(path):
+        return None
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError):
+        return None
+    if root.tag != "VRTDataset" or root.get("subClass"):  # a warped VRT: no source rects
+        return None
+    rects = []
+    for band in root.iter("VRTRasterBand"):
+        for source in band:
+            if not source.tag.endswith("Source"):
+                continue
+            dst = source.find("DstRect")
+            if dst is None:
+                return None
+            try:
+                x, y = float(dst.get("xOff", "")), float(dst.get("yOff", ""))
+                w, h = float(dst.get("xSize", "")), float(dst.get("ySize", ""))
+            except ValueError:
+                return None
+            rects.append((max(x, 0.0), max(y, 0.0), min(x + w, ds.width), min(y + h, ds.height)))
+    out = np.array([r for r in rects if r[2] > r[0] and r[3] > r[1]], dtype=np.float64)
+    if not len(out):
+        return out.reshape(0, 4)
+    out = np.unique(out, axis=0)  # each band lists the same sources
+    full = covered_fractions(np.array([[0, 0, ds.width, ds.height]]), out, ds.width, ds.height)[0]
+    return None if full >= 1.0 - 1e-9 else out
+
+
+def sources_sample(
+    ds: Any, bands: tuple[int, ...], rects: np.ndarray, overview_max: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A decimated sample of a mosaic's sources only: data (B, 1, n) and valid (1, n).
+
+    For a VRT so much larger than its sources that the whole-scene sample misses them.
+    """
+    from rasterio.windows import Window
+
+    side = max(16, overview_max // max(1, int(np.ceil(np.sqrt(len(rects))))))
+    parts, masks = [], []
+    for x0, y0, x1, y1 in rects[:256]:
+        win = Window(int(x0), int(y0), max(1, int(x1 - x0)), max(1, int(y1 - y0)))
+        data, valid = decimated_sample(ds, bands, side, window=win)
+        parts.append(data.reshape(len(bands), -1))
+        masks.append(valid.reshape(-1))
+    return np.concatenate(parts, axis=1)[:, None, :], np.concatenate(masks)[None, :]
+
+
+def rect_mask(rects: np.ndarray, shape: tuple[int, int], width: int, height: int) -> np.ndarray:
+    """(h, w) bool of a decimated grid over a ``width`` x ``height`` scene: pixel centres in ``rects``."""
+    h, w = shape
+    xs = (np.arange(w) + 0.5) * width / w
+    ys = (np.arange(h) + 0.5) * height / h
+    mask = np.zeros((h, w), dtype=bool)
+    for x0, y0, x1, y1 in rects:
+        mask[np.ix_((ys >= y0) & (ys < y1), (xs >= x0) & (xs < x1))] = True
+    return mask
+
+
+def _check_chip_count(path: str, ds: Any, tiling: TilingConfig, n: int) -> None:
+    """RasterError when a scene would make more chips than ``tiling.max_chips``."""
+    if n > tiling.max_chips:
+        raise RasterError(
+            f"{path}: would make {n:,} chips (a {ds.width:,} x {ds.height:,} px scene in "
+            f"{tiling.size} px chips), more than --max-chips {tiling.max_chips:,}; if the "
+            f"scene is meant to be this large, run again with --max-chips {n}"
+        )
 
 
 def catalogue(path: str, tiling: TilingConfig, *, sample: bool = True) -> Catalogued:
@@ -233,6 +375,16 @@ def catalogue(path: str, tiling: TilingConfig, *, sample: bool = True) -> Catalo
                 ) from None
         else:
             data, valid = np.zeros((len(bands), 1, 1), dtype=dtype), np.ones((1, 1), dtype=bool)
+        grid = (ds.width, ds.height, tiling.size, tiling.overlap)
+        rects = vrt_source_rects(path, ds)
+        # a decimated pixel wider than a quarter chip cannot tell one chip's data from gaps
+        coarse = max(ds.width, ds.height) / max(valid.shape) > tiling.size / 4
+        if rects is not None:
+            # pixels between a mosaic's sources read as 0 but are not data: out of the stretch
+            if coarse and len(rects):  # the sample is too coarse to see the sources
+                data, valid = sources_sample(ds, bands, rects, tiling.overview_max)
+            else:
+                valid = valid & rect_mask(rects, valid.shape, ds.width, ds.height)
         if not valid.any():
             raise RasterError(f"{path}: scene holds no valid pixels (all nodata); nothing to tile")
         if needs_stretch:
@@ -244,8 +396,22 @@ def catalogue(path: str, tiling: TilingConfig, *, sample: bool = True) -> Catalo
                 f"{path}: scene ({ds.width} x {ds.height}) is smaller than the chip size "
                 f"{tiling.size}; it becomes one padded chip"
             )
-        windows = chip_grid(ds.width, ds.height, tiling.size, tiling.overlap)
-        frac = valid_fractions(valid, windows, ds.width, ds.height)
+        if rects is None:
+            _check_chip_count(path, ds, tiling, grid_count(*grid))
+            windows = chip_grid(*grid)
+            frac = valid_fractions(valid, windows, ds.width, ds.height)
+        else:
+            windows = covered_grid(*grid, rects)
+            _check_chip_count(path, ds, tiling, len(windows))
+            uncovered = grid_count(*grid) - len(windows)
+            if uncovered:
+                notes.append(
+                    f"{path}: {uncovered:,} chips of the grid lie where none of the VRT's "
+                    f"{len(rects)} sources is; skipped"
+                )
+            frac = covered_fractions(windows, rects, ds.width, ds.height)
+            if not coarse:  # the sample sees nodata inside the sources too
+                frac = np.minimum(frac, valid_fractions(valid, windows, ds.width, ds.height))
         keep = frac >= max(tiling.min_valid, 1e-9)
         values = {
             "path": canonical_path(path),

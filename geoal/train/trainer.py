@@ -84,8 +84,9 @@ def train_detector(
     ``classes``, in order; its train split needs at least one labelled image and
     its val split at least one image. ``imgsz`` (pixels, a multiple of 32) is
     the training size; ``device`` "cpu" or "cuda:N"; ``patience`` stops after
-    that many epochs without improvement (None: never). ``progress`` shows
-    ultralytics' log and progress bars; ``plots`` lets it draw its plots (offline).
+    that many epochs without improvement (None: never). ``progress`` shows a
+    progress bar (ultralytics' own log is always silenced, its warnings kept);
+    ``plots`` lets it draw its plots (offline).
     The run goes to ``out_dir/name``, replacing an earlier run of that name.
 
     The same inputs and seed give the same weights on the CPU (ultralytics seeds
@@ -151,10 +152,48 @@ def _run(
     # On the CPU ultralytics trains with cpu_count - 1 torch threads, which leaves a
     # core to the rest of the machine (on a busy 2-core machine, 2 threads ran 3x
     # slower than 1); the caller's thread count is restored afterwards.
-    with _torch_state(), _quiet_ultralytics(quiet), _amp_check(args, init, classes, run_dir):
+    with _torch_state(), _quiet_ultralytics(), _amp_check(args, init, classes, run_dir):
         trainer = DetectionTrainer(overrides=args)
-        trainer.train()
+        with _progress_bar(trainer, int(args["epochs"]), quiet):
+            trainer.train()
     return trainer
+
+
+@contextmanager
+def _progress_bar(trainer: Any, epochs: int, quiet: bool) -> Iterator[None]:
+    """geoal's own progress bar over the run's batches (loss, val mAP50), unless ``quiet``.
+
+    Ultralytics' log is silenced (its banner, model summary, per-epoch tables and ANSI
+    colours are a wall of text, worse in a log file); this one line says how far it is.
+    """
+    if quiet:
+        yield
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=epochs, desc="training", unit="batch", dynamic_ncols=True)
+
+    def start(t: Any) -> None:
+        bar.reset(total=epochs * max(1, len(t.train_loader)))
+
+    def batch_end(t: Any) -> None:
+        bar.update(1)
+
+    def epoch_end(t: Any) -> None:
+        shown = {"epoch": f"{min(t.epoch + 1, epochs)}/{epochs}"}
+        if isinstance(t.tloss, dict) and t.tloss:
+            shown["loss"] = f"{sum(float(v) for v in t.tloss.values()):.3g}"
+        if isinstance(t.metrics, dict) and _METRIC_KEYS["mAP50"] in t.metrics:
+            shown["mAP50"] = f"{float(t.metrics[_METRIC_KEYS['mAP50']]):.3f}"
+        bar.set_postfix(shown, refresh=True)
+
+    trainer.add_callback("on_train_start", start)
+    trainer.add_callback("on_train_batch_end", batch_end)
+    trainer.add_callback("on_fit_epoch_end", epoch_end)
+    try:
+        yield
+    finally:
+        bar.close()
 
 
 @contextmanager
@@ -186,13 +225,12 @@ def _torch_state() -> Iterator[None]:
 
 
 @contextmanager
-def _quiet_ultralytics(quiet: bool) -> Iterator[None]:
-    """Silence ultralytics' log and progress bars (which follow its log level) when ``quiet``."""
+def _quiet_ultralytics() -> Iterator[None]:
+    """Silence ultralytics' log and progress bars (which follow its log level); warnings stay."""
     from ultralytics.utils import LOGGER
 
     level = LOGGER.level
-    if quiet:
-        LOGGER.setLevel(logging.WARNING)
+    LOGGER.setLevel(logging.WARNING)
     try:
         yield
     finally:
