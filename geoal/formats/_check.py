@@ -114,14 +114,15 @@ def class_lookup(classes: Sequence[str]) -> Callable[[object], int | None]:
     return lookup
 
 
-_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
+_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}(-|__)")
 
 
 def image_basenames(name: str) -> list[str]:
     """The file name at the end of a path or URL, then without Label Studio's upload prefix.
 
     Label Studio stores an uploaded ``scene_3.png`` as ``/data/upload/1/8f2c1a3b-scene_3.png``
-    and its COCO export names it so; this gives ``["8f2c1a3b-scene_3.png", "scene_3.png"]``.
+    and its COCO export names images ``images/8f2c1a3b-scene_3.png`` (or, for an image served
+    by URL, ``images/8f2c1a3b__scene_3.png``); this gives ``[that name, "scene_3.png"]``.
     """
     from urllib.parse import parse_qs, urlsplit
 
