@@ -132,8 +132,11 @@ def test_an_unedited_cold_start_export_does_not_wipe_labels(tmp_path: Path, geot
 
 def test_the_default_never_replaces_human_labels(tmp_path: Path, geotiff: Path) -> None:
     proj = make_project(tmp_path, geotiff, "tree", "osbs029_rgb_10cm.tif")
-    run("-p", str(proj), "import", str(geotiff / "osbs029_trees.geojson"))
+    run("-p", str(proj), "select", "-k", "4", "-s", "random")
+    trees = str(geotiff / "osbs029_trees.geojson")
+    run("-p", str(proj), "import", trees, "--class", "tree")
     labels = counts(proj)["labels"]
+    assert counts(proj)["labelled"] == 4 and labels >= 61
     # an empty COCO file for the same chips (another annotator found nothing)
     rows = q(proj, "SELECT id, col_off, row_off FROM chips ORDER BY id")
     empty = {
