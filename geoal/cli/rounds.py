@@ -434,6 +434,9 @@ def export(
     default=None,
     help="GeoJSON: give every feature this class (files without a class property).",
 )
+@click.option(
+    "--layer", default=None, help="GeoPackage with several layers: the one holding the labels."
+)
 @click.pass_context
 @friendly
 def import_(
@@ -446,6 +449,7 @@ def import_(
     min_visible: float,
     class_field: str | None,
     fixed_class: str | None,
+    layer: str | None,
 ) -> None:
     """Import labels (COCO, GeoJSON in any CRS, Label Studio JSON, JSON-MIN or COCO export).
 
@@ -469,6 +473,7 @@ def import_(
             class_field=class_field,
             fixed_class=fixed_class,
             accept_predictions=accept_predictions,
+            layer=layer,
         )
     if report.problems:
         for line in report.problems[:200]:

@@ -208,17 +208,44 @@ def _feature(corners: np.ndarray, properties: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def read_geojson(path: str | Path) -> gpd.GeoDataFrame:
-    """Read a vector file into a GeoDataFrame; FormatError naming the file when unreadable
-    or without a CRS."""
+def read_geojson(path: str | Path, layer: str | None = None) -> gpd.GeoDataFrame:
+    """Read a vector file (or one ``layer`` of it) into a GeoDataFrame.
+
+    FormatError naming the file when it is unreadable, has no CRS, has several layers and
+    none is named (a GeoPackage from ``geoal map`` or QGIS: reading the first one would
+    import the wrong features), or holds coordinates that cannot be the lon/lat its CRS
+    says (a GeoJSON without a ``crs`` member is EPSG:4326 by RFC 7946; UTM metres saved
+    that way would land nowhere).
+    """
     import geopandas as gpd
+    import pyogrio
 
     try:
-        gdf = gpd.read_file(path, engine="pyogrio")
+        layers = [str(name) for name, _ in pyogrio.list_layers(path)]
     except Exception as exc:  # pyogrio raises several types for missing / corrupt files
+        raise FormatError(f"{path}: cannot read as GeoJSON ({exc})") from exc
+    if layer is None and len(layers) > 1:
+        raise FormatError(
+            f"{path}: has {len(layers)} layers ({', '.join(layers)}); name the one holding "
+            "the labels with --layer NAME"
+        )
+    if layer is not None and layer not in layers:
+        raise FormatError(f"{path}: no layer {layer!r}; it has {', '.join(layers)}")
+    try:
+        gdf = gpd.read_file(path, engine="pyogrio", layer=layer)
+    except Exception as exc:
         raise FormatError(f"{path}: cannot read as GeoJSON ({exc})") from exc
     if gdf.crs is None:
         raise FormatError(f"{path}: no CRS; declare one (or write lon/lat EPSG:4326)")
+    if gdf.crs.is_geographic and len(gdf) and not gdf.geometry.is_empty.all():
+        x1, y1, x2, y2 = gdf.total_bounds
+        if min(x1, y1) < -360 or max(x2, y2) > 360:
+            raise FormatError(
+                f"{path}: coordinates such as ({x1:.1f}, {y1:.1f}) are not longitude/latitude, "
+                f"but the file's CRS is {gdf.crs.name} (a GeoJSON without a 'crs' member is "
+                "read as EPSG:4326); save it with its real CRS (in QGIS: Export > Save "
+                "Features As, choosing the CRS)"
+            )
     return gdf
 
 

@@ -440,12 +440,14 @@ def import_labels(
     class_field: str | None = None,
     fixed_class: str | None = None,
     accept_predictions: bool = False,
+    layer: str | None = None,
 ) -> ImportReport:
     """Validate a label file and apply it completely, or not at all.
 
     A GeoJSON file without chip features labels the chips of ``round_id`` (default: the
     latest open round, or every chip of the project when no round is open) that it covers.
-    ``class_field=None`` finds the class property among the usual names.
+    ``class_field=None`` finds the class property among the usual names; ``layer`` names
+    the layer of a vector file with several.
     """
     from geoal import formats
     from geoal.pipeline.rounds import round_chip_ids
@@ -470,7 +472,7 @@ def import_labels(
     classes = project.config.classes
     scope = ""
     if fmt == "geojson":
-        gdf = formats.read_geojson(path)
+        gdf = formats.read_geojson(path, layer)
         if fixed_class is not None:
             if formats.class_lookup(classes)(fixed_class) is None:
                 raise ConfigError(

@@ -540,3 +540,105 @@ def test_label_studio_exports_import(tmp_path: Path, geotiff: Path, kind: str) -
     assert q(proj, "SELECT chip_id, x1, y1, x2, y2 FROM labels") == [
         (first, 20.0, 40.0, 30.0, 55.0)
     ]
+
+
+# -- traps of the same family a new user meets ------------------------------------------
+
+
+def test_geoal_predict_output_is_not_labels(tmp_path: Path, geotiff: Path) -> None:
+    """`geoal predict --out objects.gpkg`, opened in QGIS and imported: the model's objects
+    (with their 'confidence') must not become labels unnoticed."""
+    import rasterio
+
+    from geoal.predict.scene import PredictReport, SceneDetections, write_detections
+
+    proj = make_project(tmp_path, geotiff, "tree", "osbs029_rgb_10cm.tif")
+    run("-p", str(proj), "select", "-k", "4", "-s", "random")  # as in the first round
+    scene = geotiff / "osbs029_rgb_10cm.tif"
+    with rasterio.open(scene) as ds:
+        crs, transform = ds.crs.to_wkt(), tuple(ds.transform)[:6]
+    objects = np.array([[10, 10, 40, 40, 0.9, 0, 0.1], [250, 250, 290, 300, 0.4, 0, 0.5]], float)
+    detections = SceneDetections(str(scene), scene.stem, crs, transform, objects, 4, 2, 0.0)
+    out = tmp_path / "objects.gpkg"
+    write_detections(PredictReport(("tree",), [detections]), out)
+    res = run("-p", str(proj), "import", str(out), ok=False)
+    assert res.exit_code == 1 and "2 box(es) are a model's pre-annotations" in res.output
+    assert "property 'confidence' = 0.9" in res.output
+    assert counts(proj)["labelled"] == 0
+    taken = run("-p", str(proj), "import", str(out), "--accept-predictions").output
+    assert "2 boxes" in taken and "2 model boxes taken as labels" in taken
+
+
+def test_a_coco_file_from_another_tool_matches_chips_by_image_name(
+    tmp_path: Path, geotiff: Path
+) -> None:
+    """CVAT and most tools write COCO file names as the bare image name, with ids of their own."""
+    proj = make_project(tmp_path, geotiff, "tree", "osbs029_rgb_10cm.tif")
+    run("-p", str(proj), "select", "-k", "2", "-s", "random")
+    run("-p", str(proj), "export", "-f", "coco", "-o", str(tmp_path / "r1"))
+    ours = json.loads((tmp_path / "r1" / "round1_coco.json").read_text())
+    names = [Path(im["file_name"]).name for im in ours["images"]]
+    cvat = {
+        "licenses": [{"name": "", "id": 0, "url": ""}],
+        "info": {"contributor": "", "description": "", "version": ""},
+        "categories": [{"id": 1, "name": "tree", "supercategory": ""}],
+        "images": [
+            {"id": k + 1, "width": 200, "height": 200, "file_name": name}
+            for k, name in enumerate(names)
+        ],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "segmentation": [],
+                "area": 150.0,
+                "bbox": [20.0, 40.0, 10.0, 15.0],
+                "iscrowd": 0,
+                "attributes": {"occluded": False},
+            }
+        ],
+    }
+    path = tmp_path / "instances_default.json"
+    path.write_text(json.dumps(cvat))
+    out = run("-p", str(proj), "import", str(path)).output
+    assert "2 chips, 1 boxes, 1 labelled negatives" in out
+    first = ours["images"][0]["id"]
+    assert q(proj, "SELECT chip_id, x1, y1, x2, y2 FROM labels") == [
+        (first, 20.0, 40.0, 30.0, 55.0)
+    ]
+
+
+def test_a_geojson_without_its_crs_is_refused_with_the_reason(
+    tmp_path: Path, geotiff: Path
+) -> None:
+    """UTM metres written to GeoJSON without a 'crs' member read as lon/lat (RFC 7946)."""
+    proj = make_project(tmp_path, geotiff, "tree", "osbs029_rgb_10cm.tif")
+    run("-p", str(proj), "select", "-k", "4", "-s", "random")  # as in the first round
+    data = json.loads((geotiff / "osbs029_trees.geojson").read_text())
+    del data["crs"]
+    path = tmp_path / "trees_no_crs.geojson"
+    path.write_text(json.dumps(data))
+    res = run("-p", str(proj), "import", str(path), ok=False)
+    assert res.exit_code == 1 and "(404212.0, 3285102.9) are not longitude/latitude" in res.output
+    assert "for this place" not in res.output and counts(proj)["labelled"] == 0
+
+
+def test_a_geopackage_with_several_layers_needs_the_layer_named(
+    tmp_path: Path, geotiff: Path
+) -> None:
+    """A QGIS project GeoPackage: the labels next to other layers; the first is not the one."""
+    proj = make_project(tmp_path, geotiff, "tree", "osbs029_rgb_10cm.tif")
+    run("-p", str(proj), "select", "-k", "4", "-s", "random")  # as in the first round
+    trees = gpd.read_file(geotiff / "osbs029_trees.geojson")
+    gpkg = tmp_path / "survey.gpkg"
+    area = gpd.GeoDataFrame(
+        {"label": ["Tree"]}, geometry=[trees.union_all().envelope], crs=trees.crs
+    )
+    area.to_file(gpkg, layer="survey_area", driver="GPKG")
+    trees.to_file(gpkg, layer="trees", driver="GPKG")
+    res = run("-p", str(proj), "import", str(gpkg), ok=False)
+    assert res.exit_code == 1 and "has 2 layers (survey_area, trees)" in res.output
+    assert "--layer NAME" in res.output and counts(proj)["labelled"] == 0
+    out = run("-p", str(proj), "import", str(gpkg), "--layer", "trees").output
+    assert "4 chips" in out and counts(proj)["labels"] >= 61
