@@ -316,9 +316,10 @@ def pull_summary(report: PullReport) -> list[str]:
     elif not imp.applied:
         head = "no annotation changed; nothing changed"
     else:
+        unchanged = f", {imp.unchanged} unchanged" if imp.unchanged else ""
         head = (
             f"imported {imp.chips} chips ({imp.boxes} boxes, {imp.negatives} labelled negatives, "
-            f"{imp.replaced} relabelled)"
+            f"{imp.replaced} relabelled{unchanged})"
         )
     lines = [
         f"Label Studio project {report.ls_project} at {report.url}: {report.tasks} tasks, "
