@@ -466,11 +466,12 @@ def _class_field(
 
 def _prediction_marks(features: gpd.GeoDataFrame, kind: list[Any], n: int) -> list[str]:
     """Per feature, why it is a model's detection ("" for none): ``kind: prediction`` as
-    geoal exports them, or a number in ``score`` / ``confidence`` (geoal predict, map)."""
+    geoal exports them, or, unless its ``kind`` is ``label``, a number in ``score`` /
+    ``confidence`` (geoal predict, map)."""
     marks = ["kind 'prediction'" if k == "prediction" else "" for k in kind]
     for name in PREDICTION_FIELDS:
         for i, v in enumerate(_column(features, name, n)):
-            if not marks[i] and as_number(v) is not None and v == v:
+            if not marks[i] and kind[i] != "label" and as_number(v) is not None and v == v:
                 marks[i] = f"property {name!r} = {float(v):.3g}"
     return marks
 

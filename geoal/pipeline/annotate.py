@@ -586,9 +586,10 @@ def apply_import(
         first = result.predictions[0]
         report.problems.append(
             f"{source}: {len(result.predictions)} box(es) are a model's pre-annotations, not "
-            f"labels (e.g. {first.where}: {first.message}). Correct them in your annotation "
-            "tool and import its export (a box you keep there loses the marker), or pass "
-            "--accept-predictions to take them as labels knowingly"
+            f"labels (e.g. {first.where}: {first.message}). Review them in your annotation "
+            "tool and import what it exports; a box you keep by hand must lose the model's "
+            "marker (COCO: its 'score'; GeoJSON: kind 'label', no score or confidence). Or "
+            "pass --accept-predictions to take them as labels knowingly"
         )
     if result.duplicates and on_duplicate == "refuse":
         report.problems.append(

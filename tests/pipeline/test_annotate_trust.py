@@ -642,3 +642,29 @@ def test_a_geopackage_with_several_layers_needs_the_layer_named(
     assert "--layer NAME" in res.output and counts(proj)["labelled"] == 0
     out = run("-p", str(proj), "import", str(gpkg), "--layer", "trees").output
     assert "4 chips" in out and counts(proj)["labels"] >= 61
+
+
+def test_a_reviewed_geojson_export_imports(tmp_path: Path, geotiff: Path) -> None:
+    """The analyst's QGIS round: keep a good prediction (kind -> label), delete the rest,
+    draw a missed object; the file imports, and chips with nothing left are negatives."""
+    proj = make_project(tmp_path, geotiff, "tree", "osbs029_rgb_10cm.tif")
+    ids = model_round(proj, 2)
+    run("-p", str(proj), "export", "-f", "geojson", "-o", str(tmp_path / "gj"))
+    data = json.loads((tmp_path / "gj" / "round1_scene_crs.geojson").read_text())
+    features = []
+    for f in data["features"]:
+        p = f["properties"]
+        if p["kind"] == "prediction" and p["score"] > 0.8 and p["chip_id"] == ids[0]:
+            p["kind"] = "label"  # checked and kept
+        if p["kind"] != "prediction":
+            features.append(f)
+    kept = next(f for f in features if f["properties"]["kind"] == "label")
+    drawn = json.loads(json.dumps(kept))
+    drawn["properties"] = {"class": "Tree"}  # a new box: no kind, no chip id, no score
+    features.append(drawn)
+    data["features"] = features
+    path = tmp_path / "reviewed.geojson"
+    path.write_text(json.dumps(data))
+    out = run("-p", str(proj), "import", str(path)).output
+    assert "2 chips, 2 boxes, 1 labelled negatives" in out
+    assert q(proj, "SELECT chip_id, COUNT(*) FROM labels GROUP BY chip_id") == [(ids[0], 2)]
