@@ -255,7 +255,7 @@ def export_round(project: Project, opts: ExportOptions, *, progress: bool = True
     texts: dict[str, str] = {}
     if opts.format == "labelstudio":
         texts["labelstudio_config.xml"] = formats.labelstudio_config(classes)
-    with _undo_on_failure(out) as written:
+    with _UndoOnFailure(out) as written:
         _write_chip_images(project, chips, out, opts, written, progress)
         targets = []
         for file, data in documents.items():
@@ -284,7 +284,7 @@ def _geojson_crs_option(value: str) -> str:
         return "EPSG:4326"
     if v.lower() in ("auto", "scene"):
         return v.lower()
-    raise ConfigError(f"--crs {value}: choose auto, scene or EPSG:4326")
+    raise ConfigError(f"--crs {value}: choose {', '.join(GEOJSON_CRS_CHOICES)}")
 
 
 def _image_root(value: str | None) -> str:
@@ -299,7 +299,7 @@ def _image_root(value: str | None) -> str:
     return value.rstrip("/")
 
 
-class _undo_on_failure:
+class _UndoOnFailure:
     """Collects paths a step writes; if the step fails, removes those that were new, and
     the folders it created, so a failed export leaves nothing behind."""
 
