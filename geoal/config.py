@@ -75,6 +75,13 @@ class SelectConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    """Annotation export defaults (``geoal export``, ``geoal labelstudio push``)."""
+
+    conf: float = 0.25  # detections shown to annotators as pre-annotations at or above this
+
+
+@dataclass(frozen=True)
 class ProjectConfig:
     """The whole of ``geoal.yaml``."""
 
@@ -84,6 +91,7 @@ class ProjectConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for YAML (tuples as lists)."""
@@ -175,6 +183,7 @@ def config_from_dict(data: Mapping[str, Any], source: str = "config") -> Project
         model=_build(ModelConfig, full["model"], f"{source}: model"),
         score=_build(ScoreConfig, full["score"], f"{source}: score"),
         select=_build(SelectConfig, full["select"], f"{source}: select"),
+        export=_build(ExportConfig, full["export"], f"{source}: export"),
     )
     unknown = set(full) - {f.name for f in dataclasses.fields(ProjectConfig)}
     if unknown:
@@ -261,6 +270,7 @@ def validate(cfg: ProjectConfig, source: str = "config") -> None:
         (0.0 < cfg.score.conf < 1.0, f"score.conf must be in (0, 1), got {cfg.score.conf}"),
         (0.0 < cfg.score.iou <= 1.0, f"score.iou must be in (0, 1], got {cfg.score.iou}"),
         (cfg.select.budget >= 1, f"select.budget must be >= 1, got {cfg.select.budget}"),
+        (0.0 <= cfg.export.conf <= 1.0, f"export.conf must be in [0, 1], got {cfg.export.conf}"),
     ]
     for ok, message in checks:
         if not ok:

@@ -327,14 +327,22 @@ def rounds(ctx: click.Context, cancel_id: int | None, as_json: bool) -> None:
 )
 @click.option(
     "--crs",
-    default="scene",
+    default="auto",
     show_default=True,
-    help="GeoJSON: 'scene' (the scenes' CRS, declared) or EPSG:4326.",
+    help="GeoJSON: 'scene' (the scenes' CRS, declared), EPSG:4326, or auto (scene if shared, else 4326).",
 )
 @click.option("--image-format", default="png", show_default=True, help="png or jpg chip images.")
 @click.option("--geotiff", is_flag=True, help="Also write georeferenced chip GeoTIFFs (geotiff/).")
 @click.option(
-    "--image-root", default=None, help="Label Studio: URL prefix under which the images are served."
+    "--image-root",
+    default=None,
+    help="Label Studio: URL (or /data/local-files/?d=DIR) under which this folder is served.",
+)
+@click.option(
+    "--conf",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Pre-annotations: the model's boxes at or above this confidence (default: export.conf, 0.25).",
 )
 @click.option(
     "--val-fraction",
@@ -355,13 +363,16 @@ def export(
     image_format: str,
     geotiff: bool,
     image_root: str | None,
+    conf: float | None,
     val_fraction: float,
     quiet: bool,
 ) -> None:
     """Export chips for annotation (with the model's detections as pre-annotations) or training.
 
     Chip images are 8-bit with the project's stored stretch. COCO images record
-    their scene and window, so labels come back to the right pixels.
+    their scene and window, so labels come back to the right pixels. Pre-annotations
+    are marked as the model's (COCO 'score', GeoJSON kind 'prediction', Label Studio
+    predictions): importing the file unedited is refused.
     """
     from geoal.pipeline.annotate import ExportOptions, export_round
 
@@ -376,10 +387,18 @@ def export(
             image_root=image_root,
             val_fraction=val_fraction,
             seed=project.config.select.seed,
+            conf=conf,
         )
         info = export_round(project, opts, progress=not quiet)
+    for note in info.get("notes", []):
+        click.echo(f"geoal: warning: {note}", err=True)
     what = f"round {info['round']}" if info["round"] is not None else "labelled chips"
-    click.echo(f"exported {info['chips']} chips ({what}) to {info['file']}")
+    pre = (
+        f", {info['predictions']} pre-annotations at confidence >= {info['conf']:g}"
+        if "conf" in info
+        else ""
+    )
+    click.echo(f"exported {info['chips']} chips ({what}{pre}) to {info['file']}")
 
 
 @main.command(name="import")
@@ -393,16 +412,22 @@ def export(
 )
 @click.option(
     "--on-duplicate",
-    default="last",
+    default="keep",
     show_default=True,
-    help="A chip labelled twice: 'last' wins, or 'refuse' the file.",
+    help="A chip an earlier import labelled: 'keep' its labels, 'replace' them, or 'refuse' the file.",
+)
+@click.option(
+    "--accept-predictions",
+    is_flag=True,
+    help="Take the model's pre-annotations (and an unedited export) as labels, knowingly.",
 )
 @click.option(
     "--round",
     "round_id",
     type=int,
     default=None,
-    help="GeoJSON without chip features: the round whose chips it labels (default: latest open).",
+    help="GeoJSON without chip features: the round whose chips it labels "
+    "(default: the latest open round; with none open, every chip the file covers).",
 )
 @click.option(
     "--min-visible",
@@ -413,15 +438,18 @@ def export(
 )
 @click.option(
     "--class-field",
-    default="class",
-    show_default=True,
-    help="GeoJSON: the property that names each feature's class.",
+    default=None,
+    help="GeoJSON: the property that names each feature's class "
+    "(default: the first of class, label, category, name, type that names a project class).",
 )
 @click.option(
     "--class",
     "fixed_class",
     default=None,
     help="GeoJSON: give every feature this class (files without a class property).",
+)
+@click.option(
+    "--layer", default=None, help="GeoPackage with several layers: the one holding the labels."
 )
 @click.pass_context
 @friendly
@@ -430,16 +458,21 @@ def import_(
     file: Path,
     fmt: str | None,
     on_duplicate: str,
+    accept_predictions: bool,
     round_id: int | None,
     min_visible: float,
-    class_field: str,
+    class_field: str | None,
     fixed_class: str | None,
+    layer: str | None,
 ) -> None:
-    """Import labels (COCO, GeoJSON in any CRS, Label Studio export): all of the file or nothing.
+    """Import labels (COCO, GeoJSON in any CRS, Label Studio JSON, JSON-MIN or COCO export).
 
-    Every problem is reported (unknown class, bad box, box outside its chip, an
-    image that is not a project chip, a path outside the export folder, ...);
-    with any problem nothing is stored. Importing the same file again changes nothing.
+    All of the file or nothing: every problem is reported once per kind (unknown
+    class, bad box, box outside its chip, an image that is not a project chip, a
+    path outside the export folder, the model's pre-annotations, ...); with any
+    problem nothing is stored. Chips already labelled keep their labels unless
+    --on-duplicate replace. A GeoJSON file labels only the chips it covers.
+    Importing the same file again labels only chips new to it.
     """
     from geoal.pipeline.annotate import import_labels, import_summary
 
@@ -453,6 +486,8 @@ def import_(
             min_visible=min_visible,
             class_field=class_field,
             fixed_class=fixed_class,
+            accept_predictions=accept_predictions,
+            layer=layer,
         )
     if report.problems:
         for line in report.problems[:200]:
@@ -492,11 +527,22 @@ _LS_TOKEN = click.option(
 @click.option(
     "--round", "round_id", type=int, default=None, help="Round to push (default: latest open)."
 )
+@click.option(
+    "--conf",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Predictions: the model's boxes at or above this confidence (default: export.conf, 0.25).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
 @friendly
 def labelstudio_push(
-    ctx: click.Context, url: str, token: str | None, round_id: int | None, quiet: bool
+    ctx: click.Context,
+    url: str,
+    token: str | None,
+    round_id: int | None,
+    conf: float | None,
+    quiet: bool,
 ) -> None:
     """Add a round's chips as tasks, the model's detections as predictions to correct.
 
@@ -510,7 +556,7 @@ def labelstudio_push(
         connect(url, token) as client,
         project.write_lock("labelstudio push"),
     ):
-        report = push_round(project, client, round_id, progress=not quiet)
+        report = push_round(project, client, round_id, progress=not quiet, conf=conf)
     for line in push_summary(report):
         click.echo(line)
 

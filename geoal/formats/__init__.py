@@ -10,8 +10,9 @@ instead of raising, and raise ``FormatError`` only for an unreadable file.
     result = from_coco(read_json("round3.json"), chips_by_id, classes, "round3.json")
 """
 
+from geoal.formats._check import class_lookup
 from geoal.formats.coco import category_id, from_coco, to_coco
-from geoal.formats.geojson import from_geojson, read_geojson, to_geojson
+from geoal.formats.geojson import auto_crs, from_geojson, read_geojson, to_geojson
 from geoal.formats.io import read_json, write_bytes, write_json, write_text
 from geoal.formats.labelstudio import from_labelstudio, labelstudio_config, to_labelstudio
 from geoal.formats.records import (
@@ -29,8 +30,10 @@ __all__ = [
     "ChipInfo",
     "ImportResult",
     "Problem",
+    "auto_crs",
     "category_id",
     "chip_file_name",
+    "class_lookup",
     "from_coco",
     "from_geojson",
     "from_labelstudio",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -89,6 +90,52 @@ def unsafe_path_reason(name: str) -> str:
     if ".." in posix.parts or ".." in win.parts:
         return f"file_name {name!r} reaches outside the export folder ('..')"
     return ""
+
+
+def class_lookup(classes: Sequence[str]) -> Callable[[object], int | None]:
+    """A function: class name in a label file -> project class index, or None when unknown.
+
+    An exact match wins; otherwise names match ignoring case and surrounding spaces ("Tree"
+    -> "tree"), unless two project classes differ only by case.
+    """
+    exact = {name: i for i, name in enumerate(classes)}
+    folded: dict[str, int | None] = {}
+    for i, name in enumerate(classes):
+        key = name.strip().casefold()
+        folded[key] = None if key in folded else i
+
+    def lookup(name: object) -> int | None:
+        if not isinstance(name, str):
+            return None
+        if name in exact:
+            return exact[name]
+        return folded.get(name.strip().casefold())
+
+    return lookup
+
+
+_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}(-|__)")
+
+
+def image_basenames(name: str) -> list[str]:
+    """The file name at the end of a path or URL, then without Label Studio's upload prefix.
+
+    Label Studio stores an uploaded ``scene_3.png`` as ``/data/upload/1/8f2c1a3b-scene_3.png``
+    and its COCO export names images ``images/8f2c1a3b-scene_3.png`` (or, for an image served
+    by URL, ``images/8f2c1a3b__scene_3.png``); this gives ``[that name, "scene_3.png"]``.
+    """
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(name.replace("\\", "/"))
+    local = parse_qs(parts.query).get("d")  # Label Studio local files: /data/local-files/?d=x
+    path = local[0] if local else parts.path
+    base = path.rstrip("/").rsplit("/", 1)[-1]
+    return list(dict.fromkeys([base, _UPLOAD_PREFIX.sub("", base)]))
+
+
+def is_url_or_absolute(name: str) -> bool:
+    """True for ``http://host/x.png``, ``s3://b/x.png`` or ``/data/upload/1/x.png``."""
+    return "://" in name or name.startswith("/")
 
 
 def normalise_rel_path(name: str) -> str:

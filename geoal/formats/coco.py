@@ -25,6 +25,9 @@ from geoal.formats._check import (
     as_numbers,
     check_box,
     check_export,
+    class_lookup,
+    image_basenames,
+    is_url_or_absolute,
     normalise_rel_path,
     unsafe_path_reason,
 )
@@ -105,9 +108,12 @@ def from_coco(
     """Labels from a parsed COCO dict; every bad entry becomes a Problem, nothing raises.
 
     An image with no annotations labels its chip negative (empty Boxes). When two images
-    map to one chip, the chip is listed in ``duplicates`` and the last image wins.
+    map to one chip, the chip is listed in ``duplicates`` and the last image wins. An
+    annotation with a ``score`` is a model's pre-annotation (as geoal exports them): it is
+    listed in ``predictions``. Category names match the classes ignoring case.
     """
     problems: list[Problem] = []
+    predicted: list[Problem] = []
 
     def report(where: str, message: str) -> None:
         problems.append(Problem(source, where, message))
@@ -115,13 +121,16 @@ def from_coco(
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         report("file", "not a COCO detection file: no 'images' list")
         return ImportResult({}, problems)
-    class_index = {name: i for i, name in enumerate(classes)}
-    categories = _categories(data.get("categories"), class_index, report)
+    categories = _categories(data.get("categories"), class_lookup(classes), report)
     by_name = {
         normalise_rel_path(c.file_name): c
         for c in chips_by_id.values()
         if not unsafe_path_reason(c.file_name)
     }
+    by_base: dict[str, ChipInfo | None] = {}
+    for c in chips_by_id.values():
+        base = image_basenames(c.file_name)[0]
+        by_base[base] = None if base in by_base else c  # None: ambiguous
 
     # An image id given twice makes its annotations ambiguous: all its entries are refused.
     ids = [as_int(im.get("id")) if isinstance(im, dict) else None for im in data["images"]]
@@ -137,7 +146,7 @@ def from_coco(
         elif image_id in twice:
             report(where, f"image id {image_id} appears more than once in 'images'; refused")
         else:
-            chip, why = _match_image(image, chips_by_id, by_name)
+            chip, why = _match_image(image, chips_by_id, by_name, by_base)
             if chip is None:
                 report(where, why)
             else:
@@ -191,13 +200,15 @@ def from_coco(
             report(where, f"bbox [x, y, w, h] = [{x:.6g}, {y:.6g}, {w:.6g}, {h:.6g}]: {why}")
             continue
         found[chip.chip_id].append((box, cls))
+        if "score" in ann and ann["score"] is not None:
+            predicted.append(Problem(source, where, "a model's pre-annotation (COCO 'score')"))
 
     labels = {cid: _boxes(found[cid]) for cid in order}
-    return ImportResult(labels, problems, duplicates)
+    return ImportResult(labels, problems, duplicates, predictions=predicted)
 
 
 def _categories(
-    cats: Any, class_index: Mapping[str, int], report: Callable[[str, str], None]
+    cats: Any, class_index: Callable[[object], int | None], report: Callable[[str, str], None]
 ) -> dict[int, tuple[int | None, str]]:
     """COCO category id -> (project class index or None when the name is unknown, name)."""
     out: dict[int, tuple[int | None, str]] = {}
@@ -212,22 +223,35 @@ def _categories(
         if cid in out:
             report(f"category {cid}", "category id appears twice; the first is used")
             continue
-        out[cid] = (class_index.get(cat["name"]), cat["name"])
+        out[cid] = (class_index(cat["name"]), cat["name"])
     return out
 
 
 def _match_image(
-    image: dict[str, Any], chips_by_id: Mapping[int, ChipInfo], by_name: Mapping[str, ChipInfo]
+    image: dict[str, Any],
+    chips_by_id: Mapping[int, ChipInfo],
+    by_name: Mapping[str, ChipInfo],
+    by_base: Mapping[str, ChipInfo | None],
 ) -> tuple[ChipInfo | None, str]:
-    """The chip an image entry stands for, or (None, why not)."""
+    """The chip an image entry stands for, or (None, why not).
+
+    With a ``geoal`` block: the chip it names. Without (another tool's file): the chip whose
+    file name is the image's relative path, else whose file name ends the image's path or URL
+    (Label Studio's COCO export names ``images/8f2c1a3b-scene_3.png`` or the served URL).
+    """
     name = image.get("file_name")
     if not isinstance(name, str):
         return None, "image without a 'file_name'"
-    unsafe = unsafe_path_reason(name)
+    block = image.get("geoal")
+    foreign = block is None and is_url_or_absolute(name) and ".." not in name.split("/")
+    unsafe = "" if foreign else unsafe_path_reason(name)
     if unsafe:
         return None, unsafe
-    block = image.get("geoal")
-    if block is not None:
+    if foreign:
+        chip = next((c for b in image_basenames(name) if (c := by_base.get(b))), None)
+        if chip is None:
+            return None, f"file_name {name!r} is not one of the project's chips"
+    elif block is not None:
         chip = _match_block(block, chips_by_id)
         if chip is None:
             return None, (
@@ -235,7 +259,9 @@ def _match_image(
                 "project's chips: exported from another project or before the scene changed"
             )
     else:
-        found = by_name.get(normalise_rel_path(name))
+        found = by_name.get(normalise_rel_path(name)) or next(
+            (c for b in image_basenames(name) if (c := by_base.get(b))), None
+        )
         if found is None:
             return None, f"file_name {name!r} is not one of the project's chips"
         chip = found

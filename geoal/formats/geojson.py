@@ -11,8 +11,16 @@ Which chips a GeoJSON import labels:
 
 - if the file has ``kind: "chip"`` features (as this exporter writes), exactly the chips
   they name, each possibly a labelled negative;
-- otherwise every chip passed in ``chips`` (the caller passes the round's chips, or the
-  chips a drawing session covered).
+- otherwise the chips passed in ``chips`` that the file covers: a chip that holds one of
+  its boxes, or, on a scene the features reach, a chip at least half inside the bounding
+  box of the features on that scene (a labelled negative when it holds none). Chips of
+  other scenes (other places, other UTM zones) and chips beyond the labelled area are
+  left alone and listed in ``uncovered``: a label file never says "nothing here" about
+  a place it does not cover.
+
+Predictions are not labels: a feature with ``kind: "prediction"`` (geoal's export) or a
+number in ``score`` or ``confidence`` (``geoal predict``, ``geoal map``) is listed in
+``predictions`` for the caller to refuse unless the user accepts them.
 
 A box feature with a ``chip_id`` property that names a labelled chip goes to that chip only
 (so boxes exported from overlapping chips do not double up); a feature without one goes to
@@ -27,14 +35,14 @@ one that overlaps chips but is mostly outside each is neither (it belongs to a n
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from geoal.errors import FormatError
-from geoal.formats._check import as_int, check_export
+from geoal.formats._check import as_int, as_number, check_export, class_lookup
 from geoal.formats.records import Boxes, ChipInfo, ImportResult, Problem
 from geoal.raster.footprint import WGS84, crs_to_pixel, pixel_to_crs, to_wgs84
 from geoal.raster.grid import window_corners
@@ -43,10 +51,27 @@ if TYPE_CHECKING:
     import geopandas as gpd
 
 GEOJSON_CRS = ("scene", WGS84)
-"""Valid values of ``to_geojson(crs=...)``."""
+"""Valid values of ``to_geojson(crs=...)``; ``geoal export --crs auto`` picks one with
+:func:`auto_crs`."""
 
 VISIBLE_SLACK = 1e-9
 """Float slack on ``min_visible``: a box exactly at the threshold is kept."""
+
+
+def auto_crs(chips: Sequence[ChipInfo]) -> str:
+    """``"scene"`` when all chips share one CRS with an EPSG code, else ``"EPSG:4326"``.
+
+    A round with scenes in several UTM zones cannot be written in one projected CRS, and
+    GeoJSON holds one; lon/lat is what RFC 7946 asks for anyway.
+    """
+    from pyproj import CRS
+
+    wkts = {c.crs for c in chips if c.crs}
+    if not wkts:
+        return "scene"  # pixel-only or empty: to_geojson says what is wrong
+    crs = [CRS.from_user_input(w) for w in wkts]
+    same = all(crs[0].equals(other) for other in crs[1:])
+    return "scene" if same and crs[0].to_epsg() is not None else WGS84
 
 
 def to_geojson(
@@ -55,15 +80,18 @@ def to_geojson(
     classes: Sequence[str],
     crs: str = "scene",
 ) -> dict[str, Any]:
-    """A GeoJSON FeatureCollection of chip footprints and boxes, in the scene CRS or EPSG:4326.
+    """A GeoJSON FeatureCollection of chip footprints and boxes, in the scene CRS or EPSG:4326
+    (``crs="auto"``: the scene CRS when the chips share one, else EPSG:4326).
 
     FormatError for a pixel-only chip, for ``crs="scene"`` with chips in different CRSs or
     in a CRS without an EPSG code, and for an unknown ``crs``.
     """
     from pyproj import CRS
 
+    if crs == "auto":
+        crs = auto_crs(chips)
     if crs not in GEOJSON_CRS:
-        raise FormatError(f"GeoJSON crs must be one of {list(GEOJSON_CRS)}, got {crs!r}")
+        raise FormatError(f"--crs {crs}: choose scene, EPSG:4326 or auto")
     by_id = check_export(chips, dict(boxes), classes)
     for chip in by_id.values():
         if chip.crs is None:
@@ -79,13 +107,13 @@ def to_geojson(
             names = sorted({chip.scene_name for chip in by_id.values()})
             raise FormatError(
                 f"the chips' scenes {names} are in different CRSs: export with "
-                "crs='EPSG:4326' or one scene at a time"
+                "--crs EPSG:4326 (or --crs auto)"
             )
         code = first.to_epsg()
         if code is None:
             raise FormatError(
                 f"the scenes' CRS ({first.name}) has no EPSG code to declare in GeoJSON: "
-                "export with crs='EPSG:4326'"
+                "export with --crs EPSG:4326 (or --crs auto)"
             )
         out["crs"] = {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{code}"}}
 
@@ -180,41 +208,80 @@ def _feature(corners: np.ndarray, properties: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def read_geojson(path: str | Path) -> gpd.GeoDataFrame:
-    """Read a vector file into a GeoDataFrame; FormatError naming the file when unreadable
-    or without a CRS."""
+def read_geojson(path: str | Path, layer: str | None = None) -> gpd.GeoDataFrame:
+    """Read a vector file (or one ``layer`` of it) into a GeoDataFrame.
+
+    FormatError naming the file when it is unreadable, has no CRS, has several layers and
+    none is named (a GeoPackage from ``geoal map`` or QGIS: reading the first one would
+    import the wrong features), or holds coordinates that cannot be the lon/lat its CRS
+    says (a GeoJSON without a ``crs`` member is EPSG:4326 by RFC 7946; UTM metres saved
+    that way would land nowhere).
+    """
     import geopandas as gpd
+    import pyogrio
 
     try:
-        gdf = gpd.read_file(path, engine="pyogrio")
+        layers = [str(name) for name, _ in pyogrio.list_layers(path)]
     except Exception as exc:  # pyogrio raises several types for missing / corrupt files
+        raise FormatError(f"{path}: cannot read as GeoJSON ({exc})") from exc
+    if layer is None and len(layers) > 1:
+        raise FormatError(
+            f"{path}: has {len(layers)} layers ({', '.join(layers)}); name the one holding "
+            "the labels with --layer NAME"
+        )
+    if layer is not None and layer not in layers:
+        raise FormatError(f"{path}: no layer {layer!r}; it has {', '.join(layers)}")
+    try:
+        gdf = gpd.read_file(path, engine="pyogrio", layer=layer)
+    except Exception as exc:
         raise FormatError(f"{path}: cannot read as GeoJSON ({exc})") from exc
     if gdf.crs is None:
         raise FormatError(f"{path}: no CRS; declare one (or write lon/lat EPSG:4326)")
+    if gdf.crs.is_geographic and len(gdf) and not gdf.geometry.is_empty.all():
+        x1, y1, x2, y2 = gdf.total_bounds
+        if min(x1, y1) < -360 or max(x2, y2) > 360:
+            raise FormatError(
+                f"{path}: coordinates such as ({x1:.1f}, {y1:.1f}) are not longitude/latitude, "
+                f"but the file's CRS is {gdf.crs.name} (a GeoJSON without a 'crs' member is "
+                "read as EPSG:4326); save it with its real CRS (in QGIS: Export > Save "
+                "Features As, choosing the CRS)"
+            )
     return gdf
+
+
+CLASS_FIELDS = ("class", "label", "category", "name", "type")
+"""Properties searched, in this order, for a feature's class when none is named."""
+
+PREDICTION_FIELDS = ("score", "confidence")
+"""Properties whose number marks a feature as a model's detection (geoal export, predict, map)."""
+
+MIN_COVERED = 0.5
+"""Share of a chip that must lie inside the file's extent for an empty chip to be a negative."""
 
 
 def from_geojson(
     features: gpd.GeoDataFrame,
     chips: Sequence[ChipInfo],
     classes: Sequence[str],
-    class_field: str = "class",
+    class_field: str | None = "class",
     min_visible: float = 0.5,
     source: str = "geojson",
 ) -> ImportResult:
     """Labels from features in any CRS, mapped onto chips (see the module docstring).
 
-    Boxes come back in chip pixels, clipped to the chip. Problems: no CRS, no class column,
-    unknown class, empty or invalid geometry, a geometry without area in pixel space, a
-    feature outside every labelled chip, a chip feature or chip_id naming an unknown chip.
+    Boxes come back in chip pixels, clipped to the chip. ``class_field=None`` finds the
+    class property among :data:`CLASS_FIELDS`; class names match ignoring case. Problems: no
+    CRS, no class property, unknown class, empty or invalid geometry, a geometry without
+    area in pixel space, a chip feature or chip_id naming an unknown chip. Features a model
+    made are listed in ``predictions``; chips the file does not cover in ``uncovered``.
     """
     import shapely
 
     if not 0.0 < min_visible <= 1.0:
         raise ValueError(f"min_visible must be in (0, 1], got {min_visible}")
     problems: list[Problem] = []
-
     notes: list[Problem] = []
+    info: list[str] = []
 
     def report(where: str, message: str) -> None:
         problems.append(Problem(source, where, message))
@@ -235,18 +302,29 @@ def from_geojson(
             report(f"feature {i}", f"chip feature names chip {chip_col[i]!r}, not one of the chips")
         else:
             labelled[cid] = chips_by_id[cid]
-    if not is_chip.any():
+    by_extent = not is_chip.any()  # no chip features: the features' extent says what is covered
+    if by_extent:
         labelled = dict(chips_by_id)
     for cid, chip in list(labelled.items()):
         if chip.crs is None:
             report(f"chip {cid}", "pixel-only scene: GeoJSON features cannot be placed on it")
             del labelled[cid]
-    if class_field not in features.columns and not is_chip.all():
-        report("file", f"no {class_field!r} property: cannot tell the features' classes")
+    lookup = class_lookup(classes)
+    field = _class_field(features, ~is_chip, class_field, lookup)
+    if field is None and not is_chip.all():
+        props = [str(c) for c in features.columns if c != "geometry"][:12]
+        named = repr(class_field) if class_field else f"class ({', '.join(CLASS_FIELDS)})"
+        report(
+            "file",
+            f"no {named} property: cannot tell the features' classes (the file has {props}); "
+            "give --class-field NAME, or --class NAME to give every feature one class",
+        )
         return ImportResult({}, problems)
+    if field is not None and class_field is None:
+        info.append(f"classes from property {field!r}")
 
-    class_index = {name: i for i, name in enumerate(classes)}
-    names = _column(features, class_field, n)
+    names = _column(features, field, n) if field is not None else [None] * n
+    marks = _prediction_marks(features, kind, n)
     geoms = np.asarray(features.geometry.values, dtype=object)
     cand: list[int] = []
     cand_cls: list[int] = []
@@ -255,9 +333,10 @@ def from_geojson(
         where = f"feature {i}"
         name = names[i]
         if _missing(name):
-            report(where, f"no {class_field!r} value: unknown class")
+            report(where, f"no {field!r} value: unknown class")
             continue
-        if not isinstance(name, str) or name not in class_index:
+        cls = lookup(name)
+        if cls is None:
             report(where, f"unknown class {name!r}: not one of {list(classes)}")
             continue
         g = geoms[i]
@@ -274,7 +353,7 @@ def from_geojson(
                 report(where, f"chip_id {chip_col[i]!r} is not one of the labelled chips")
                 continue
         cand.append(i)
-        cand_cls.append(class_index[name])
+        cand_cls.append(cls)
         target.append(fixed)
 
     # per labelled chip: (candidate position, clipped box in chip px, class index)
@@ -285,14 +364,17 @@ def from_geojson(
     flat = np.zeros(len(cand), dtype=bool)  # no area in pixel space
     fixed_arr = np.array([-1 if t is None else t for t in target], dtype=np.int64)
     broken = np.zeros(len(cand), dtype=bool)  # could not be reprojected
+    uncovered: list[int] = []
     groups: dict[str, list[ChipInfo]] = {}
     for chip in labelled.values():
         groups.setdefault(chip.crs, []).append(chip)  # type: ignore[arg-type]
     for crs, group in groups.items():
         if not cand:
-            break
+            uncovered.extend(c.chip_id for c in group if by_extent)
+            continue
         in_crs = np.asarray(features.geometry.iloc[cand].to_crs(crs).values, dtype=object)
-        tree = shapely.STRtree(_footprints(group))
+        footprints = _footprints(group)
+        tree = shapely.STRtree(footprints)
         feat_idx, chip_idx = tree.query(in_crs, predicate="intersects")
         free = fixed_arr[feat_idx] < 0
         pairs: dict[int, list[int]] = {}
@@ -319,7 +401,14 @@ def from_geojson(
                     min(float(box[3]), float(chip.height)),
                 )
                 found[chip.chip_id].append((fk, clipped, cand_cls[fk]))
+        if by_extent:
+            covered = _covered(group, footprints, in_crs, feat_idx, chip_idx, found)
+            uncovered.extend(c.chip_id for c, ok in zip(group, covered, strict=True) if not ok)
+    for cid in uncovered:
+        found.pop(cid, None)
 
+    predicted: list[Problem] = []
+    kept_any = {fk for items in found.values() for fk, _, _ in items}
     for k, i in enumerate(cand):
         if broken[k]:
             report(f"feature {i}", "cannot be reprojected into the scene's CRS")
@@ -331,6 +420,8 @@ def from_geojson(
             notes.append(
                 Problem(source, f"feature {i}", "feature lies outside every labelled chip")
             )
+        if k in kept_any and marks[i]:
+            predicted.append(Problem(source, f"feature {i}", f"a model's detection ({marks[i]})"))
     if len(cand) and len(notes) == len(cand):
         report(
             "file",
@@ -345,7 +436,74 @@ def from_geojson(
             if items
             else Boxes.empty()
         )
-    return ImportResult(labels, problems, notes=notes)
+    return ImportResult(
+        labels, problems, notes=notes, predictions=predicted, uncovered=uncovered, info=info
+    )
+
+
+def _class_field(
+    features: gpd.GeoDataFrame,
+    rows: np.ndarray,
+    wanted: str | None,
+    lookup: Callable[[object], int | None],
+) -> str | None:
+    """The property naming the features' classes: ``wanted`` (any case), or, when None, the
+    first of :data:`CLASS_FIELDS` present that names a project class in some feature (else
+    the first present, so its unknown names are reported)."""
+    columns = [str(c) for c in features.columns if c != "geometry"]
+    by_fold: dict[str, str] = {}
+    for c in columns:
+        by_fold.setdefault(c.casefold(), c)
+    if wanted is not None:
+        return wanted if wanted in columns else by_fold.get(wanted.casefold())
+    present = [by_fold[f] for f in CLASS_FIELDS if f in by_fold]
+    for c in present:
+        values = features.loc[rows, c].dropna().unique().tolist()
+        if any(lookup(v) is not None for v in values):
+            return c
+    return present[0] if present else None
+
+
+def _prediction_marks(features: gpd.GeoDataFrame, kind: list[Any], n: int) -> list[str]:
+    """Per feature, why it is a model's detection ("" for none): ``kind: prediction`` as
+    geoal exports them, or, unless its ``kind`` is ``label``, a number in ``score`` /
+    ``confidence`` (geoal predict, map)."""
+    marks = ["kind 'prediction'" if k == "prediction" else "" for k in kind]
+    for name in PREDICTION_FIELDS:
+        for i, v in enumerate(_column(features, name, n)):
+            if not marks[i] and kind[i] != "label" and as_number(v) is not None and v == v:
+                marks[i] = f"property {name!r} = {float(v):.3g}"
+    return marks
+
+
+def _covered(
+    group: Sequence[ChipInfo],
+    footprints: np.ndarray,
+    geoms: np.ndarray,
+    feat_idx: np.ndarray,
+    chip_idx: np.ndarray,
+    found: Mapping[int, list[Any]],
+) -> np.ndarray:
+    """Which chips (N,) bool of one CRS the file covers: a chip that holds one of its boxes,
+    or one whose scene the features reach and that lies at least :data:`MIN_COVERED` inside
+    the bounding box of the features on that scene."""
+    import shapely
+
+    out = np.array([bool(found.get(c.chip_id)) for c in group], dtype=bool)
+    bounds = shapely.bounds(geoms)
+    scene_of = np.array([c.scene_id for c in group])
+    for scene in np.unique(scene_of).tolist():
+        on_scene = np.unique(feat_idx[scene_of[chip_idx] == scene])
+        b = bounds[on_scene]
+        b = b[np.isfinite(b).all(axis=1)]
+        if not len(b):
+            continue
+        extent = shapely.box(b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
+        mine = np.flatnonzero(scene_of == scene)
+        inside = shapely.area(shapely.intersection(footprints[mine], extent))
+        share = inside / np.maximum(shapely.area(footprints[mine]), 1e-300)
+        out[mine] |= share >= MIN_COVERED - VISIBLE_SLACK
+    return out
 
 
 def _column(gdf: gpd.GeoDataFrame, name: str, n: int) -> list[Any]:

@@ -7,8 +7,11 @@ window so an export can be matched back to the right chip.
 
 Import rules: per task, the latest annotation that was not cancelled (by ``updated_at``,
 then ``created_at``, then position) is the label; a submitted empty result is a labelled
-negative; a task without such an annotation stays unlabelled. A box sticking out of the
-image by more than 0.5 px is a problem, less is clipped; rotated boxes are problems.
+negative; a task without such an annotation stays unlabelled, even when it carries the
+model's predictions (they are not labels; ``accept_predictions`` takes them knowingly).
+A box sticking out of the image by more than 0.5 px is a problem, less is clipped; rotated
+boxes are problems. Label names match the classes ignoring case. Label Studio's JSON-MIN
+export (one flat row per annotation) is read as well as its full JSON export.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from geoal.formats._check import as_int, as_number, check_box, check_export
+from geoal.formats._check import as_int, as_number, check_box, check_export, class_lookup
 from geoal.formats.records import Boxes, ChipInfo, ImportResult, Problem
 
 FROM_NAME = "label"
@@ -112,10 +115,22 @@ def _results(chip: ChipInfo, b: Boxes, classes: Sequence[str]) -> list[dict[str,
 
 
 def from_labelstudio(
-    tasks: Any, chips_by_id: Mapping[int, ChipInfo], classes: Sequence[str], source: str
+    tasks: Any,
+    chips_by_id: Mapping[int, ChipInfo],
+    classes: Sequence[str],
+    source: str,
+    *,
+    accept_predictions: bool = False,
 ) -> ImportResult:
-    """Labels from a Label Studio JSON export (a list of tasks); never raises on content."""
+    """Labels from a Label Studio JSON or JSON-MIN export (a list); never raises on content.
+
+    A task with no submitted annotation but with predictions counts in ``unreviewed`` and
+    stays unlabelled; with ``accept_predictions`` its latest prediction is taken as its
+    labels and listed in ``predictions``.
+    """
     problems: list[Problem] = []
+    predicted: list[Problem] = []
+    unreviewed = 0
 
     def report(where: str, message: str) -> None:
         problems.append(Problem(source, where, message))
@@ -123,7 +138,9 @@ def from_labelstudio(
     if not isinstance(tasks, list):
         report("file", "not a Label Studio JSON export: expected a list of tasks")
         return ImportResult({}, problems)
-    class_index = {name: i for i, name in enumerate(classes)}
+    if is_json_min(tasks):
+        tasks = tasks_from_json_min(tasks)
+    class_index = class_lookup(classes)
     labels: dict[int, Boxes] = {}
     labelled_by: dict[int, str] = {}
     duplicates: list[int] = []
@@ -139,7 +156,13 @@ def from_labelstudio(
             continue
         ann = _latest(task.get("annotations", task.get("completions")))
         if ann is None:
-            continue  # not (or only cancelled): stays unlabelled
+            if not accept_predictions:
+                unreviewed += bool(_latest(task.get("predictions")))
+                continue  # not (or only cancelled): stays unlabelled
+            ann = _latest(task.get("predictions"))
+            if ann is None:
+                continue
+            predicted.append(Problem(source, where, "a model's prediction, taken as labels"))
         result = ann.get("result")
         if not isinstance(result, list):
             report(where, "annotation without a 'result' list")
@@ -160,7 +183,78 @@ def from_labelstudio(
             del labels[chip.chip_id]
         labels[chip.chip_id] = Boxes(np.array(xyxy), np.array(cls)) if xyxy else Boxes.empty()
         labelled_by[chip.chip_id] = where
-    return ImportResult(labels, problems, list(dict.fromkeys(duplicates)))
+    return ImportResult(
+        labels,
+        problems,
+        list(dict.fromkeys(duplicates)),
+        predictions=predicted,
+        unreviewed=unreviewed,
+    )
+
+
+_MIN_META = ("id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time")
+
+
+def _min_boxes(value: Any) -> bool:
+    """True for a JSON-MIN control value holding rectangles: [{x, y, ..., rectanglelabels}]."""
+    return isinstance(value, list) and any(
+        isinstance(v, dict) and "rectanglelabels" in v for v in value
+    )
+
+
+def is_json_min(rows: list[Any]) -> bool:
+    """True when a list looks like Label Studio's JSON-MIN export rather than its JSON:
+    flat rows, each with the ``annotation_id`` key JSON-MIN always writes."""
+    return bool(rows) and all(
+        isinstance(r, dict) and "data" not in r and "annotation_id" in r for r in rows
+    )
+
+
+def tasks_from_json_min(rows: list[Any]) -> list[dict[str, Any]]:
+    """Label Studio JSON-MIN rows (task data, ``id`` and each control's results flattened
+    into one row per annotation) as JSON tasks, so one importer reads both.
+
+    A row with an ``annotation_id`` is a submitted annotation (no box key: a labelled
+    negative); a row without one is a task with no annotation.
+    """
+    tasks: dict[Any, dict[str, Any]] = {}
+    for k, row in enumerate(rows):
+        boxes = [key for key, v in row.items() if _min_boxes(v)]
+        data = {key: v for key, v in row.items() if key not in _MIN_META and key not in boxes}
+        key = row.get("id", f"#{k}")
+        task = tasks.setdefault(key, {"id": row.get("id"), "data": data, "annotations": []})
+        if row.get("annotation_id") is None:
+            continue
+        result = [
+            {
+                "type": "rectanglelabels",
+                "from_name": name,
+                "to_name": TO_NAME,
+                "original_width": v.get("original_width"),
+                "original_height": v.get("original_height"),
+                "value": {
+                    k2: v[k2]
+                    for k2 in ("x", "y", "width", "height", "rotation", "rectanglelabels")
+                    if k2 in v
+                },
+            }
+            for name in boxes
+            for v in row[name]
+            if isinstance(v, dict)
+        ]
+        for r in result:  # JSON-MIN may leave the image size out: checked only when given
+            for size in ("original_width", "original_height"):
+                if r[size] is None:
+                    del r[size]
+        task["annotations"].append(
+            {
+                "id": row.get("annotation_id"),
+                "result": result,
+                "created_at": row.get("created_at"),
+                "updated_at": row.get("updated_at"),
+            }
+        )
+    return list(tasks.values())
 
 
 def _task_chip(
@@ -231,7 +325,7 @@ def _latest(annotations: Any) -> dict[str, Any] | None:
 
 
 def _result_box(
-    r: Any, chip: ChipInfo, class_index: Mapping[str, int], classes: Sequence[str]
+    r: Any, chip: ChipInfo, class_index: Callable[[object], int | None], classes: Sequence[str]
 ) -> tuple[tuple[float, float, float, float], int] | str:
     """(box in chip px, class index) from one result, or what is wrong with it."""
     if not isinstance(r, dict):
@@ -249,7 +343,8 @@ def _result_box(
     names = value.get("rectanglelabels")
     if not isinstance(names, list) or len(names) != 1:
         return f"expected exactly one label, got {names!r}"
-    if names[0] not in class_index:
+    cls = class_index(names[0])
+    if cls is None:
         return f"unknown label {names[0]!r}: not one of {list(classes)}"
     ow = as_number(r.get("original_width", chip.width))
     oh = as_number(r.get("original_height", chip.height))
@@ -268,4 +363,4 @@ def _result_box(
     )
     if box is None:
         return why
-    return box, class_index[names[0]]
+    return box, cls

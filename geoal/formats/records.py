@@ -149,12 +149,23 @@ class ImportResult:
     A chip absent from ``labels`` is unlabelled. The caller decides whether any problem
     refuses the whole import. ``notes`` are worth telling but refuse nothing (a feature of
     a whole-scene label file that lies outside the chips being labelled).
+
+    ``predictions`` lists the boxes that carry a model's marker (COCO ``score``, a GeoJSON
+    ``kind: prediction`` or confidence, a Label Studio prediction taken on request): they
+    are in ``labels`` too, and the caller refuses them unless the user accepts predictions.
+    ``unreviewed`` counts chips that only a model's predictions cover (left unlabelled),
+    ``uncovered`` the chips offered that the file does not cover (left alone), and ``info``
+    holds one-line facts for the report (which property named the classes).
     """
 
     labels: dict[int, Boxes]
     problems: list[Problem] = field(default_factory=list)
     duplicates: list[int] = field(default_factory=list)
     notes: list[Problem] = field(default_factory=list)
+    predictions: list[Problem] = field(default_factory=list)
+    unreviewed: int = 0
+    uncovered: list[int] = field(default_factory=list)
+    info: list[str] = field(default_factory=list)
 
     @property
     def n_boxes(self) -> int:

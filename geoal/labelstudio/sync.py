@@ -109,12 +109,19 @@ def _labels_differ(info: dict[str, Any], classes: tuple[str, ...], url: str) -> 
 
 
 def push_round(
-    project: Project, client: Client, round_id: int | None = None, *, progress: bool = False
+    project: Project,
+    client: Client,
+    round_id: int | None = None,
+    *,
+    progress: bool = False,
+    conf: float | None = None,
 ) -> PushReport:
     """Add a round's chips (default: the latest open round) as tasks with predictions.
 
-    Creates the Label Studio project on the first push to a server; chips that already
-    have a task there are left alone, so pushing again only adds what is missing.
+    Predictions are the model's boxes at or above ``conf`` (default: the config's
+    ``export.conf``). Creates the Label Studio project on the first push to a server;
+    chips that already have a task there are left alone, so pushing again only adds
+    what is missing.
     """
     from geoal.formats import labelstudio_config, read_json
     from geoal.pipeline.annotate import ExportOptions, export_round
@@ -149,7 +156,7 @@ def push_round(
         out = Path(tmp)
         info_export = export_round(
             project,
-            ExportOptions(format="labelstudio", out=out, round_id=round_id),
+            ExportOptions(format="labelstudio", out=out, round_id=round_id, conf=conf),
             progress=progress,
         )
         tasks = read_json(info_export["file"])
@@ -266,6 +273,7 @@ def pull_labels(project: Project, client: Client) -> PullReport:
             source=source,
             digest=hashlib.sha256(content.encode("utf-8")).hexdigest(),
             fmt="labelstudio",
+            on_duplicate="replace",  # a task submitted again in Label Studio: its latest labels
         )
     report.missing = _missing_chips(project, link["rounds"], tasks)
     return report
@@ -305,10 +313,13 @@ def pull_summary(report: PullReport) -> list[str]:
         head = "no submitted annotations yet; nothing imported"
     elif imp.already_imported is not None:
         head = f"nothing new since import {imp.already_imported}; nothing changed"
+    elif not imp.applied:
+        head = "no annotation changed; nothing changed"
     else:
+        unchanged = f", {imp.unchanged} unchanged" if imp.unchanged else ""
         head = (
             f"imported {imp.chips} chips ({imp.boxes} boxes, {imp.negatives} labelled negatives, "
-            f"{imp.replaced} relabelled)"
+            f"{imp.replaced} relabelled{unchanged})"
         )
     lines = [
         f"Label Studio project {report.ls_project} at {report.url}: {report.tasks} tasks, "

@@ -155,7 +155,7 @@ def test_pixel_only_scenes_cannot_be_exported(chips: list[ChipInfo]) -> None:
     plain = grid_chips(scene_record(crs=None, transform=(1, 0, 0, 0, 1, 0)), 64, 0.0)
     with pytest.raises(FormatError, match=r"no CRS.*COCO or YOLO"):
         to_geojson(plain, {}, CLASSES)
-    with pytest.raises(FormatError, match="crs must be one of"):
+    with pytest.raises(FormatError, match="choose scene, EPSG:4326 or auto"):
         to_geojson(chips, {}, CLASSES, crs="EPSG:3857")
 
 
@@ -229,9 +229,10 @@ def test_chip_features_decide_which_chips_are_labelled(chips: list[ChipInfo], tm
     assert result.problems == []
     assert set(result.labels) == {1, 2}  # listed chips only; chip 2 is a labelled negative
     assert len(result.labels[2]) == 0
-    # without chip features, every chip passed counts as labelled
+    # without chip features, only the chips the features cover: one box covers chip 1 only
     result = from_geojson(gdf[gdf["kind"] != "chip"], chips, CLASSES, source=SRC)
-    assert set(result.labels) == {c.chip_id for c in chips}
+    assert set(result.labels) == {1} and len(result.labels[1]) == 1
+    assert sorted(result.uncovered) == [2, 3, 4, 5, 6]
 
 
 def test_features_without_chip_id_go_to_every_chip_they_overlap(chips: list[ChipInfo]) -> None:
@@ -260,8 +261,8 @@ def test_partly_visible_boxes_are_clipped_or_dropped(chips, visible_px: float, k
     assert result.problems == []  # overlapping but mostly outside is not a problem
     if kept:
         np.testing.assert_allclose(result.labels[1].xyxy, [[0, 10, visible_px, 30]], atol=1e-9)
-    else:
-        assert len(result.labels[1]) == 0
+    else:  # a file whose one feature belongs to a neighbour says nothing about chip 1
+        assert result.labels == {} and result.uncovered == [1]
 
 
 def _one_problem(result, where: str, text: str) -> None:
@@ -338,6 +339,9 @@ def test_missing_crs_or_class_column_labels_nothing(chips: list[ChipInfo]) -> No
     result = from_geojson(gdf, chips, CLASSES, source=SRC)
     _one_problem(result, "file", "no 'class' property")
     assert result.labels == {}
+    result = from_geojson(gdf, chips, CLASSES, class_field=None, source=SRC)
+    _one_problem(result, "file", "no class (class, label, category, name, type) property")
+    assert "--class-field NAME, or --class NAME" in result.problems[0].message
 
 
 def test_read_geojson_names_the_bad_file(tmp_path: Path) -> None:
@@ -372,4 +376,4 @@ def test_pixel_only_chips_cannot_be_labelled(chips: list[ChipInfo]) -> None:
     assert [p.where for p in result.problems] == ["chip 50", "file"]
     assert [n.where for n in result.notes] == ["feature 0"]
     assert "pixel-only" in result.problems[0].message
-    assert set(result.labels) == {1}
+    assert result.labels == {} and result.uncovered == [1]  # the feature is far from chip 1

@@ -194,7 +194,8 @@ def test_push_annotate_pull(label_studio, round_project: Path, tmp_path: Path) -
     submit(client, d, [from_prediction(d, 1)])  # the tank prediction accepted as it is
     submit(client, c, [manual_box(0.0, 0.0, 100.0, 100.0, "ship")])
     out = run("-p", str(proj), "labelstudio", "pull", "--url", url, token=label_studio.token).output
-    assert "imported 4 chips (4 boxes, 1 labelled negatives, 2 relabelled)" in out
+    # the two chips labelled before are unchanged: only the two new ones are written
+    assert "imported 2 chips (2 boxes, 0 labelled negatives, 0 relabelled, 2 unchanged)" in out
     assert_boxes(
         stored_labels(proj, ids[0]), [(0, 10.4, 6.0, 26.4, 30.0), (1, 32.0, 32.0, 48.0, 40.0)]
     )

@@ -85,7 +85,7 @@ def test_geojson_labels_land_on_the_csv_pixels(
 def test_coco_round_trip_negative_and_all_or_nothing(trees: Path, tmp_path: Path) -> None:
     export = tmp_path / "export"
     out = run("-p", str(trees), "export", "-f", "coco", "-o", str(export), "--geotiff").output
-    assert "exported 4 chips (round 1)" in out
+    assert "exported 4 chips (round 1, 0 pre-annotations at confidence >= 0.25)" in out
     coco_path = export / "round1_coco.json"
     data = json.loads(coco_path.read_text())
     from pycocotools.coco import COCO
@@ -133,13 +133,19 @@ def test_coco_round_trip_negative_and_all_or_nothing(trees: Path, tmp_path: Path
     assert boxes == [(10.0, 20.0, 40.0, 60.0), (50.5, 60.25, 60.5, 72.25)]
     status = json.loads(run("-p", str(trees), "status", "--json").output)["counts"]
     assert status["labelled"] == 4 and status["labels"] == 2
-    # a second file labelling the same chips: refused with --on-duplicate refuse, replaces by default
+    # a second file labelling the same chips: refused with --on-duplicate refuse, kept by
+    # default (a human's labels are never replaced silently), replaced on request
     data["annotations"] = data["annotations"][:1]
     second = tmp_path / "second.json"
     second.write_text(json.dumps(data))
     refused = run("-p", str(trees), "import", str(second), "--on-duplicate", "refuse", ok=False)
     assert "already labelled" in refused.output
-    assert "4 chips relabelled" in run("-p", str(trees), "import", str(second)).output
+    kept = run("-p", str(trees), "import", str(second)).output
+    assert "nothing changed" in kept and "1 chips already labelled kept their labels" in kept
+    assert "3 chips already held these labels" in kept
+    assert q(trees, "SELECT COUNT(*) FROM labels")[0][0] == 2
+    out = run("-p", str(trees), "import", str(second), "--on-duplicate", "replace").output
+    assert "1 chips, 1 boxes, 0 labelled negatives, 1 chips relabelled" in out
     assert q(trees, "SELECT COUNT(*) FROM labels")[0][0] == 1
 
 
