@@ -165,7 +165,8 @@ def score(
     "--strategy",
     "-s",
     default=None,
-    help="random, uncertainty, coreset, hybrid or typiclust (default: config, hybrid).",
+    help="adaptive, hybrid, uncertainty, typiclust, coreset or random (default: config, "
+    "adaptive; see README 'Selecting chips').",
 )
 @click.option(
     "--aggregation",
@@ -232,7 +233,8 @@ def select(
 ) -> None:
     """Select the chips worth labelling under a budget and record them as a new round.
 
-    Cold start (nothing scored yet): --strategy random, or coreset on image statistics.
+    Cold start (nothing scored yet): adaptive (the default) starts with typiclust on image
+    statistics; random, coreset and typiclust run cold too.
     --scene and --aoi limit the candidates (a round for a new scene, or an area drawn in QGIS).
     """
     from geoal.pipeline.rounds import SelectOptions, select_round

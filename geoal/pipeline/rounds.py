@@ -347,6 +347,7 @@ def select_round(project: Project, opts: SelectOptions) -> RoundReport:
             f"strategy '{opts.strategy}' selected no chip: {sel.note or 'empty pool'}"
         )
     chosen = ids[sel.indices]
+    note = "; ".join(n for n in (cold_note, sel.note) if n)
     params: dict[str, Any] = {
         "aggregation": opts.aggregation,
         "min_distance": opts.min_distance,
@@ -354,7 +355,7 @@ def select_round(project: Project, opts: SelectOptions) -> RoundReport:
         "pool_factor": opts.pool_factor,
         "class_balance": opts.class_balance,
         "cold_start": cold,
-        "note": "; ".join(n for n in (cold_note, sel.note) if n),
+        "note": note,
         "scene_ids": list(opts.scene_ids),
         "aoi": None if opts.aoi is None else str(opts.aoi),
     }
@@ -390,7 +391,7 @@ def select_round(project: Project, opts: SelectOptions) -> RoundReport:
                 for rank, i in enumerate(sel.indices)
             ],
         )
-    return RoundReport(round_id, [int(c) for c in chosen], model_hash, sel.note)
+    return RoundReport(round_id, [int(c) for c in chosen], model_hash, note)
 
 
 def list_rounds(project: Project) -> list[dict[str, Any]]:

@@ -212,11 +212,22 @@ def select_adaptive(
         ranking = pool.scores
     order = _score_order(ranking, rng)
     picker = Picker(pool, budget, constraints)
+    # The diversity step looks only at chips the ranking puts above zero, if they can fill
+    # the budget: in a survey most chips have no candidate at all, and a head padded with
+    # them would spend the budget on empty chips at random.
+    positive = order[ranking[order] > 0]
+    if picker.costs[positive].sum() >= picker.capacity:
+        order = np.concatenate([positive, order[ranking[order] <= 0]])
+        head_limit = len(positive)
+    else:
+        head_limit = len(order)
     explore = explore_share * picker.capacity
     if budget.k is not None:
         explore = float(round(explore))
     with picker.capped(picker.capacity - explore):
-        main, m = _diverse_top(emb, order, picker, rng, pool.labelled_embeddings, pool_factor)
+        main, m = _diverse_top(
+            emb, order[:head_limit], picker, rng, pool.labelled_embeddings, pool_factor
+        )
     quiet = np.ones(pool.n, dtype=bool)
     if pool.expected_objects is not None:
         quiet = pool.expected_objects < empty_below

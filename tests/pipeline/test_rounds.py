@@ -120,7 +120,7 @@ def test_objects_budget_quota_and_cancel(proj: Path) -> None:
 
 def test_cli_select_and_rounds(proj: Path) -> None:
     bad = run("-p", str(proj), "select", "-k", "3", "-s", "nope", ok=False)
-    assert "valid names: coreset, hybrid, random, typiclust, uncertainty" in bad.output
+    assert "valid names: adaptive, coreset, hybrid, random, typiclust, uncertainty" in bad.output
     out = run("-p", str(proj), "select", "-k", "3", "-s", "random", "--seed", "4").output
     assert "round 1: 3 chips selected by random" in out
     rounds = json.loads(run("-p", str(proj), "rounds", "--json").output)
@@ -167,3 +167,45 @@ def test_class_balance_prefers_chips_of_classes_rare_among_the_labels(proj: Path
 def test_class_balance_needs_scores(proj: Path) -> None:
     with open_project(proj) as p, pytest.raises(SelectionError, match="run 'geoal score' first"):
         select_round(p, SelectOptions(strategy="random", budget=3, class_balance=True))
+
+
+def _detection(conn, chip: int, cls: int, conf: float, probs: list[float]) -> None:
+    conn.execute(
+        "INSERT INTO detections (chip_id, model_hash, x1, y1, x2, y2, class_id, confidence, "
+        "probs, uncertainty) VALUES (?, 'abc123', 10, 10, 30, 30, ?, ?, ?, '{}')",
+        (chip, cls, conf, np.asarray(probs, dtype="<f4").tobytes()),
+    )
+
+
+def test_adaptive_starts_cold_with_typiclust_then_ranks_by_calibrated_doubt(proj: Path) -> None:
+    with open_project(proj) as p:
+        r = select_round(p, SelectOptions(strategy="adaptive", budget=4))
+        assert len(r.chips) == 4 and r.model_hash is None
+        assert "adaptive starts with typiclust" in r.note
+        cancel_round(p, r.round_id)
+    fake_scores(proj)
+    with open_project(proj) as p, p.store.transaction() as conn:
+        ids = [c for (c,) in conn.execute("SELECT id FROM chips ORDER BY id")]
+        labelled, hard, easy = ids[0], ids[10], ids[20]
+        # a labelled chip whose one 'ship' the model finds at 0.9: ships are easy, tanks unknown
+        conn.execute("INSERT INTO labelled_chips (chip_id) VALUES (?)", (labelled,))
+        conn.execute(
+            "INSERT INTO labels (chip_id, class_id, x1, y1, x2, y2) VALUES (?, 0, 10, 10, 30, 30)",
+            (labelled,),
+        )
+        _detection(conn, labelled, 0, 0.9, [0.9, 0.0])
+        _detection(conn, hard, 1, 0.5, [0.1, 0.5])  # a doubtful tank
+        _detection(conn, easy, 0, 0.5, [0.5, 0.1])  # an equally doubtful ship
+    with open_project(proj) as p:
+        from geoal.pipeline.rounds import calibrated_pool, candidate_pool
+
+        cand, pool = candidate_pool(p, "abc123", "miaod", False)
+        pool = calibrated_pool(p, "abc123", cand, pool)
+        assert pool.quality == pytest.approx(0.9, abs=1e-6)
+        where = {int(c): i for i, c in enumerate(cand)}
+        assert labelled not in where
+        assert pool.scores[where[hard]] == pytest.approx(2.0)
+        assert pool.scores[where[easy]] == pytest.approx(1.1, abs=1e-6)
+        # the two doubtful chips are the only ones the ranking puts above zero
+        r = select_round(p, SelectOptions(strategy="adaptive", budget=2))
+        assert sorted(r.chips) == [hard, easy] and "2 by scores" in r.note
