@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from geoal.errors import ConfigError, FormatError
+from geoal.pipeline.catalog import check_scenes_unchanged
 from geoal.project import Project
 
 EXPORT_FORMATS = ("coco", "geojson", "yolo", "labelstudio")
@@ -182,6 +183,7 @@ def export_round(project: Project, opts: ExportOptions, *, progress: bool = True
             dataclasses.replace(c, file_name=c.file_name[: -len("png")] + "jpg") for c in chips
         ]
     boxes = predictions(project, ids, model_hash)
+    check_scenes_unchanged(project, [c.scene_id for c in chips])
     bar = tqdm(chips, desc="chip images", unit="chip", disable=not progress or len(chips) < 50)
     with chip_images(project) as read:
         for chip in bar:
@@ -230,6 +232,7 @@ def _export_yolo(project: Project, opts: ExportOptions) -> dict[str, Any]:
     lab = labels(project, ids)
     groups = [infos[i].scene_id for i in ids]
     _, val = split_train_val(ids, groups, opts.val_fraction, np.random.default_rng(opts.seed))
+    check_scenes_unchanged(project, groups)
     with chip_images(project) as read:
         data_yaml = formats.write_yolo_dataset(
             opts.out,

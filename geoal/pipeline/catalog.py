@@ -8,7 +8,7 @@ The CLI is a thin layer over these.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,13 @@ from geoal.errors import GeoalError, ProjectError
 from geoal.project import Project
 from geoal.raster.scene import canonical_path, catalogue, expand_inputs
 
-__all__ = ["expand_inputs", "project_status", "tile_scenes", "write_chip_map"]
+__all__ = [
+    "check_scenes_unchanged",
+    "expand_inputs",
+    "project_status",
+    "tile_scenes",
+    "write_chip_map",
+]
 
 
 @dataclass
@@ -73,6 +79,18 @@ def tile_scenes(
             }
         )
     return report
+
+
+def check_scenes_unchanged(project: Project, scene_ids: Iterable[int]) -> None:
+    """RasterError if one of these scenes' files changed since it was tiled.
+
+    Commands call it before they read (and write) anything, so that no chip image,
+    detection or training example comes from pixels the stored chips do not refer to.
+    """
+    from geoal.raster.scene import check_scenes
+
+    wanted = set(scene_ids)
+    check_scenes(s for s in project.store.scenes() if s.id in wanted)
 
 
 def project_status(project: Project) -> dict[str, Any]:

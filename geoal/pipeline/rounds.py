@@ -46,7 +46,11 @@ class RoundReport:
 
 
 def scoring_model(project: Project, model_hash: str | None) -> str | None:
-    """The model whose scores to use: given (hash or unique prefix), or the latest that scored."""
+    """The model whose scores to use: given (hash or unique prefix), or the latest that scored.
+
+    By default the scores of an untrained model (an architecture file, random weights)
+    are passed over: they rank chips by noise. Give its hash to use them anyway.
+    """
     conn = project.store.conn
     if model_hash:
         rows = conn.execute(
@@ -61,9 +65,29 @@ def scoring_model(project: Project, model_hash: str | None) -> str | None:
             )
         return str(rows[0][0])
     row = conn.execute(
-        "SELECT model_hash FROM chip_scores ORDER BY scored_at DESC, rowid DESC LIMIT 1"
+        f"""
+        SELECT s.model_hash FROM chip_scores s LEFT JOIN models m ON m.hash = s.model_hash
+        WHERE m.hash IS NULL OR NOT ({_UNTRAINED_SQL})
+        ORDER BY s.scored_at DESC, s.rowid DESC LIMIT 1
+        """
     ).fetchone()
     return None if row is None else str(row[0])
+
+
+def untrained_scores(project: Project) -> str | None:
+    """The hash of an untrained model (architecture file) that scored chips, if any."""
+    row = project.store.conn.execute(
+        f"""
+        SELECT m.hash, m.path FROM models m
+        WHERE {_UNTRAINED_SQL} AND EXISTS (SELECT 1 FROM chip_scores s WHERE s.model_hash = m.hash)
+        ORDER BY m.id DESC LIMIT 1
+        """
+    ).fetchone()
+    return None if row is None else f"{row[0][:12]} ({row[1]})"
+
+
+# a model registered from an architecture file has random weights (see geoal.pipeline.scoring)
+_UNTRAINED_SQL = "lower(m.path) LIKE '%.yaml' OR lower(m.path) LIKE '%.yml'"
 
 
 def candidate_pool(
@@ -196,7 +220,15 @@ def select_round(project: Project, opts: SelectOptions) -> RoundReport:
     strategy = get_strategy(opts.strategy)
     model_hash = scoring_model(project, opts.model_hash)
     cold = model_hash is None
+    ignored = untrained_scores(project) if cold else None
     if cold and opts.strategy not in ("random", "coreset", "typiclust"):
+        if ignored is not None:
+            raise SelectionError(
+                f"chips were scored only by the untrained model {ignored}, whose random weights "
+                f"rank nothing, so '{opts.strategy}' has nothing to rank: train a model "
+                "('geoal train') and score again, cold-start with --strategy random, coreset or "
+                f"typiclust, or pass --model {ignored[:12]} to use those scores anyway"
+            )
         raise SelectionError(
             f"no chip has been scored yet, so '{opts.strategy}' has nothing to rank: "
             "run 'geoal score', or cold-start with --strategy random, coreset or typiclust"
@@ -230,6 +262,13 @@ def select_round(project: Project, opts: SelectOptions) -> RoundReport:
             f"strategy '{opts.strategy}' selected no chip: {sel.note or 'empty pool'}"
         )
     chosen = ids[sel.indices]
+    note = sel.note
+    if ignored is not None:
+        note = "; ".join(
+            n
+            for n in (f"cold start: the scores of untrained model {ignored} were not used", note)
+            if n
+        )
     params = {
         "aggregation": opts.aggregation,
         "min_distance": opts.min_distance,
@@ -237,7 +276,7 @@ def select_round(project: Project, opts: SelectOptions) -> RoundReport:
         "pool_factor": opts.pool_factor,
         "class_balance": opts.class_balance,
         "cold_start": cold,
-        "note": sel.note,
+        "note": note,
     }
     budget_json = (
         {"chips": opts.budget} if opts.budget_objects is None else {"objects": opts.budget_objects}
@@ -271,7 +310,7 @@ def select_round(project: Project, opts: SelectOptions) -> RoundReport:
                 for rank, i in enumerate(sel.indices)
             ],
         )
-    return RoundReport(round_id, [int(c) for c in chosen], model_hash, sel.note)
+    return RoundReport(round_id, [int(c) for c in chosen], model_hash, note)
 
 
 def list_rounds(project: Project) -> list[dict[str, Any]]:
