@@ -144,9 +144,10 @@ def score(
                     from geoal.distributed import score_project_ray
 
                     report = score_project_ray(project, opts, ray_opts, progress=not quiet)
+                size = f", input {report.imgsz} px" if report.imgsz else ""
                 summary = (
                     f"scored {report.scored} chips with model {report.model_hash[:12]} "
-                    f"({report.model_path}); {report.skipped} already scored, "
+                    f"({report.model_path}{size}); {report.skipped} already scored, "
                     f"{report.remaining} left"
                 )
         for w in caught:

@@ -88,7 +88,7 @@ def score_project_ray(
     if opts.limit is not None:
         todo = todo[: opts.limit]
     if not todo:
-        return ScoreReport(detector.model_hash, model_path, 0, done, 0)
+        return ScoreReport(detector.model_hash, model_path, 0, done, 0, chosen.imgsz)
     check_scenes_unchanged(project, [item[1] for item in todo])
     scenes = {s.id: s for s in project.store.scenes()}
     params = ScoreParams(opts.views, opts.conf, opts.iou, opts.top_k, opts.batch, opts.workers)
@@ -118,5 +118,10 @@ def score_project_ray(
             bar.close()
             pool.close()
     return ScoreReport(
-        detector.model_hash, model_path, scored, done + seen - scored, len(todo) - seen
+        detector.model_hash,
+        model_path,
+        scored,
+        done + seen - scored,
+        len(todo) - seen,
+        chosen.imgsz,
     )

@@ -50,6 +50,7 @@ class ScoreReport:
     scored: int
     skipped: int  # already scored by this model
     remaining: int
+    imgsz: int | None = None  # the model's input size, pixels (None: each chip's own size)
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,7 @@ def score_project(project: Project, opts: ScoreOptions, *, progress: bool = True
     if opts.limit is not None:
         todo = todo[: opts.limit]
     if not todo:
-        return ScoreReport(detector.model_hash, model_path, 0, done, 0)
+        return ScoreReport(detector.model_hash, model_path, 0, done, 0, chosen.imgsz)
     check_scenes_unchanged(project, [item[1] for item in todo])
     scored = 0
     bar = tqdm(total=len(todo), desc="scoring", unit="chip", disable=not progress, smoothing=0.1)
@@ -289,4 +290,6 @@ def score_project(project: Project, opts: ScoreOptions, *, progress: bool = True
     finally:
         stream.close()  # type: ignore[attr-defined]
         bar.close()
-    return ScoreReport(detector.model_hash, model_path, scored, done, len(todo) - scored)
+    return ScoreReport(
+        detector.model_hash, model_path, scored, done, len(todo) - scored, chosen.imgsz
+    )
