@@ -341,6 +341,11 @@ class Store:
             )
         return scene_id
 
+    def move_scene(self, scene_id: int, path: str) -> None:
+        """Record that a scene's file is now at ``path`` (same content: chips stay as tiled)."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE scenes SET path = ? WHERE id = ?", (path, scene_id))
+
     def chip_windows(self, scene_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Chip ids (N,) and windows (N, 4) [col_off, row_off, width, height] of a scene."""
         rows = self.conn.execute(

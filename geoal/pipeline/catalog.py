@@ -34,6 +34,7 @@ class TileReport:
     """What ``geoal tile`` did: scenes added, problems per file, warnings."""
 
     added: list[dict[str, Any]] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)  # known scenes found at a new path
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -44,7 +45,8 @@ def tile_scenes(
     """Add scenes (files, globs, folders, GDAL URLs) and record their chip grids.
 
     Each scene is stored in its own transaction: a bad file is reported and
-    skipped, the others are added, nothing is half-written.
+    skipped, the others are added, nothing is half-written. A file with the content
+    of a scene whose file is gone is that scene, moved: its path is updated.
     """
     from tqdm import tqdm
 
@@ -61,6 +63,14 @@ def tile_scenes(
                 raise ProjectError(f"{path}: already added as scene {known.id} ({known.name})")
             cat = catalogue(path, tiling)
             known = store.find_scene(cat.values["path"], cat.values["fingerprint"])
+            if known is not None and _gone(known.path):
+                # the tiled file moved: the same content here is that scene, chips and all
+                store.move_scene(known.id, cat.values["path"])
+                report.moved.append(
+                    f"scene {known.id} ({known.name}) moved from {known.path} to "
+                    f"{cat.values['path']}; its chips, labels and scores stay as they were"
+                )
+                continue
             if known is not None:
                 raise ProjectError(
                     f"{path}: same content as scene {known.id} ({known.path}); not added twice"
@@ -91,6 +101,11 @@ def check_scenes_unchanged(project: Project, scene_ids: Iterable[int]) -> None:
 
     wanted = set(scene_ids)
     check_scenes(s for s in project.store.scenes() if s.id in wanted)
+
+
+def _gone(path: str) -> bool:
+    """Whether a stored local scene path names no file any more."""
+    return not (path.startswith("/vsi") or "://" in path) and not Path(path).exists()
 
 
 def project_status(project: Project) -> dict[str, Any]:

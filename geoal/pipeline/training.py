@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from geoal.detect.loading import ModelInput, record_input, sha256_file, stride_size
-from geoal.errors import ConfigError, GeoalError, ModelError
+from geoal.errors import ConfigError, FormatError, GeoalError, ModelError
 from geoal.project import Project
 
 DEFAULT_IMGSZ = 640
@@ -197,6 +197,13 @@ def evaluate_project(
             weights = Path(project.model_file(row["path"]))
         size = imgsz or model_imgsz(project, str(weights)) or DEFAULT_IMGSZ
         gt = load_coco(data)
+        scored = sum("score" in ann for ann in gt["annotations"])
+        if scored and scored == len(gt["annotations"]):
+            raise FormatError(
+                f"{data}: all {scored} annotations carry a 'score': they are a model's "
+                "predictions (an unedited 'geoal export'?), not ground truth; "
+                "evaluate on the labelled file the annotators returned"
+            )
         folder = Path(images) if images else Path(data).parent
         names = {c["id"]: c["name"] for c in gt["categories"]}
         missing = [n for n in names.values() if n not in classes]

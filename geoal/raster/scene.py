@@ -149,14 +149,30 @@ def check_unchanged(scene: Any, ds: Any) -> None:
     )
 
 
+def open_scene(scene: Any) -> Any:
+    """Open a stored scene's file (a SceneRecord), checked to be the file that was tiled.
+
+    A file that is gone, or changed since tiling, raises RasterError saying what to do.
+    """
+    local = not (scene.path.startswith("/vsi") or "://" in scene.path)
+    if local and not os.path.exists(scene.path):
+        raise RasterError(
+            f"{scene.path}: file not found; it was tiled as scene {scene.id} ({scene.name}): "
+            "if it moved, run 'geoal tile NEW_PATH' to tell the project where it is now"
+        )
+    ds = open_raster(scene.path)
+    try:
+        check_unchanged(scene, ds)
+    except BaseException:
+        ds.close()
+        raise
+    return ds
+
+
 def check_scenes(scenes: Iterable[Any]) -> None:
-    """:func:`check_unchanged` for each SceneRecord: opens each file once; the first problem raises."""
+    """:func:`open_scene` for each SceneRecord (once each); the first problem raises."""
     for scene in scenes:
-        ds = open_raster(scene.path)
-        try:
-            check_unchanged(scene, ds)
-        finally:
-            ds.close()
+        open_scene(scene).close()
 
 
 def open_raster(path: str) -> Any:

@@ -109,3 +109,28 @@ def test_a_changed_scene_is_noticed_by_the_reader_itself(
         with pytest.raises(RasterError, match="changed since it was tiled"):
             list(iter_chips({record.id: record}, items))
     assert np.asarray(first).dtype == np.uint8
+
+
+def test_a_moved_scene_is_found_again_by_tiling_it_where_it_is(
+    tiled: tuple[Path, Path], tmp_path: Path
+) -> None:
+    proj, scene = tiled
+    moved = tmp_path / "archive" / "osbs_2024.tif"
+    moved.parent.mkdir()
+    scene.rename(moved)
+    lost = run("-p", str(proj), "export", "-f", "coco", "-o", str(tmp_path / "x"), ok=False)
+    assert lost.exit_code == 1 and "file not found; it was tiled as scene 1" in lost.output
+    assert "geoal tile NEW_PATH" in lost.output
+    out = run("-p", str(proj), "tile", str(moved), "-q").output
+    assert f"scene 1 (osbs) moved from {scene.resolve()} to {moved.resolve()}" in out
+    status = run("-p", str(proj), "status", "--json").output
+    assert '"scenes": 1' in status and '"chips": 16' in status
+    assert (
+        "exported 4 chips"
+        in run("-p", str(proj), "export", "-f", "coco", "-o", str(tmp_path / "y")).output
+    )
+    # the same content at a second path while the first is still there is still refused
+    copy = tmp_path / "copy.tif"
+    shutil.copyfile(moved, copy)
+    again = run("-p", str(proj), "tile", str(copy), "-q", ok=False)
+    assert again.exit_code == 1 and "same content as scene 1" in again.output

@@ -119,3 +119,24 @@ def test_train_twice_then_evaluate(tmp_path: Path, shared_data: Path) -> None:
     moved = tmp_path / "moved"
     proj.rename(moved)
     assert json.loads(run("-p", str(moved), "evaluate", "--json").output)["imgsz"] == 128
+
+
+def test_evaluate_refuses_a_file_of_predictions_as_ground_truth(tmp_path: Path) -> None:
+    proj = tmp_path / "p"
+    run("init", str(proj), "--classes", "Tree")
+    coco = {
+        "images": [{"id": 1, "file_name": "a.png", "width": 64, "height": 64}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 9, 9], "area": 81,
+             "iscrowd": 0, "score": 0.31},
+        ],
+        "categories": [{"id": 1, "name": "Tree"}],
+    }  # fmt: skip
+    (tmp_path / "round1_coco.json").write_text(json.dumps(coco))
+    (tmp_path / "m.pt").write_bytes(b"not loaded before the check")
+    result = run(
+        "-p", str(proj), "evaluate", "--model", str(tmp_path / "m.pt"),
+        "--data", str(tmp_path / "round1_coco.json"), ok=False,
+    )  # fmt: skip
+    assert result.exit_code == 1 and "carry a 'score'" in result.output
+    assert "not ground truth" in result.output and "Traceback" not in result.output
