@@ -49,7 +49,7 @@ class ModelConfig:
     """The detector a project starts from."""
 
     arch: str = "yolov8n.yaml"
-    imgsz: int = 640
+    imgsz: int | None = None  # training input size, pixels; None = the chip size
 
 
 @dataclass(frozen=True)
@@ -215,6 +215,10 @@ def _build(cls: type, data: Any, where: str) -> Any:
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     kind = str(annotation)
+    if kind == "int | None":
+        if value is None:
+            return value
+        kind = "int"
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
@@ -263,7 +267,10 @@ def validate(cfg: ProjectConfig, source: str = "config") -> None:
             f"tiling.overview_max must be 64-16384, got {t.overview_max}",
         ),
         (t.max_chips >= 1, f"tiling.max_chips must be >= 1, got {t.max_chips}"),
-        (cfg.model.imgsz % 32 == 0, f"model.imgsz must be a multiple of 32, got {cfg.model.imgsz}"),
+        (
+            cfg.model.imgsz is None or (cfg.model.imgsz >= 32 and cfg.model.imgsz % 32 == 0),
+            f"model.imgsz must be a multiple of 32 pixels (or null: the chip size), got {cfg.model.imgsz}",
+        ),
         (1 <= cfg.score.views <= 6, f"score.views must be 1-6, got {cfg.score.views}"),
         (cfg.score.batch >= 1, f"score.batch must be >= 1, got {cfg.score.batch}"),
         (cfg.score.top_k >= 1, f"score.top_k must be >= 1, got {cfg.score.top_k}"),

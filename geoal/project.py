@@ -26,7 +26,7 @@ from geoal.config import (
     write_config,
 )
 from geoal.errors import ProjectError, ProjectLockedError
-from geoal.store import Store
+from geoal.store import Store, relative_model_path
 
 CONFIG_NAME = "geoal.yaml"
 STORE_NAME = "geoal.db"
@@ -50,6 +50,23 @@ class Project:
     def models_dir(self) -> Path:
         """Where trained model weights are kept."""
         return self.root / "models"
+
+    def stored_model_path(self, path: str | Path) -> str:
+        """A model path as the store keeps it: relative to the project when the file is inside it."""
+        text = str(path)
+        if "://" in text or not Path(text).exists():
+            return text  # an architecture name ("yolov8n.yaml") or a URL
+        return relative_model_path(self.root, str(Path(text).resolve()))
+
+    def model_file(self, stored: str) -> str:
+        """A stored model path made usable: a relative one lies in the project folder."""
+        path = Path(stored)
+        if "://" in stored or path.is_absolute():
+            return stored
+        local = self.root / path
+        if local.exists() or path.suffix.lower() == ".pt":
+            return str(local.resolve())
+        return stored  # an architecture name such as "yolov8n.yaml"
 
     def close(self) -> None:
         """Close the store."""

@@ -9,9 +9,10 @@ process leaves either all of a step or none of it. The schema version lives in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,31 @@ import numpy as np
 
 from geoal.errors import ProjectError, ProjectLockedError, environment_problem
 
-# Each entry upgrades the store from version i to i + 1. Never edit a released
-# entry: append a new one.
-MIGRATIONS: tuple[str, ...] = (
+# Each entry upgrades the store from version i to i + 1: an SQL script, or a function
+# of the connection and the project folder (inside the migration's transaction).
+# Never edit a released entry: append a new one.
+Migration = str | Callable[[sqlite3.Connection, Path], None]
+
+
+def _relative_model_paths(conn: sqlite3.Connection, root: Path) -> None:
+    """v1 -> v2: model paths inside the project become relative to it (moved or copied projects).
+
+    A path inside the project folder is made relative. A path elsewhere whose file name
+    is in this project's ``models/`` with the same content (the project was moved or
+    copied, and the path still names the old place) becomes ``models/NAME``: a copied
+    project then uses its own copy, never the original's.
+    """
+    for model_id, model_hash, path in conn.execute("SELECT id, hash, path FROM models").fetchall():
+        stored = relative_model_path(root, path)
+        if stored == path and Path(path).is_absolute():
+            local = root / "models" / Path(path).name
+            if local.is_file() and _sha256(local) == model_hash:
+                stored = f"models/{local.name}"
+        if stored != path:
+            conn.execute("UPDATE models SET path = ? WHERE id = ?", (stored, model_id))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE scenes (
@@ -132,6 +155,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX labels_chip ON labels(chip_id);
     """,
+    _relative_model_paths,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -233,9 +257,13 @@ class Store:
                 f"(v{SCHEMA_VERSION}); upgrade geoal"
             )
         for target in range(version, SCHEMA_VERSION):
+            step = MIGRATIONS[target]
             with self.transaction():
-                for statement in _statements(MIGRATIONS[target]):
-                    self.conn.execute(statement)
+                if isinstance(step, str):
+                    for statement in _statements(step):
+                        self.conn.execute(statement)
+                else:
+                    step(self.conn, self.path.resolve().parent)
                 self.conn.execute(f"PRAGMA user_version = {target + 1}")
 
     @contextmanager
@@ -315,6 +343,11 @@ class Store:
                 ],
             )
         return scene_id
+
+    def move_scene(self, scene_id: int, path: str) -> None:
+        """Record that a scene's file is now at ``path`` (same content: chips stay as tiled)."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE scenes SET path = ? WHERE id = ?", (path, scene_id))
 
     def chip_windows(self, scene_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Chip ids (N,) and windows (N, 4) [col_off, row_off, width, height] of a scene."""
@@ -403,6 +436,28 @@ class Store:
             """
         ).fetchall()
         return [dict(r) for r in rows]
+
+
+def relative_model_path(root: Path, path: str) -> str:
+    """How a model path is stored: relative (POSIX) when the file lies inside ``root``, else as is.
+
+    Architecture names ("yolov8n.yaml") and files outside the project keep their form.
+    """
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        return path
+    try:
+        return candidate.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _statements(script: str) -> Sequence[str]:

@@ -20,6 +20,8 @@ from geoal.cli import main
 
 pytestmark = pytest.mark.slow
 
+ARCH = "yolov8n.yaml"  # random weights, asked for explicitly (the default refuses them)
+
 
 def run(*args: str, ok: bool = True):
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
@@ -63,7 +65,7 @@ def test_score_real_geotiffs_store_and_skip(tmp_path: Path, shared_data: Path) -
         "-q",
     )
     n_chips = db_rows(proj, "SELECT COUNT(*) FROM chips")[0][0]
-    result = run("-p", str(proj), "score", "--views", "2", "--batch", "8", "-q")
+    result = run("-p", str(proj), "score", "--model", ARCH, "--views", "2", "--batch", "8", "-q")
     assert f"scored {n_chips} chips" in result.output
     rows = db_rows(
         proj, "SELECT chip_id, n_detections, expected_count, scores, embedding FROM chip_scores"
@@ -90,7 +92,7 @@ def test_score_real_geotiffs_store_and_skip(tmp_path: Path, shared_data: Path) -
         assert {"entropy", "least_confidence", "margin", "ratio", "box_instability"} <= set(
             json.loads(unc)
         )
-    again = run("-p", str(proj), "score", "--views", "2", "-q")
+    again = run("-p", str(proj), "score", "--model", ARCH, "--views", "2", "-q")
     assert "scored 0 chips" in again.output and f"{n_chips} already scored" in again.output
     assert db_rows(proj, "SELECT COUNT(*) FROM chip_scores")[0][0] == n_chips
     status = json.loads(run("-p", str(proj), "status", "--json").output)
@@ -120,6 +122,8 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path: Path, shared_da
         "-p",
         str(proj),
         "score",
+        "--model",
+        ARCH,
         "--views",
         "2",
         "--batch",
@@ -139,7 +143,7 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path: Path, shared_da
         proc.wait()
     partial = db_rows(proj, "SELECT COUNT(*) FROM chip_scores")[0][0]
     assert 8 <= partial < n_chips, "kill landed mid-run"
-    result = run("-p", str(proj), "score", "--views", "2", "--batch", "4", "-q")
+    result = run("-p", str(proj), "score", "--model", ARCH, "--views", "2", "--batch", "4", "-q")
     assert f"{partial} already scored" in result.output
     ids = [r[0] for r in db_rows(proj, "SELECT chip_id FROM chip_scores")]
     assert len(ids) == len(set(ids)) == n_chips

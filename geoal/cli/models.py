@@ -12,6 +12,8 @@ import click
 from geoal.cli.base import friendly, main, open_cli_project, ray_engine_options, ray_options
 from geoal.errors import ConfigError
 
+DEFAULT_IMGSZ = 640  # simulate on COCO images: ultralytics' default input size
+
 
 @main.command()
 @click.option(
@@ -26,7 +28,8 @@ from geoal.errors import ConfigError
     "--imgsz",
     type=click.IntRange(32),
     default=None,
-    help="Training size in pixels (default: config model.imgsz).",
+    help="Training input size in pixels, a multiple of 32 (default: config model.imgsz, else the "
+    "chip size); recorded with the model, which score, evaluate and predict then use.",
 )
 @click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda:N.")
@@ -114,6 +117,12 @@ def train(
     show_default=True,
     help="Operating threshold for recall.",
 )
+@click.option(
+    "--imgsz",
+    type=click.IntRange(32),
+    default=None,
+    help="Model input size in pixels (default: the size the model was trained at).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_context
 @friendly
@@ -124,6 +133,7 @@ def evaluate(
     images: Path | None,
     device: str,
     conf: float,
+    imgsz: int | None,
     as_json: bool,
 ) -> None:
     """COCO metrics (mAP50, mAP50-95, per-class AP, recall at the operating threshold), stored with the model."""
@@ -131,7 +141,7 @@ def evaluate(
 
     with open_cli_project(ctx) as project, project.write_lock("evaluate"):
         metrics = evaluate_project(
-            project, model, data=data, images=images, device=device, conf=conf
+            project, model, data=data, images=images, device=device, conf=conf, imgsz=imgsz
         )
     if as_json:
         click.echo(json.dumps(metrics, indent=2, default=str))
@@ -291,7 +301,12 @@ def _csv(text: str, kind: type, option: str) -> tuple[Any, ...]:
     default=None,
     help="Epochs of the --full-pool ceiling (default: epochs x rounds).",
 )
-@click.option("--imgsz", type=click.IntRange(32), default=640, show_default=True)
+@click.option(
+    "--imgsz",
+    type=click.IntRange(32),
+    default=None,
+    help="Training and inference size in pixels (default: the chip size with --scenes, else 640).",
+)
 @click.option("--batch", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda:N.")
 @click.option(
@@ -346,7 +361,7 @@ def simulate(
     epochs: int,
     min_iterations: int,
     full_epochs: int | None,
-    imgsz: int,
+    imgsz: int | None,
     batch: int,
     device: str,
     init: str,
@@ -400,6 +415,10 @@ def simulate(
             "dropped for overlapping the test set"
         )
         data, images, test_data = geo.pool_json, geo.images, geo.test_json
+        if imgsz is None:  # the chips at their own size: no silent up- or downsampling
+            from geoal.detect.loading import stride_size
+
+            imgsz = stride_size(chip_size)
     elif not (data and images and test_data):
         raise ConfigError(
             "give --data, --images and --test-data (a COCO data set), "
@@ -419,7 +438,7 @@ def simulate(
         epochs=epochs,
         min_iterations=min_iterations,
         full_epochs=full_epochs,
-        imgsz=imgsz,
+        imgsz=imgsz or DEFAULT_IMGSZ,
         batch=batch,
         device=device,
         init=init,
@@ -453,6 +472,12 @@ def simulate(
 )
 @click.option("--conf", type=float, default=0.25, show_default=True, help="Minimum confidence.")
 @click.option("--size", type=int, default=640, show_default=True, help="Chip side in pixels.")
+@click.option(
+    "--imgsz",
+    type=click.IntRange(32),
+    default=None,
+    help="Model input size in pixels (default: the model's trained scale; chips are resized).",
+)
 @click.option(
     "--overlap", type=float, default=0.2, show_default=True, help="Overlap between chips, 0-1."
 )
@@ -489,6 +514,7 @@ def predict(
     out: Path,
     conf: float,
     size: int,
+    imgsz: int | None,
     overlap: float,
     merge: str,
     match: str,
@@ -518,6 +544,7 @@ def predict(
         model=model,
         conf=conf,
         size=size,
+        imgsz=imgsz,
         overlap=overlap,
         merge=merge,
         match=match,

@@ -53,6 +53,12 @@ from geoal.errors import ConfigError
 @click.option(
     "--limit", type=click.IntRange(1), default=None, help="Score at most this many chips now."
 )
+@click.option(
+    "--imgsz",
+    type=click.IntRange(32),
+    default=None,
+    help="Model input size in pixels (default: the size the model was trained at).",
+)
 @ray_engine_options("score")
 @click.option(
     "--shard",
@@ -78,6 +84,7 @@ def score(
     top_k: int | None,
     workers: int,
     limit: int | None,
+    imgsz: int | None,
     engine: str,
     address: str | None,
     ray_workers: int | None,
@@ -114,6 +121,7 @@ def score(
             scene_ids=scene_ids(project, scenes),
             workers=workers,
             limit=limit,
+            imgsz=imgsz,
         )
         # a shard only reads the store: many run at once, 'geoal merge-shards' writes
         lock: AbstractContextManager[Any] = (
@@ -136,9 +144,10 @@ def score(
                     from geoal.distributed import score_project_ray
 
                     report = score_project_ray(project, opts, ray_opts, progress=not quiet)
+                size = f", input {report.imgsz} px" if report.imgsz else ""
                 summary = (
                     f"scored {report.scored} chips with model {report.model_hash[:12]} "
-                    f"({report.model_path}); {report.skipped} already scored, "
+                    f"({report.model_path}{size}); {report.skipped} already scored, "
                     f"{report.remaining} left"
                 )
         for w in caught:

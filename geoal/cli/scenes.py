@@ -103,6 +103,8 @@ def tile(
             f"added scene {row['scene_id']}: {row['path']} ({row['chips']} chips, "
             f"{row['skipped_nodata']} skipped as nodata)"
         )
+    for line in report.moved:
+        click.echo(line)
     for err in report.errors:
         click.echo(f"geoal: error: {err}", err=True)
     if report.errors:

@@ -13,6 +13,7 @@ import json
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +80,77 @@ def load_detector(
         imgsz=imgsz,
         cpu_streams=streams,
     )
+
+
+CHECKPOINT_KEY = "geoal"
+"""Key of the record geoal adds to the checkpoints it trains: {"imgsz": I, "chip_size": C}."""
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """The input a model was trained at: chips of ``chip_size`` px resized to ``imgsz`` px.
+
+    ``chip_size`` is None where unknown (a checkpoint not trained by geoal).
+    """
+
+    imgsz: int
+    chip_size: int | None = None
+
+    def for_chip(self, side: int) -> int:
+        """The input size (pixels, a multiple of 32) for chips of ``side`` px at the trained scale."""
+        if self.chip_size is None or side == self.chip_size:
+            return self.imgsz
+        return max(32, round(side * self.imgsz / self.chip_size / 32) * 32)
+
+
+def stride_size(side: int) -> int:
+    """The input size for chips of ``side`` px at their own scale: up to a multiple of 32."""
+    return max(32, -(-int(side) // 32) * 32)
+
+
+def checkpoint_input(path: str | Path) -> ModelInput | None:
+    """The input size recorded in a local ``.pt`` (geoal's record, else ultralytics' train_args).
+
+    None for a ``.yaml``, a missing or unreadable file (loading it reports why), or a
+    checkpoint that records no size.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".pt" or not path.is_file():
+        return None
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:
+        return None
+    return _recorded_input(ckpt)
+
+
+def _recorded_input(ckpt: Any) -> ModelInput | None:
+    if not isinstance(ckpt, dict):
+        return None
+    mine = ckpt.get(CHECKPOINT_KEY)
+    if isinstance(mine, dict) and isinstance(mine.get("imgsz"), int):
+        chip = mine.get("chip_size")
+        return ModelInput(int(mine["imgsz"]), int(chip) if isinstance(chip, int) else None)
+    args = ckpt.get("train_args")
+    imgsz = args.get("imgsz") if isinstance(args, dict) else None
+    if isinstance(imgsz, (list, tuple)) and imgsz and all(isinstance(v, int) for v in imgsz):
+        imgsz = max(imgsz)
+    if isinstance(imgsz, int) and not isinstance(imgsz, bool) and imgsz >= 32:
+        return ModelInput(stride_size(imgsz))
+    return None
+
+
+def record_input(weights: Path, target: Path, model_input: ModelInput) -> None:
+    """Copy checkpoint ``weights`` to ``target`` with geoal's record of its input size."""
+    import torch
+
+    ckpt = torch.load(weights, map_location="cpu", weights_only=False)
+    ckpt[CHECKPOINT_KEY] = {"imgsz": model_input.imgsz, "chip_size": model_input.chip_size}
+    tmp = target.with_name(target.name + ".tmp")
+    torch.save(ckpt, tmp)
+    tmp.replace(target)
 
 
 def check_classes(classes: Sequence[str]) -> tuple[str, ...]:

@@ -11,7 +11,6 @@ at most once: each transaction skips chips already stored for the model.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from geoal.distributed.cluster import (
@@ -25,6 +24,7 @@ from geoal.distributed.cluster import (
 from geoal.distributed.work import plan_tasks
 from geoal.distributed.worker import ChipScorer, ModelSpec, ScoreParams
 from geoal.errors import ProjectError
+from geoal.pipeline.catalog import check_scenes_unchanged
 from geoal.pipeline.scoring import (
     ScoreOptions,
     ScoreReport,
@@ -72,21 +72,25 @@ def score_project_ray(
     from geoal.detect import load_detector
 
     require_ray()  # before anything slow: without Ray, say how to install it
-    model, kind = resolve_model(project, opts.model)
     if not project.store.counts()["chips"]:
         raise ProjectError(f"{project.root}: no chips to score; add scenes with 'geoal tile'")
+    chosen = resolve_model(project, opts.model, opts.imgsz)
     # Loaded here too (on the CPU): checks the classes and gives the hash that tags results.
-    detector = load_detector(
-        model, project.config.classes, device="cpu", imgsz=project.config.model.imgsz
+    detector = load_detector(chosen.path, project.config.classes, device="cpu", imgsz=chosen.imgsz)
+    model_path = chosen.path  # absolute: the workers load it from the shared file system
+    project.store.register_model(
+        detector.model_hash,
+        project.stored_model_path(model_path),
+        project.config.classes,
+        kind=chosen.kind,
     )
-    model_path = str(Path(model).resolve()) if Path(model).exists() else model
-    project.store.register_model(detector.model_hash, model_path, project.config.classes, kind=kind)
     todo, done = chips_to_score(project, detector.model_hash, opts.scene_ids)
     pending = len(todo)  # --limit scores fewer now; the rest are still left
     if opts.limit is not None:
         todo = todo[: opts.limit]
     if not todo:
-        return ScoreReport(detector.model_hash, model_path, 0, done, pending)
+        return ScoreReport(detector.model_hash, model_path, 0, done, pending, chosen.imgsz)
+    check_scenes_unchanged(project, [item[1] for item in todo])
     scenes = {s.id: s for s in project.store.scenes()}
     params = ScoreParams(opts.views, opts.conf, opts.iou, opts.top_k, opts.batch, opts.workers)
     scored = seen = 0
@@ -95,7 +99,7 @@ def score_project_ray(
         spec = ModelSpec(
             model_path,
             tuple(project.config.classes),
-            project.config.model.imgsz,
+            chosen.imgsz,
             detector.model_hash,
             gpu=plan.gpus > 0,
             threads=plan.threads,
@@ -115,5 +119,10 @@ def score_project_ray(
             bar.close()
             pool.close()
     return ScoreReport(
-        detector.model_hash, model_path, scored, done + seen - scored, pending - seen
+        detector.model_hash,
+        model_path,
+        scored,
+        done + seen - scored,
+        pending - seen,
+        chosen.imgsz,
     )

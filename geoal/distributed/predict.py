@@ -28,7 +28,12 @@ from geoal.distributed.cluster import (
 from geoal.distributed.work import ChipItem, Task, plan_tasks
 from geoal.distributed.worker import ChipPredictor, ModelSpec, PredictParams
 from geoal.errors import GeoalError
-from geoal.predict.scene import PredictOptions, PredictReport, SceneDetections
+from geoal.predict.scene import (
+    PredictOptions,
+    PredictReport,
+    SceneDetections,
+    with_model_input,
+)
 from geoal.store import SceneRecord
 
 
@@ -62,6 +67,7 @@ def predict_scenes_ray(
     from geoal.detect import load_detector
 
     require_ray()
+    opts = with_model_input(opts)
     # Loaded here too (on the CPU): checks the model, its classes and the hash workers must match.
     detector = load_detector(opts.model, classes, device="cpu", imgsz=opts.imgsz)
     names = tuple(detector.classes)

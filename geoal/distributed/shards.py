@@ -24,7 +24,13 @@ from typing import Any
 from geoal.distributed.work import Shard
 from geoal.distributed.worker import ScoreParams, score_chips
 from geoal.errors import ConfigError, ProjectError
-from geoal.pipeline.scoring import ScoreOptions, chips_to_score, insert_records, resolve_model
+from geoal.pipeline.catalog import check_scenes_unchanged
+from geoal.pipeline.scoring import (
+    ScoreOptions,
+    chips_to_score,
+    insert_records,
+    resolve_model,
+)
 from geoal.project import Project
 
 FORMAT = "geoal-shard/1"
@@ -132,15 +138,16 @@ def score_shard(
 
     from geoal.detect import load_detector
 
-    model, kind = resolve_model(project, opts.model)
+    chosen = resolve_model(project, opts.model, opts.imgsz)
     detector = load_detector(
-        model, project.config.classes, device=opts.device, imgsz=project.config.model.imgsz
+        chosen.path, project.config.classes, device=opts.device, imgsz=chosen.imgsz
     )
-    model_path = str(Path(model).resolve()) if Path(model).exists() else model
+    model_path, kind = chosen.path, chosen.kind
     path = Path(out) if out is not None else default_shard_path(project, detector.model_hash, shard)
     path.parent.mkdir(parents=True, exist_ok=True)
     todo, _ = chips_to_score(project, detector.model_hash, opts.scene_ids)
     todo = shard.select(todo)
+    check_scenes_unchanged(project, [item[1] for item in todo])
     scenes = {s.id: s for s in project.store.scenes()}
     meta = {
         "format": FORMAT,
@@ -253,7 +260,10 @@ def _merge_one(project: Project, path: Path, chunk: int) -> MergeReport:
         _check_project(project, path, meta, shard_conn)
         model_hash = meta["model_hash"]
         project.store.register_model(
-            model_hash, meta["model_path"], json.loads(meta["classes"]), kind=meta["model_kind"]
+            model_hash,
+            project.stored_model_path(meta["model_path"]),
+            json.loads(meta["classes"]),
+            kind=meta["model_kind"],
         )
         ids = [
             r[0]

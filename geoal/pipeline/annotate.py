@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from geoal.errors import ConfigError, FormatError, GeoalError
+from geoal.pipeline.catalog import check_scenes_unchanged
 from geoal.project import Project
 
 EXPORT_FORMATS = ("coco", "geojson", "yolo", "labelstudio")
@@ -222,6 +223,7 @@ def export_round(project: Project, opts: ExportOptions, *, progress: bool = True
             dataclasses.replace(c, file_name=c.file_name[: -len("png")] + "jpg") for c in chips
         ]
     boxes = predictions(project, ids, model_hash, conf)
+    check_scenes_unchanged(project, [c.scene_id for c in chips])
     notes: list[str] = []
     name = f"round{round_id}"
     documents: dict[str, Any] = {}
@@ -386,6 +388,7 @@ def _export_yolo(project: Project, opts: ExportOptions) -> dict[str, Any]:
     lab = labels(project, ids)
     groups = [infos[i].scene_id for i in ids]
     _, val = split_train_val(ids, groups, opts.val_fraction, np.random.default_rng(opts.seed))
+    check_scenes_unchanged(project, groups)
     with chip_images(project) as read:
         data_yaml = formats.write_yolo_dataset(
             opts.out,

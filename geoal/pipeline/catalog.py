@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,13 @@ from geoal.raster.scene import (
     interruptible,
 )
 
-__all__ = ["expand_inputs", "project_status", "tile_scenes", "write_chip_map"]
+__all__ = [
+    "check_scenes_unchanged",
+    "expand_inputs",
+    "project_status",
+    "tile_scenes",
+    "write_chip_map",
+]
 
 
 _THIS_FILE_ONLY = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG}
@@ -40,6 +46,7 @@ class TileReport:
     """What ``geoal tile`` did: scenes added, problems per file, warnings."""
 
     added: list[dict[str, Any]] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)  # known scenes found at a new path
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)  # given again, or not rasters: notes
@@ -52,8 +59,9 @@ def tile_scenes(
 
     Each scene is stored in its own transaction: a bad file is reported and
     skipped, the others are added, nothing is half-written. A file already added
-    (a resumed run) is a note in ``already``. A full disk or a store that cannot be
-    written stops the batch: the scenes added before it are kept.
+    (a resumed run) is a note in ``already``. A file with the content of a scene whose
+    file is gone is that scene, moved: its path is updated. A full disk or a store that
+    cannot be written stops the batch: the scenes added before it are kept.
     """
     from tqdm import tqdm
 
@@ -76,6 +84,14 @@ def tile_scenes(
                 continue
             cat = interruptible(catalogue, path, tiling)
             known = store.find_scene(cat.values["path"], cat.values["fingerprint"])
+            if known is not None and _gone(known.path):
+                # the tiled file moved: the same content here is that scene, chips and all
+                store.move_scene(known.id, cat.values["path"])
+                report.moved.append(
+                    f"scene {known.id} ({known.name}) moved from {known.path} to "
+                    f"{cat.values['path']}; its chips, labels and scores stay as they were"
+                )
+                continue
             if known is not None:
                 raise ProjectError(
                     f"{path}: same content as scene {known.id} ({known.path}); not added twice"
@@ -107,6 +123,23 @@ def tile_scenes(
             }
         )
     return report
+
+
+def check_scenes_unchanged(project: Project, scene_ids: Iterable[int]) -> None:
+    """RasterError if one of these scenes' files changed since it was tiled.
+
+    Commands call it before they read (and write) anything, so that no chip image,
+    detection or training example comes from pixels the stored chips do not refer to.
+    """
+    from geoal.raster.scene import check_scenes
+
+    wanted = set(scene_ids)
+    check_scenes(s for s in project.store.scenes() if s.id in wanted)
+
+
+def _gone(path: str) -> bool:
+    """Whether a stored local scene path names no file any more."""
+    return not (path.startswith("/vsi") or "://" in path) and not Path(path).exists()
 
 
 def project_status(project: Project) -> dict[str, Any]:

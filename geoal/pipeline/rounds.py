@@ -49,7 +49,11 @@ class RoundReport:
 
 
 def scoring_model(project: Project, model_hash: str | None) -> str | None:
-    """The model whose scores to use: given (hash or unique prefix), or the latest that scored."""
+    """The model whose scores to use: given (hash or unique prefix), or the latest that scored.
+
+    By default the scores of an untrained model (an architecture file, random weights)
+    are passed over: they rank chips by noise. Give its hash to use them anyway.
+    """
     conn = project.store.conn
     if model_hash:
         rows = conn.execute(
@@ -64,9 +68,29 @@ def scoring_model(project: Project, model_hash: str | None) -> str | None:
             )
         return str(rows[0][0])
     row = conn.execute(
-        "SELECT model_hash FROM chip_scores ORDER BY scored_at DESC, rowid DESC LIMIT 1"
+        f"""
+        SELECT s.model_hash FROM chip_scores s LEFT JOIN models m ON m.hash = s.model_hash
+        WHERE m.hash IS NULL OR NOT ({_UNTRAINED_SQL})
+        ORDER BY s.scored_at DESC, s.rowid DESC LIMIT 1
+        """
     ).fetchone()
     return None if row is None else str(row[0])
+
+
+def untrained_scores(project: Project) -> str | None:
+    """The hash of an untrained model (architecture file) that scored chips, if any."""
+    row = project.store.conn.execute(
+        f"""
+        SELECT m.hash, m.path FROM models m
+        WHERE {_UNTRAINED_SQL} AND EXISTS (SELECT 1 FROM chip_scores s WHERE s.model_hash = m.hash)
+        ORDER BY m.id DESC LIMIT 1
+        """
+    ).fetchone()
+    return None if row is None else f"{row[0][:12]} ({row[1]})"
+
+
+# a model registered from an architecture file has random weights (see geoal.pipeline.scoring)
+_UNTRAINED_SQL = "lower(m.path) LIKE '%.yaml' OR lower(m.path) LIKE '%.yml'"
 
 
 def candidate_pool(
@@ -303,12 +327,20 @@ def select_round(project: Project, opts: SelectOptions) -> RoundReport:
     info = strategy_info(opts.strategy)
     model_hash = scoring_model(project, opts.model_hash)
     cold = model_hash is None
+    ignored = untrained_scores(project) if cold else None
     name, cold_note = opts.strategy, ""
     if cold and info.cold_fallback:
         name = info.cold_fallback
         cold_note = f"no model has scored the chips yet: {opts.strategy} starts with {name}"
     elif cold and not info.cold_start:
         starters = ", ".join(k for k, v in STRATEGY_INFO.items() if v.cold_start)
+        if ignored is not None:
+            raise SelectionError(
+                f"chips were scored only by the untrained model {ignored}, whose random weights "
+                f"rank nothing, so '{opts.strategy}' has nothing to rank: train a model "
+                f"('geoal train') and score again, cold-start with --strategy {starters}, "
+                f"or pass --model {ignored[:12]} to use those scores anyway"
+            )
         raise SelectionError(
             f"no chip has been scored yet, so '{opts.strategy}' has nothing to rank: "
             f"run 'geoal score', or cold-start with --strategy {starters}"
@@ -348,6 +380,12 @@ def select_round(project: Project, opts: SelectOptions) -> RoundReport:
         )
     chosen = ids[sel.indices]
     note = "; ".join(n for n in (cold_note, sel.note) if n)
+    if ignored is not None:
+        note = "; ".join(
+            n
+            for n in (f"cold start: the scores of untrained model {ignored} were not used", note)
+            if n
+        )
     params: dict[str, Any] = {
         "aggregation": opts.aggregation,
         "min_distance": opts.min_distance,

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from geoal.errors import ProjectError
+from geoal.errors import ModelError, ProjectError
+from geoal.pipeline.catalog import check_scenes_unchanged
 from geoal.project import Project
+
+UNTRAINED_SUFFIXES = (".yaml", ".yml")
+"""A model given as an architecture file has random weights (geoal builds it from YAML_SEED)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class ScoreOptions:
     scene_ids: tuple[int, ...] = ()
     workers: int = 2
     limit: int | None = None  # score at most this many chips (tests, quick looks)
+    imgsz: int | None = None  # model input size, pixels; None = the one recorded with the model
 
 
 @dataclass(frozen=True)
@@ -47,22 +50,69 @@ class ScoreReport:
     scored: int
     skipped: int  # already scored by this model
     remaining: int
+    imgsz: int | None = None  # the model's input size, pixels (None: each chip's own size)
 
 
-def resolve_model(project: Project, model: str | None) -> tuple[str, str]:
-    """The model to score with and its kind: given, latest trained, or the config's arch."""
+@dataclass(frozen=True)
+class ScoringModel:
+    """The model a scoring run loads, how it came to be chosen, and its input size."""
+
+    path: str  # what load_detector opens: an absolute path or an architecture name
+    kind: str  # trained (by geoal train) | external (given)
+    imgsz: int | None  # pixels chips are resized to; None = each chip's own size
+
+
+def resolve_model(project: Project, model: str | None, imgsz: int | None = None) -> ScoringModel:
+    """The model to score with: given, else the latest trained, else the config's ``.pt``.
+
+    With no trained model and an architecture (``.yaml``) as the config's model, scoring
+    would rank chips by random weights: refused unless the model is given explicitly.
+    """
     if model:
-        return model, "external"
-    latest = project.store.latest_model("trained")
-    if latest is not None:
-        return str(latest["path"]), "trained"
-    arch = project.config.model.arch
-    warnings.warn(
-        f"no trained model in {project.root} yet: scoring with untrained weights from {arch} "
-        "(scores are only useful to test the pipeline; train first or pass --model)",
-        stacklevel=2,
-    )
-    return arch, "external"
+        path, kind = project.model_file(project.stored_model_path(model)), "external"
+    else:
+        latest = project.store.latest_model("trained")
+        if latest is not None:
+            path, kind = project.model_file(str(latest["path"])), "trained"
+        elif not is_untrained(project.config.model.arch):
+            path, kind = project.config.model.arch, "external"
+        else:
+            raise ModelError(
+                f"{project.root}: no trained model yet: run 'geoal train' first, or select with "
+                "a cold-start strategy ('geoal select --strategy random', coreset or typiclust); "
+                f"'geoal score --model {project.config.model.arch}' scores with untrained weights"
+            )
+    return ScoringModel(path, kind, imgsz or model_imgsz(project, path))
+
+
+def is_untrained(model: str) -> bool:
+    """Whether a model path names an architecture file, i.e. random weights."""
+    return model.lower().endswith(UNTRAINED_SUFFIXES)
+
+
+def model_imgsz(project: Project, path: str) -> int | None:
+    """The input size (pixels) a model was trained at, as recorded with it.
+
+    The project's record of the model first, then the checkpoint (geoal's record or
+    ultralytics' train_args), then the config's ``model.imgsz``, then what ``geoal
+    train`` would choose: the chip size up to a multiple of 32 (None: no chips).
+    """
+    from geoal.detect.loading import checkpoint_input, stride_size
+
+    row = project.store.conn.execute(
+        "SELECT metrics FROM models WHERE path = ? AND metrics IS NOT NULL ORDER BY id DESC",
+        (project.stored_model_path(path),),
+    ).fetchone()
+    recorded = json.loads(row[0]).get("imgsz") if row is not None else None
+    if isinstance(recorded, int) and recorded >= 32:
+        return recorded
+    found = checkpoint_input(path)
+    if found is not None:
+        return found.imgsz
+    if project.config.model.imgsz is not None:
+        return project.config.model.imgsz
+    side = project.store.conn.execute("SELECT MAX(MAX(width, height)) FROM chips").fetchone()[0]
+    return None if side is None else stride_size(int(side))
 
 
 def chips_to_score(
@@ -209,20 +259,26 @@ def score_project(project: Project, opts: ScoreOptions, *, progress: bool = True
 
     from geoal.detect import load_detector
 
-    model, kind = resolve_model(project, opts.model)
     if not project.store.counts()["chips"]:
         raise ProjectError(f"{project.root}: no chips to score; add scenes with 'geoal tile'")
+    chosen = resolve_model(project, opts.model, opts.imgsz)
     detector = load_detector(
-        model, project.config.classes, device=opts.device, imgsz=project.config.model.imgsz
+        chosen.path, project.config.classes, device=opts.device, imgsz=chosen.imgsz
     )
-    model_path = str(Path(model).resolve()) if Path(model).exists() else model
-    project.store.register_model(detector.model_hash, model_path, project.config.classes, kind=kind)
+    model_path = chosen.path
+    project.store.register_model(
+        detector.model_hash,
+        project.stored_model_path(model_path),
+        project.config.classes,
+        kind=chosen.kind,
+    )
     todo, done = chips_to_score(project, detector.model_hash, opts.scene_ids)
     pending = len(todo)  # --limit scores fewer now; the rest are still left
     if opts.limit is not None:
         todo = todo[: opts.limit]
     if not todo:
-        return ScoreReport(detector.model_hash, model_path, 0, done, pending)
+        return ScoreReport(detector.model_hash, model_path, 0, done, pending, chosen.imgsz)
+    check_scenes_unchanged(project, [item[1] for item in todo])
     scored = 0
     bar = tqdm(total=len(todo), desc="scoring", unit="chip", disable=not progress, smoothing=0.1)
     stream = detector.iter_predict(
@@ -240,4 +296,6 @@ def score_project(project: Project, opts: ScoreOptions, *, progress: bool = True
     finally:
         stream.close()  # type: ignore[attr-defined]
         bar.close()
-    return ScoreReport(detector.model_hash, model_path, scored, done, pending - scored)
+    return ScoreReport(
+        detector.model_hash, model_path, scored, done, pending - scored, chosen.imgsz
+    )

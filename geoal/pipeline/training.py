@@ -15,9 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from geoal.detect.loading import sha256_file
-from geoal.errors import ConfigError, GeoalError, ModelError
+from geoal.detect.loading import ModelInput, record_input, sha256_file, stride_size
+from geoal.errors import ConfigError, FormatError, GeoalError, ModelError
 from geoal.project import Project
+
+DEFAULT_IMGSZ = 640
+"""Input size of a model that records none, on images that are not chips (ultralytics' default)."""
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,7 @@ class TrainOptions:
 
     init: str = "last"  # last | a .pt | a .yaml
     epochs: int = 30
-    imgsz: int | None = None  # default: the config's model.imgsz
+    imgsz: int | None = None  # default: the config's model.imgsz, else the chip size
     batch: int = 8
     device: str = "cpu"
     val_fraction: float = 0.2
@@ -54,7 +57,7 @@ def resolve_init(project: Project, init: str) -> tuple[str, str | None]:
         latest = project.store.latest_model("trained")
         if latest is None:
             return project.config.model.arch, None
-        return str(latest["path"]), str(latest["hash"])
+        return project.model_file(str(latest["path"])), str(latest["hash"])
     path = Path(init)
     if path.suffix.lower() == ".pt":
         if not path.is_file():
@@ -71,6 +74,7 @@ def train_project(project: Project, opts: TrainOptions) -> TrainReport:
     """Fine-tune on every labelled chip and register the new model."""
     from geoal import formats
     from geoal.pipeline.annotate import chip_images, chip_infos, labelled_chip_ids, labels
+    from geoal.pipeline.catalog import check_scenes_unchanged
     from geoal.train import split_train_val, train_detector
 
     if opts.split not in ("scene", "chip"):
@@ -88,6 +92,7 @@ def train_project(project: Project, opts: TrainOptions) -> TrainReport:
     if dataset.exists():
         shutil.rmtree(dataset)
     lab = labels(project, ids)
+    check_scenes_unchanged(project, [infos[i].scene_id for i in ids])
     with chip_images(project) as read:
         data_yaml = formats.write_yolo_dataset(
             dataset,
@@ -97,24 +102,27 @@ def train_project(project: Project, opts: TrainOptions) -> TrainReport:
             val_ids=set(val_ids),
         )
     init, parent = resolve_init(project, opts.init)
+    chip_size = max(max(infos[i].window[2], infos[i].window[3]) for i in ids)
+    imgsz = opts.imgsz or project.config.model.imgsz or stride_size(chip_size)
     result = train_detector(
         data_yaml,
         init=init,
         classes=project.config.classes,
         out_dir=work / "runs",
         epochs=opts.epochs,
-        imgsz=opts.imgsz or project.config.model.imgsz,
+        imgsz=imgsz,
         batch=opts.batch,
         device=opts.device,
         seed=opts.seed,
         progress=opts.progress,
     )
-    digest = sha256_file(result.weights)
+    # the input size travels with the file (geoal predict) and with the store's record
     project.models_dir.mkdir(parents=True, exist_ok=True)
+    staged = project.models_dir / "model.pt.new"
+    record_input(result.weights, staged, ModelInput(imgsz, chip_size))
+    digest = sha256_file(staged)
     target = project.models_dir / f"model_{digest[:12]}.pt"
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(result.weights, tmp)
-    tmp.replace(target)
+    staged.replace(target)
     round_row = project.store.conn.execute(
         "SELECT MAX(id) FROM rounds WHERE status != 'cancelled'"
     ).fetchone()
@@ -123,12 +131,13 @@ def train_project(project: Project, opts: TrainOptions) -> TrainReport:
         "train_chips": len(train_ids),
         "val_chip_ids": [int(i) for i in val_ids],
         "epochs": result.epochs,
-        "imgsz": opts.imgsz or project.config.model.imgsz,
+        "imgsz": imgsz,
+        "chip_size": chip_size,
         "seconds": result.seconds,
     }
     project.store.register_model(
         digest,
-        str(target),
+        project.stored_model_path(target),
         project.config.classes,
         kind="trained",
         parent_hash=parent,
@@ -152,7 +161,7 @@ def model_row(project: Project, model: str | None) -> Any:
         return row
     rows = conn.execute(
         "SELECT * FROM models WHERE hash LIKE ? OR path = ?",
-        (model + "%", str(Path(model).resolve())),
+        (model + "%", project.stored_model_path(model)),
     ).fetchall()
     if len(rows) != 1:
         raise ModelError(
@@ -169,18 +178,32 @@ def evaluate_project(
     images: Path | None = None,
     device: str = "cpu",
     conf: float = 0.25,
+    imgsz: int | None = None,
 ) -> dict[str, Any]:
-    """COCO metrics of a model on a COCO file + images, or on its held-out chips; stored with it."""
+    """COCO metrics of a model on a COCO file + images, or on its held-out chips; stored with it.
+
+    ``imgsz``: the model's input size in pixels; None = the size it was trained at.
+    """
+    from geoal.pipeline.scoring import model_imgsz
     from geoal.train import evaluate_coco, load_coco, predict_coco
 
     classes = project.config.classes
+    size: int | None  # the model's input size, pixels
     if data is not None:
         if model is not None and Path(model).suffix == ".pt" and Path(model).is_file():
             weights, row = Path(model), None
         else:
             row = model_row(project, model)
-            weights = Path(row["path"])
+            weights = Path(project.model_file(row["path"]))
+        size = imgsz or model_imgsz(project, str(weights)) or DEFAULT_IMGSZ
         gt = load_coco(data)
+        scored = sum("score" in ann for ann in gt["annotations"])
+        if scored and scored == len(gt["annotations"]):
+            raise FormatError(
+                f"{data}: all {scored} annotations carry a 'score': they are a model's "
+                "predictions (an unedited 'geoal export'?), not ground truth; "
+                "evaluate on the labelled file the annotators returned"
+            )
         folder = Path(images) if images else Path(data).parent
         names = {c["id"]: c["name"] for c in gt["categories"]}
         missing = [n for n in names.values() if n not in classes]
@@ -199,19 +222,20 @@ def evaluate_project(
             classes,
             image_ids=[img["id"] for img in gt["images"]],
             category_ids=category_ids,
-            imgsz=project.config.model.imgsz,
+            imgsz=size or DEFAULT_IMGSZ,
             device=device,
         )
         source = str(data)
     else:
         row = model_row(project, model)
-        weights = Path(row["path"])
+        weights = Path(project.model_file(row["path"]))
         val_ids = json.loads(row["metrics"] or "{}").get("val_chip_ids") or []
         if not val_ids:
             raise ConfigError(
                 f"model {row['hash'][:12]} has no held-out chips; give --data COCO_JSON --images DIR"
             )
-        gt, dets = _chip_coco(project, weights, val_ids, device)
+        size = imgsz or model_imgsz(project, str(weights))
+        gt, dets = _chip_coco(project, weights, val_ids, device, size)
         source = f"held-out chips ({len(val_ids)})"
     result = evaluate_coco(gt, dets, conf_threshold=conf)
     metrics = {
@@ -220,6 +244,7 @@ def evaluate_project(
         "mAP50-95": result.mAP50_95,
         "recall": result.recall,
         "conf": conf,
+        "imgsz": size,
         "ap50": result.ap50,
         "ap50_95": result.ap50_95,
         "n_images": result.n_images,
@@ -248,9 +273,12 @@ def _finite(value: Any) -> Any:
 
 
 def _chip_coco(
-    project: Project, weights: Path, chip_ids: list[int], device: str
+    project: Project, weights: Path, chip_ids: list[int], device: str, imgsz: int | None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Ground truth (stored labels) and detections of the model on the given chips, as COCO."""
+    """Ground truth (stored labels) and detections of the model on the given chips, as COCO.
+
+    ``imgsz``: the model's input size in pixels (None: each chip's own size).
+    """
     from geoal.detect import load_detector
     from geoal.pipeline.annotate import chip_infos, labels
     from geoal.raster.reader import iter_batches, iter_chips
@@ -279,7 +307,7 @@ def _chip_coco(
         "annotations": annotations,
         "categories": [{"id": i + 1, "name": n} for i, n in enumerate(classes)],
     }
-    detector = load_detector(weights, classes, device=device, imgsz=project.config.model.imgsz)
+    detector = load_detector(weights, classes, device=device, imgsz=imgsz)
     scenes = {s.id: s for s in project.store.scenes()}
     items = [(cid, infos[cid].scene_id, infos[cid].window) for cid in chip_ids]
     dets: list[dict[str, Any]] = []

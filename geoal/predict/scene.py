@@ -39,7 +39,7 @@ class PredictOptions:
     device: str = "cpu"
     workers: int = 2
     bands: tuple[int, ...] | None = None
-    imgsz: int | None = None  # model input size; None = the chip size
+    imgsz: int | None = None  # model input size, pixels; None = as the model was trained
 
     def __post_init__(self) -> None:
         if self.merge not in MERGE_METHODS:
@@ -150,6 +150,26 @@ def chip_objects(res: Any, window: Sequence[int], width: int, height: int) -> np
     return np.column_stack([boxes, res.conf, res.cls, entropy(res.probs)])
 
 
+def with_model_input(opts: PredictOptions) -> PredictOptions:
+    """``opts`` with the model's input size for chips of ``opts.size`` when none is given.
+
+    A model trained by geoal records its input size and chip size: chips of another
+    ``--size`` keep the trained scale (e.g. 640 px chips trained at 320 run at 320,
+    1280 px chips at 640). Another checkpoint runs at its training size (ultralytics'
+    train_args), as ultralytics' predictor does; an architecture file at the chip size
+    (up to a multiple of 32).
+    """
+    if opts.imgsz is not None:
+        return opts
+    import dataclasses
+
+    from geoal.detect.loading import checkpoint_input, stride_size
+
+    found = checkpoint_input(opts.model)
+    imgsz = found.for_chip(opts.size) if found is not None else stride_size(opts.size)
+    return dataclasses.replace(opts, imgsz=None if imgsz == opts.size else imgsz)
+
+
 def predict_scenes(
     paths: Sequence[str],
     opts: PredictOptions,
@@ -160,6 +180,7 @@ def predict_scenes(
     """Detect over every scene; a scene that fails is reported, the others go on."""
     from geoal.detect import load_detector
 
+    opts = with_model_input(opts)
     detector = load_detector(opts.model, classes, device=opts.device, imgsz=opts.imgsz)
     report = PredictReport(classes=detector.classes)
     for path in paths:

@@ -20,7 +20,7 @@ from affine import Affine
 
 from geoal.errors import RasterError
 from geoal.raster.grid import window_transform
-from geoal.raster.scene import open_raster
+from geoal.raster.scene import open_scene
 from geoal.raster.stretch import apply_stretch
 from geoal.store import SceneRecord
 
@@ -100,7 +100,7 @@ class SceneReader:
 
     def __init__(self, scene: SceneRecord) -> None:
         self.scene = scene
-        self.ds = open_raster(scene.path)
+        self.ds = open_scene(scene)  # the file the chips, labels and scores refer to
         self.mask_kind = mask_kind(self.ds)
 
     def read(self, window: Iterable[int]) -> np.ndarray:

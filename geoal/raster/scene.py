@@ -126,6 +126,84 @@ def fingerprint(path: str, ds: Any) -> str:
     return h.hexdigest()
 
 
+# (path, fingerprint) -> the file's stat when it last matched: a scene is hashed once per
+# process (command), then only stat()ed; a write changes st_mtime/st_ctime/st_size.
+_UNCHANGED: dict[tuple[str, str], tuple[int, ...]] = {}
+_UNCHANGED_LOCK = threading.Lock()
+
+
+def _stat_key(path: str) -> tuple[int, ...] | None:
+    if path.startswith("/vsi") or "://" in path:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def check_unchanged(scene: Any, ds: Any) -> None:
+    """RasterError unless ``ds`` (the open file of stored ``scene``) is the file that was tiled.
+
+    Compares the content fingerprint stored at tile time (size, first and last MiB, grid):
+    chips, labels and scores refer to the tiled pixels, so a file overwritten since must
+    not be read as if it were the same. ``scene``: a SceneRecord. Cheap: each scene is
+    hashed once per process, later calls only stat the file.
+    """
+    key = (scene.path, scene.fingerprint)
+    stat = _stat_key(scene.path)
+    with _UNCHANGED_LOCK:
+        if stat is not None and _UNCHANGED.get(key) == stat:
+            return
+    if fingerprint(scene.path, ds) == scene.fingerprint:
+        if stat is not None:
+            with _UNCHANGED_LOCK:
+                _UNCHANGED[key] = stat
+        return
+    was = (scene.width, scene.height, scene.band_count)
+    now = (ds.width, ds.height, ds.count)
+    if was != now:
+        detail = (
+            f"now {now[0]} x {now[1]} px, {now[2]} band(s); "
+            f"tiled at {was[0]} x {was[1]} px, {was[2]} band(s)"
+        )
+    elif tuple(ds.transform)[:6] != tuple(scene.transform):
+        detail = "its georeferencing differs"
+    else:
+        detail = "same size, other content"
+    raise RasterError(
+        f"{scene.path}: the file changed since it was tiled as scene {scene.id} ({scene.name}): "
+        f"{detail}; its chips, labels and scores refer to the old pixels: put the tiled file "
+        "back, and add a new version under another name with 'geoal tile'"
+    )
+
+
+def open_scene(scene: Any) -> Any:
+    """Open a stored scene's file (a SceneRecord), checked to be the file that was tiled.
+
+    A file that is gone, or changed since tiling, raises RasterError saying what to do.
+    """
+    local = not (scene.path.startswith("/vsi") or "://" in scene.path)
+    if local and not os.path.exists(scene.path):
+        raise RasterError(
+            f"{scene.path}: file not found; it was tiled as scene {scene.id} ({scene.name}): "
+            "if it moved, run 'geoal tile NEW_PATH' to tell the project where it is now"
+        )
+    ds = open_raster(scene.path)
+    try:
+        check_unchanged(scene, ds)
+    except BaseException:
+        ds.close()
+        raise
+    return ds
+
+
+def check_scenes(scenes: Iterable[Any]) -> None:
+    """:func:`open_scene` for each SceneRecord (once each); the first problem raises."""
+    for scene in scenes:
+        open_scene(scene).close()
+
+
 def open_raster(path: str) -> Any:
     """Open a raster with rasterio; missing, unreadable or non-raster files raise RasterError."""
     # Read by GDAL when its block cache starts, so before the first rasterio read.

@@ -63,12 +63,12 @@ def _scene_overview(scene: Any, max_side: int = 900) -> tuple[np.ndarray, float]
     """A decimated (h, w, 3) uint8 view of the scene with its stored bands and stretch."""
     from rasterio.enums import Resampling
 
-    from geoal.raster.scene import open_raster
+    from geoal.raster.scene import open_scene
     from geoal.raster.stretch import apply_stretch
 
     scale = min(1.0, max_side / max(scene.width, scene.height))
     h, w = max(1, round(scene.height * scale)), max(1, round(scene.width * scale))
-    with open_raster(scene.path) as ds:
+    with open_scene(scene) as ds:
         data = ds.read(list(scene.bands), out_shape=(3, h, w), resampling=Resampling.nearest)
     rgb = apply_stretch(data, scene.stretch, zero=scene.nodata)
     return np.ascontiguousarray(rgb.transpose(1, 2, 0)), w / scene.width

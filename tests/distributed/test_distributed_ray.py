@@ -88,6 +88,8 @@ def test_same_results_as_local_engine(ray_address: str, tmp_path: Path, shared_d
         "-p",
         str(tmp_path / "ray"),
         "score",
+        "--model",
+        "yolov8n.yaml",
         "--engine",
         "ray",
         "--batch",
@@ -133,7 +135,7 @@ def test_a_killed_worker_is_restarted_and_every_chip_scored_once(
 def test_an_interrupted_driver_resumes(ray_address: str, tmp_path: Path, scene: Path) -> None:
     proj = make_project(tmp_path / "p", [scene])
     cmd = [sys.executable, "-m", "geoal.cli", "-p", str(proj), "score", "--engine", "ray",
-           "--address", ray_address, "--batch", "2", "-q"]  # fmt: skip
+           "--model", "yolov8n.yaml", "--address", ray_address, "--batch", "2", "-q"]  # fmt: skip
     # --batch 2: tasks of 4 batches = 8 chips, so the kill lands between writes
     driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -143,7 +145,9 @@ def test_an_interrupted_driver_resumes(ray_address: str, tmp_path: Path, scene: 
         driver.wait()
     partial = len(db_rows(proj, "SELECT chip_id FROM chip_scores"))
     assert 8 <= partial < 48, "the kill landed mid-run"
-    out = run_cli("-p", str(proj), "score", "--engine", "ray", "--batch", "2", "-q")
+    out = run_cli(
+        "-p", str(proj), "score", "--engine", "ray", "--model", "yolov8n.yaml", "--batch", "2", "-q"
+    )
     assert f"scored {48 - partial} chips" in out.output
     assert f"{partial} already scored" in out.output
     assert_complete(proj, 48)

@@ -23,7 +23,7 @@ def projects(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, int]
     write_scene(scene, width=64 * 6, height=64 * 5, dtype="uint16", objects=12, seed=3)
     local = make_project(root / "local", [scene])
     shutil.copytree(local, root / "sharded")
-    run_cli("-p", str(local), "score", "--batch", "4", "-q")
+    run_cli("-p", str(local), "score", "--model", "yolov8n.yaml", "--batch", "4", "-q")
     n_chips = db_rows(local, "SELECT COUNT(*) FROM chips")[0][0]
     assert n_chips == 30
     return local, root / "sharded", n_chips
@@ -33,18 +33,61 @@ def test_shards_then_merge_equal_one_local_run(projects: tuple[Path, Path, int])
     local, sharded, n_chips = projects
     p = str(sharded)
     # shard 0 is cut short (as if its job were killed), then run again: it continues
-    out = run_cli("-p", p, "score", "--batch", "4", "--shard", "0/3", "--limit", "4", "-q")
+    out = run_cli(
+        "-p",
+        p,
+        "score",
+        "--model",
+        "yolov8n.yaml",
+        "--batch",
+        "4",
+        "--shard",
+        "0/3",
+        "--limit",
+        "4",
+        "-q",
+    )
     assert "scored 4 chips" in out.output and "6 left" in out.output
     files = sorted((sharded / "shards").glob("*.sqlite"))
     assert len(files) == 1 and files[0].name.endswith("-0-of-3.sqlite")
     merged = run_cli("-p", p, "merge-shards", str(files[0]))
     assert "merged 4 chips" in merged.output and "has not finished" in merged.output
-    out = run_cli("-p", p, "score", "--batch", "4", "--shard", "0/3", "-q")
+    out = run_cli(
+        "-p", p, "score", "--model", "yolov8n.yaml", "--batch", "4", "--shard", "0/3", "-q"
+    )
     assert "scored 6 chips" in out.output and "0 left" in out.output  # the merged 4 are done
     custom = sharded / "elsewhere" / "s1.sqlite"
-    run_cli("-p", p, "score", "--batch", "4", "--shard", "1/3", "--shard-out", str(custom), "-q")
-    run_cli("-p", p, "score", "--batch", "4", "--shard", "2/3", "--limit", "2", "-q")
-    out = run_cli("-p", p, "score", "--batch", "4", "--shard", "2/3", "-q")
+    run_cli(
+        "-p",
+        p,
+        "score",
+        "--model",
+        "yolov8n.yaml",
+        "--batch",
+        "4",
+        "--shard",
+        "1/3",
+        "--shard-out",
+        str(custom),
+        "-q",
+    )
+    run_cli(
+        "-p",
+        p,
+        "score",
+        "--model",
+        "yolov8n.yaml",
+        "--batch",
+        "4",
+        "--shard",
+        "2/3",
+        "--limit",
+        "2",
+        "-q",
+    )
+    out = run_cli(
+        "-p", p, "score", "--model", "yolov8n.yaml", "--batch", "4", "--shard", "2/3", "-q"
+    )
     assert "scored 8 chips" in out.output and "2 already there, 0 left" in out.output
     # every shard holds its chips only: id % 3
     for path in [*sorted((sharded / "shards").glob("*.sqlite")), custom]:
@@ -60,12 +103,14 @@ def test_shards_then_merge_equal_one_local_run(projects: tuple[Path, Path, int])
     assert_complete(sharded, n_chips)
     assert_same_results(local, sharded)
     # harmless: a shard run again scores nothing, a merge again adds nothing
-    again = run_cli("-p", p, "score", "--batch", "4", "--shard", "2/3", "-q")
+    again = run_cli(
+        "-p", p, "score", "--model", "yolov8n.yaml", "--batch", "4", "--shard", "2/3", "-q"
+    )
     assert "scored 0 chips" in again.output
     remerge = run_cli("-p", p, "merge-shards", str(custom), *map(str, files))
     assert "merged 0 chips" in remerge.output and "merged 4" not in remerge.output
     assert_complete(sharded, n_chips)
-    status = run_cli("-p", p, "score", "--batch", "4", "-q")
+    status = run_cli("-p", p, "score", "--model", "yolov8n.yaml", "--batch", "4", "-q")
     assert "scored 0 chips" in status.output and f"{n_chips} already scored" in status.output
 
 

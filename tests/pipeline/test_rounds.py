@@ -209,3 +209,28 @@ def test_adaptive_starts_cold_with_typiclust_then_ranks_by_calibrated_doubt(proj
         # the two doubtful chips are the only ones the ranking puts above zero
         r = select_round(p, SelectOptions(strategy="adaptive", budget=2))
         assert sorted(r.chips) == [hard, easy] and "2 by scores" in r.note
+
+
+def test_no_scoring_or_ranking_by_untrained_weights_unless_asked(proj: Path) -> None:
+    refused = run("-p", str(proj), "score", "-q", ok=False)
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert "no trained model yet: run 'geoal train' first, or select with a cold-start" in (
+        refused.output
+    )
+    assert len(refused.output.strip().splitlines()) == 1
+    assert not run("-p", str(proj), "rounds", "--json").output.strip("[]\n")
+    # asked for explicitly: random weights score, but do not rank chips by default
+    out = run("-p", str(proj), "score", "--model", "yolov8n.yaml", "--views", "1",
+              "--limit", "4", "-q").output  # fmt: skip
+    assert "scored 4 chips" in out
+    untrained = run("-p", str(proj), "select", "-s", "uncertainty", "-k", "2", ok=False)
+    assert untrained.exit_code == 1 and "untrained model" in untrained.output
+    assert "--model" in untrained.output
+    with open_project(proj) as p:
+        model_hash = p.store.conn.execute("SELECT model_hash FROM chip_scores").fetchone()[0]
+        cold = select_round(p, SelectOptions(strategy="random", budget=2))
+        assert cold.model_hash is None and "were not used" in cold.note
+        asked = select_round(
+            p, SelectOptions(strategy="uncertainty", budget=2, model_hash=model_hash[:8])
+        )
+        assert asked.model_hash == model_hash

@@ -10,6 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from geoal.cli import main
+from geoal.detect.loading import ModelInput, checkpoint_input
+from geoal.predict.scene import PredictOptions, with_model_input
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +58,7 @@ def test_train_twice_then_evaluate(tmp_path: Path, shared_data: Path) -> None:
         "--class",
         "Tree",
     )
+    # 128 px chips trained at 64 px: the input size travels with the model
     out = run(
         "-p",
         str(proj),
@@ -63,7 +66,7 @@ def test_train_twice_then_evaluate(tmp_path: Path, shared_data: Path) -> None:
         "--epochs",
         "1",
         "--imgsz",
-        "128",
+        "64",
         "--batch",
         "4",
         "-q",
@@ -72,15 +75,28 @@ def test_train_twice_then_evaluate(tmp_path: Path, shared_data: Path) -> None:
     ).output
     assert "trained model" in out
     (first,) = models(proj)
-    assert first[2] == "trained" and first[3] is None and first[4] == 1 and Path(first[1]).is_file()
+    assert first[2] == "trained" and first[3] is None and first[4] == 1
+    assert first[1] == f"models/model_{first[0][:12]}.pt" and (proj / first[1]).is_file()
     metrics = json.loads(first[5])
     assert metrics["train_chips"] >= 1 and len(metrics["val_chip_ids"]) >= 1
-    run(
-        "-p", str(proj), "train", "--epochs", "1", "--imgsz", "128", "--batch", "4", "-q"
-    )  # --from last
+    assert (metrics["imgsz"], metrics["chip_size"]) == (64, 128)
+    assert checkpoint_input(proj / first[1]) == ModelInput(64, 128)
+    assert "input 64 px" in run("-p", str(proj), "score", "--limit", "2", "-q").output
+    ev = json.loads(run("-p", str(proj), "evaluate", "--json").output)
+    assert ev["imgsz"] == 64
+    assert (
+        json.loads(run("-p", str(proj), "evaluate", "--imgsz", "128", "--json").output)["imgsz"]
+        == 128
+    )
+    # whole scenes: 256 px chips keep the trained scale (half size)
+    opts = with_model_input(PredictOptions(model=str(proj / first[1]), size=256))
+    assert opts.imgsz == 128
+    run("-p", str(proj), "train", "--epochs", "1", "--batch", "4", "-q")  # --from last
     second = models(proj)[1]
     assert second[3] == first[0], "fine-tuned from the previous round's model"
+    assert json.loads(second[5])["imgsz"] == 128, "the default follows the chips, not 640"
     ev = json.loads(run("-p", str(proj), "evaluate", "--json").output)
+    assert ev["imgsz"] == 128
     assert ev["source"].startswith("held-out chips") and 0.0 <= ev["mAP50"] <= 1.0
     assert "Tree" in ev["ap50"]
     assert json.loads(models(proj)[1][5])["eval"]["n_gt"] == ev["n_gt"]
@@ -99,3 +115,28 @@ def test_train_twice_then_evaluate(tmp_path: Path, shared_data: Path) -> None:
     assert ev2["n_images"] == 6
     missing = run("-p", str(proj), "evaluate", "--model", "nope", ok=False)
     assert "not a registered model" in missing.output
+    # a moved project finds its models
+    moved = tmp_path / "moved"
+    proj.rename(moved)
+    assert json.loads(run("-p", str(moved), "evaluate", "--json").output)["imgsz"] == 128
+
+
+def test_evaluate_refuses_a_file_of_predictions_as_ground_truth(tmp_path: Path) -> None:
+    proj = tmp_path / "p"
+    run("init", str(proj), "--classes", "Tree")
+    coco = {
+        "images": [{"id": 1, "file_name": "a.png", "width": 64, "height": 64}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 9, 9], "area": 81,
+             "iscrowd": 0, "score": 0.31},
+        ],
+        "categories": [{"id": 1, "name": "Tree"}],
+    }  # fmt: skip
+    (tmp_path / "round1_coco.json").write_text(json.dumps(coco))
+    (tmp_path / "m.pt").write_bytes(b"not loaded before the check")
+    result = run(
+        "-p", str(proj), "evaluate", "--model", str(tmp_path / "m.pt"),
+        "--data", str(tmp_path / "round1_coco.json"), ok=False,
+    )  # fmt: skip
+    assert result.exit_code == 1 and "carry a 'score'" in result.output
+    assert "not ground truth" in result.output and "Traceback" not in result.output

@@ -170,3 +170,15 @@ def test_a_corrupt_block_is_a_scene_error(tmp_path: Path) -> None:
     opts = PredictOptions(model="unused.pt", size=64, overlap=0.25)
     with pytest.raises(RasterError, match=r"scene\.tif: cannot read pixels of window"):
         predict_scene(BrightBoxDetector(), str(path), opts, progress=False)
+
+
+def test_chips_of_any_size_run_at_a_stride_multiple(shared_data: Path) -> None:
+    """--size 100 (not a multiple of 32) runs at 128 px instead of failing with a ValueError."""
+    from geoal.predict.scene import predict_scenes, with_model_input
+
+    opts = PredictOptions(model="yolov8n.yaml", size=100, overlap=0.0, conf=0.01, batch=8)
+    assert with_model_input(opts).imgsz == 128
+    assert with_model_input(PredictOptions(model="yolov8n.yaml", size=128)).imgsz is None
+    scene = str(shared_data / "geotiff" / "osbs029_rgb_10cm.tif")
+    report = predict_scenes([scene], opts, classes=("tree",), progress=False)
+    assert not report.errors and report.scenes[0].chips == 16
