@@ -132,6 +132,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX labels_chip ON labels(chip_id);
     """,
+    # v2: the runtime that scored each chip (torch, openvino, onnxruntime); NULL = torch,
+    # the only one before v2.
+    """
+    ALTER TABLE chip_scores ADD COLUMN backend TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -9,7 +9,15 @@ from typing import Any
 
 import click
 
-from geoal.cli.base import friendly, main, open_cli_project, ray_engine_options, ray_options
+from geoal.cli.base import (
+    backend_option,
+    echo_warnings,
+    friendly,
+    main,
+    open_cli_project,
+    ray_engine_options,
+    ray_options,
+)
 from geoal.errors import ConfigError
 
 
@@ -287,6 +295,7 @@ def _csv(text: str, kind: type, option: str) -> tuple[Any, ...]:
 @click.option("--imgsz", type=click.IntRange(32), default=640, show_default=True)
 @click.option("--batch", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda:N.")
+@backend_option
 @click.option(
     "--init",
     default="yolov8n.yaml",
@@ -341,6 +350,7 @@ def simulate(
     imgsz: int,
     batch: int,
     device: str,
+    backend: str,
     init: str,
     start: str,
     views: int,
@@ -413,6 +423,7 @@ def simulate(
         imgsz=imgsz,
         batch=batch,
         device=device,
+        backend=backend,
         init=init,
         start=start,  # type: ignore[arg-type]
         views=views,
@@ -421,7 +432,8 @@ def simulate(
         random_rounds=random_rounds,
         full_pool=full_pool,
     )
-    summary = run_simulation(cfg, progress=not quiet)
+    with echo_warnings():
+        summary = run_simulation(cfg, progress=not quiet)
     for name, arm in summary["strategies"].items():
         curve = "  ".join(f"{r['n_images_mean']:.0f}:{r['mAP50_mean']:.3f}" for r in arm["rounds"])
         click.echo(f"{name:<12} images:mAP50  {curve}")
@@ -464,6 +476,7 @@ def simulate(
 )
 @click.option("--batch", type=click.IntRange(1, 1024), default=16, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda:N.")
+@backend_option
 @click.option("--bands", default=None, help="1-based bands shown as R,G,B.")
 @click.option(
     "--summary",
@@ -486,6 +499,7 @@ def predict(
     threshold: float,
     batch: int,
     device: str,
+    backend: str,
     bands: str | None,
     summary: Path | None,
     engine: str,
@@ -516,15 +530,17 @@ def predict(
         batch=batch,
         device=device,
         bands=parse_bands(bands) if bands else None,
+        backend=backend,
     )
     ray_opts = ray_options(engine, address, ray_workers, gpus_per_worker, cpus_per_worker)
     paths, problems = expand_inputs(scenes)
-    if ray_opts is None:
-        report = predict_scenes(paths, opts, progress=not quiet)
-    else:
-        from geoal.distributed import predict_scenes_ray
+    with echo_warnings():
+        if ray_opts is None:
+            report = predict_scenes(paths, opts, progress=not quiet)
+        else:
+            from geoal.distributed import predict_scenes_ray
 
-        report = predict_scenes_ray(paths, opts, ray_opts, progress=not quiet)
+            report = predict_scenes_ray(paths, opts, ray_opts, progress=not quiet)
     report.errors[:0] = problems
     if report.scenes:
         layers = write_detections(report, out)

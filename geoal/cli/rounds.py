@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from geoal.cli.base import (
+    backend_option,
     fail,
     friendly,
     main,
@@ -53,6 +54,7 @@ from geoal.errors import ConfigError
 @click.option(
     "--limit", type=click.IntRange(1), default=None, help="Score at most this many chips now."
 )
+@backend_option
 @ray_engine_options("score")
 @click.option(
     "--shard",
@@ -78,6 +80,7 @@ def score(
     top_k: int | None,
     workers: int,
     limit: int | None,
+    backend: str,
     engine: str,
     address: str | None,
     ray_workers: int | None,
@@ -114,6 +117,7 @@ def score(
             scene_ids=scene_ids(project, scenes),
             workers=workers,
             limit=limit,
+            backend=backend,
         )
         # a shard only reads the store: many run at once, 'geoal merge-shards' writes
         lock: AbstractContextManager[Any] = (
@@ -136,9 +140,10 @@ def score(
                     from geoal.distributed import score_project_ray
 
                     report = score_project_ray(project, opts, ray_opts, progress=not quiet)
+                on = f" on {report.backend}" if report.backend else ""
                 summary = (
                     f"scored {report.scored} chips with model {report.model_hash[:12]} "
-                    f"({report.model_path}); {report.skipped} already scored, "
+                    f"({report.model_path}){on}; {report.skipped} already scored, "
                     f"{report.remaining} left"
                 )
         for w in caught:

@@ -77,7 +77,11 @@ def score_project_ray(
         raise ProjectError(f"{project.root}: no chips to score; add scenes with 'geoal tile'")
     # Loaded here too (on the CPU): checks the classes and gives the hash that tags results.
     detector = load_detector(
-        model, project.config.classes, device="cpu", imgsz=project.config.model.imgsz
+        model,
+        project.config.classes,
+        device="cpu",
+        imgsz=project.config.model.imgsz,
+        backend="torch",  # never runs here; each worker resolves opts.backend for its device
     )
     model_path = str(Path(model).resolve()) if Path(model).exists() else model
     project.store.register_model(detector.model_hash, model_path, project.config.classes, kind=kind)
@@ -98,6 +102,7 @@ def score_project_ray(
             detector.model_hash,
             gpu=plan.gpus > 0,
             threads=plan.threads,
+            backend=opts.backend or "auto",
         )
         pool = WorkerPool(ray, ChipScorer, (spec, params, forwarded_env()), plan, ray_opts)
         bar = tqdm(total=len(todo), desc="scoring (ray)", unit="chip", disable=not progress)

@@ -36,6 +36,7 @@ class ScoreOptions:
     scene_ids: tuple[int, ...] = ()
     workers: int = 2
     limit: int | None = None  # score at most this many chips (tests, quick looks)
+    backend: str | None = None  # torch, openvino, onnxruntime; None: auto (geoal.detect.backends)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class ScoreReport:
     scored: int
     skipped: int  # already scored by this model
     remaining: int
+    backend: str = ""  # the runtime of the forward pass ("" when each Ray worker chose its own)
 
 
 def resolve_model(project: Project, model: str | None) -> tuple[str, str]:
@@ -123,6 +125,7 @@ def chip_record(result: Any, top_k: int) -> dict[str, Any]:
     return {
         "scores": {k: float(v) for k, v in scores.items()},
         "expected_count": float(expected_count(result.conf)),
+        "backend": result.backend,
         "embedding": np.asarray(result.embedding, dtype="<f4").tobytes(),
         "detections": [
             (
@@ -163,7 +166,7 @@ def insert_records(
     for chip_id, rec in zip(chip_ids, records, strict=True):
         conn.execute(
             "INSERT INTO chip_scores (chip_id, model_hash, views, n_detections, "
-            "expected_count, scores, embedding) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "expected_count, scores, embedding, backend) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 chip_id,
                 model_hash,
@@ -172,6 +175,7 @@ def insert_records(
                 rec["expected_count"],
                 json.dumps(rec["scores"]),
                 rec["embedding"],
+                rec.get("backend"),
             ),
         )
         conn.executemany(
@@ -208,7 +212,11 @@ def score_project(project: Project, opts: ScoreOptions, *, progress: bool = True
     if not project.store.counts()["chips"]:
         raise ProjectError(f"{project.root}: no chips to score; add scenes with 'geoal tile'")
     detector = load_detector(
-        model, project.config.classes, device=opts.device, imgsz=project.config.model.imgsz
+        model,
+        project.config.classes,
+        device=opts.device,
+        imgsz=project.config.model.imgsz,
+        backend=opts.backend,
     )
     model_path = str(Path(model).resolve()) if Path(model).exists() else model
     project.store.register_model(detector.model_hash, model_path, project.config.classes, kind=kind)
@@ -216,7 +224,7 @@ def score_project(project: Project, opts: ScoreOptions, *, progress: bool = True
     if opts.limit is not None:
         todo = todo[: opts.limit]
     if not todo:
-        return ScoreReport(detector.model_hash, model_path, 0, done, 0)
+        return ScoreReport(detector.model_hash, model_path, 0, done, 0, detector.backend)
     scored = 0
     bar = tqdm(total=len(todo), desc="scoring", unit="chip", disable=not progress, smoothing=0.1)
     stream = detector.iter_predict(
@@ -234,4 +242,6 @@ def score_project(project: Project, opts: ScoreOptions, *, progress: bool = True
     finally:
         stream.close()  # type: ignore[attr-defined]
         bar.close()
-    return ScoreReport(detector.model_hash, model_path, scored, done, len(todo) - scored)
+    return ScoreReport(
+        detector.model_hash, model_path, scored, done, len(todo) - scored, detector.backend
+    )

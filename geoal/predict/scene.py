@@ -38,6 +38,7 @@ class PredictOptions:
     workers: int = 2
     bands: tuple[int, ...] | None = None
     imgsz: int | None = None  # model input size; None = the chip size
+    backend: str | None = None  # torch, openvino, onnxruntime; None: auto (geoal.detect.backends)
 
     def __post_init__(self) -> None:
         if self.merge not in MERGE_METHODS:
@@ -150,7 +151,9 @@ def predict_scenes(
     """Detect over every scene; a scene that fails is reported, the others go on."""
     from geoal.detect import load_detector
 
-    detector = load_detector(opts.model, classes, device=opts.device, imgsz=opts.imgsz)
+    detector = load_detector(
+        opts.model, classes, device=opts.device, imgsz=opts.imgsz, backend=opts.backend
+    )
     report = PredictReport(classes=detector.classes)
     for path in paths:
         try:
