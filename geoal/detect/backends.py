@@ -81,6 +81,7 @@ class OpenVinoRunner:
         }
         self.compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
         self._local = threading.local()
+        _warm_up(self, self.compiled.inputs[0].partial_shape[3].get_length())
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         request = getattr(self._local, "request", None)
@@ -110,10 +111,21 @@ class OnnxRuntimeRunner:
             str(onnx_path), options, providers=["CPUExecutionProvider"]
         )
         self.input_name = self.session.get_inputs()[0].name
+        _warm_up(self, int(self.session.get_inputs()[0].shape[-1]))
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raw, pooled = self.session.run(None, {self.input_name: x})
         return raw, pooled
+
+
+def _warm_up(runner: Runner, size: int) -> None:
+    """One call on a (1, 3, size, size) image, in the thread that compiled the graph.
+
+    The runtimes' Python bindings set up their numpy glue on the first call
+    (pybind11's ``gil_safe_call_once_and_store``); two stream threads making that
+    first call at once deadlocked (seen with OpenVINO 2026.4: both wait forever).
+    """
+    runner(np.zeros((1, 3, size, size), dtype=np.float32))
 
 
 BACKENDS: dict[str, Backend] = {

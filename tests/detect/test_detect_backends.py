@@ -217,3 +217,29 @@ def test_openvino_gets_the_threads_and_streams_asked_for(checkpoint: Path) -> No
     assert int(compiled.get_property("NUM_STREAMS")) == 2
     assert int(compiled.get_property("INFERENCE_NUM_THREADS")) == 2
     assert "float32" in str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+
+
+@pytest.mark.parametrize("name", EXPORTED)
+def test_the_first_call_is_made_by_the_thread_that_compiles(
+    name: str, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two stream threads making the runtime's first call at once hung OpenVINO's bindings
+    (pybind11's one-time numpy set-up; 1 run in 5 of a two-thread script): the runner
+    makes its first call while it is built, before any stream thread exists."""
+    import threading
+
+    from geoal.detect import load_detector
+
+    load_detector(checkpoint, CLASSES, backend=name).predict_batch(make_chips(1))  # the export
+    onnx = next(iter((checkpoint.parent / export.EXPORT_DIR).glob("*-128px-*.onnx")))
+    runner_class = backends.get_backend(name).open
+    calls: list[tuple[str, tuple[int, ...]]] = []
+    real_call = runner_class.__call__  # type: ignore[operator]
+
+    def recording(self: Any, x: np.ndarray) -> Any:
+        calls.append((threading.current_thread().name, x.shape))
+        return real_call(self, x)
+
+    monkeypatch.setattr(runner_class, "__call__", recording)
+    backends.open_runner(name, onnx, 1, 2, onnx.parent / "cache")
+    assert calls == [(threading.current_thread().name, (1, 3, 128, 128))]
