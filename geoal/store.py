@@ -155,7 +155,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     );
     CREATE INDEX labels_chip ON labels(chip_id);
     """,
+    # v2: model paths inside the project relative to it (a moved or copied project finds its own)
     _relative_model_paths,
+    # v3: the runtime that scored each chip (torch, openvino, onnxruntime); NULL = torch,
+    # the only one before v3.
+    """
+    ALTER TABLE chip_scores ADD COLUMN backend TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,4 +1,4 @@
-"""Benchmark: `geoal predict` against SAHI's sliced prediction, same image, model and settings.
+"""Benchmark: `geoal predict` on each backend against SAHI's sliced prediction, same image, model and settings.
 
 Both slice a synthetic uint8 RGB GeoTIFF into 640 px chips with 20 % overlap, run
 the same YOLO checkpoint (a random yolov8n with calibrated BatchNorm statistics and
@@ -6,17 +6,22 @@ shrunk class logits, so its detections depend on the image and their scores do n
 tie at 1.0; no pretrained weights exist offline) at the same confidence, and merge
 with greedy NMM / IOS / 0.5, class-aware. Reported:
 
-- match_rate: share of SAHI's merged objects that geoal also reports (same class,
-  IoU >= 0.9), and the reverse;
-- throughput (chips/s) side by side, best of --repeat runs, each in a fresh process:
-  the first scene of a process (imports and first-call set-up included, what one
-  `geoal predict` run on one scene costs), then the same scene again in the same
-  process ("warm": the steady state of a long run);
+- match_rate: share of SAHI's merged objects that geoal (default backend) also reports
+  (same class, IoU >= 0.9), and the reverse; per backend match_rate_<backend>, and
+  agreement_<backend>: the share of torch's objects it reports at IoU >= 0.99 (both ways);
+- throughput (chips/s) side by side, one geoal arm per backend (torch, openvino,
+  onnxruntime; the exported ones' ONNX file is made once before the timings), best of
+  --repeat runs, each in a fresh process: the first scene of a process (imports and
+  first-call set-up included, what one `geoal predict` run on one scene costs), then
+  the same scene again in the same process ("warm": the steady state of a long run);
+  speedup_vs_sahi_<backend> and warm_speedup_vs_sahi_<backend>;
+- the same first-run throughput while another process keeps one core busy
+  (busy_speedup_vs_sahi_<backend>), unless --no-busy;
 - peak RSS of geoal on the scene and on a scene 4x larger in area (it must not grow
   with the scene: geoal holds detections, never the scene).
 
-Last stdout line: one JSON object with geoal_chips_s, sahi_chips_s, match_rate,
-peak_rss_mb (and more).
+Last stdout line: one JSON object with geoal_chips_s (default backend), sahi_chips_s,
+match_rate, speedup_vs_sahi_<backend>, peak_rss_mb (and more).
 """
 
 from __future__ import annotations
@@ -38,7 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # OMP_NUM_THREADS=1 in os.environ, which a `geoal predict` run from a shell does not see.
 _WORKER_ENV = dict(os.environ)
 
-CONF, SIZE, OVERLAP = 0.75, 640, 0.2  # the bench model's scores spread over about 0.5-0.86
+CONF, SIZE, OVERLAP = 0.75, 640, 0.2
+BACKENDS = (
+    "torch",
+    "openvino",
+    "onnxruntime",
+)  # the bench model's scores spread over about 0.5-0.86
 
 
 def _rss_mb() -> float:
@@ -48,11 +58,13 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def worker_geoal(scene: str, weights: str, batch: int, out: str, warm: bool = False) -> dict:
+def worker_geoal(
+    scene: str, weights: str, batch: int, out: str, warm: bool = False, backend: str = "auto"
+) -> dict:
     from geoal.detect import load_detector
     from geoal.predict import scene as predict_scene_mod
 
-    detector = load_detector(weights, None)
+    detector = load_detector(weights, None, backend=backend)
     opts = predict_scene_mod.PredictOptions(
         model=weights, conf=CONF, size=SIZE, overlap=OVERLAP, batch=batch
     )
@@ -73,10 +85,13 @@ def worker_geoal(scene: str, weights: str, batch: int, out: str, warm: bool = Fa
         "objects": len(objects),
         "raw": det.raw_detections,
         "peak_rss_mb": _rss_mb(),
+        "backend": detector.backend,
     }
 
 
-def worker_sahi(scene: str, weights: str, batch: int, out: str, warm: bool = False) -> dict:
+def worker_sahi(
+    scene: str, weights: str, batch: int, out: str, warm: bool = False, backend: str = ""
+) -> dict:
     import numpy as np
     from sahi import AutoDetectionModel
     from sahi.predict import get_sliced_prediction
@@ -177,26 +192,42 @@ def main() -> None:
         "--side", type=int, default=3200, help="scene side in pixels (default 3200: 36 chips)"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a 1600 px scene, one repeat (under 2 minutes)"
+        "--quick", action="store_true", help="a 1600 px scene, one repeat (a few minutes)"
     )
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated arms")
+    parser.add_argument("--no-busy", action="store_true", help="skip the busy-core runs")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        kind, scene_arg, weights_arg, batch_arg, out_arg, warm_arg = args.worker
+        kind, scene_arg, weights_arg, batch_arg, out_arg, warm_arg, backend_arg = args.worker
         worker = worker_geoal if kind == "geoal" else worker_sahi
         print(
-            json.dumps(worker(scene_arg, weights_arg, int(batch_arg), out_arg, warm_arg == "warm"))
+            json.dumps(
+                worker(
+                    scene_arg,
+                    weights_arg,
+                    int(batch_arg),
+                    out_arg,
+                    warm_arg == "warm",
+                    backend_arg,
+                )
+            )
         )
         return
 
-    from bench_scoring import make_checkpoint
+    from bench_scoring import BusyCore, make_checkpoint
 
+    from geoal.detect import load_detector
+    from geoal.detect.backends import resolve_backend
     from geoal.synthetic import CLASSES, write_scene
 
+    load_start = os.getloadavg()
     side = 1600 if args.quick else args.side
     repeat = 1 if args.quick else args.repeat
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    default = resolve_backend(None, "cpu")
     work = Path(tempfile.mkdtemp(prefix="geoal-bench-predict-"))
     scene = work / "scene.tif"
     big = work / "scene_4x.tif"
@@ -204,39 +235,104 @@ def main() -> None:
     write_scene(big, width=2 * side, height=2 * side, dtype="uint8", objects=side // 10, seed=3)
     weights = work / "model.pt"
     make_checkpoint(weights, CLASSES, SIZE, logit_scale=0.03)
-    g_runs, s_runs = [], []
+    export_s = {}
+    for name in backends:  # the export is made once per model; every run after reuses it
+        if name != "torch":
+            import numpy as np
+
+            t0 = time.perf_counter()
+            det = load_detector(weights, None, backend=name)
+            det.predict_batch(np.zeros((1, SIZE, SIZE, 3), np.uint8), details=False)
+            export_s[name] = round(time.perf_counter() - t0, 2)
+
+    def once(kind: str, backend: str, target: Path = scene, warm: str = "warm") -> dict:
+        out = str(work / f"{kind}-{backend}-{target.stem}.json")
+        res = run_worker([kind, str(target), str(weights), str(args.batch), out, warm, backend])
+        if kind == "geoal" and res["backend"] != backend:
+            raise RuntimeError(f"arm {backend} ran {res['backend']}")
+        res["out"] = out
+        return res
+
+    arms = [("sahi", "")] + [("geoal", b) for b in backends]
+    runs: dict[tuple[str, str], list[dict]] = {arm: [] for arm in arms}
     for _ in range(repeat):
-        for kind, runs in (("geoal", g_runs), ("sahi", s_runs)):
-            out = str(work / f"{kind}.json")
-            runs.append(run_worker([kind, str(scene), str(weights), str(args.batch), out, "warm"]))
-    g = min(g_runs, key=lambda r: r["seconds"])
-    s = min(s_runs, key=lambda r: r["seconds"])
-    g_warm = min(r["warm_seconds"] for r in g_runs)
-    s_warm = min(r["warm_seconds"] for r in s_runs)
-    g_big = run_worker(
-        ["geoal", str(big), str(weights), str(args.batch), str(work / "geoal_big.json"), "once"]
-    )
-    geoal_objs = json.loads((work / "geoal.json").read_text())
-    sahi_objs = json.loads((work / "sahi.json").read_text())
-    result = {
+        for arm in arms:
+            runs[arm].append(once(*arm))
+    busy: dict[tuple[str, str], list[dict]] = {arm: [] for arm in arms}
+    if not args.no_busy:
+        with BusyCore():
+            for _ in range(repeat):
+                for arm in arms:
+                    busy[arm].append(once(*arm, warm="once"))
+
+    def rate(res: dict, key: str = "seconds") -> float:
+        return res["chips"] / res[key]
+
+    def best(arm: tuple[str, str], key: str = "seconds", table: dict | None = None) -> float:
+        return max(rate(r, key) for r in (table or runs)[arm])
+
+    def objects(arm: tuple[str, str]) -> list[list[float]]:
+        return json.loads(Path(runs[arm][-1]["out"]).read_text())
+
+    sahi = ("sahi", "")
+    s = runs[sahi][0]
+    result: dict[str, Any] = {
         "scene_px": side,
-        "chips": g["chips"],
+        "chips": runs[arms[1]][0]["chips"],
         "sahi_chips": s["chips"],
         "batch": args.batch,
-        "geoal_chips_s": round(g["chips"] / g["seconds"], 3),
-        "sahi_chips_s": round(s["chips"] / s["seconds"], 3),
-        "speedup_vs_sahi": round((g["chips"] / g["seconds"]) / (s["chips"] / s["seconds"]), 3),
-        "geoal_warm_chips_s": round(g["chips"] / g_warm, 3),
-        "sahi_warm_chips_s": round(s["chips"] / s_warm, 3),
-        "warm_speedup_vs_sahi": round((g["chips"] / g_warm) / (s["chips"] / s_warm), 3),
-        "geoal_objects": len(geoal_objs),
-        "sahi_objects": len(sahi_objs),
-        "match_rate": round(match_rate(sahi_objs, geoal_objs), 4),
-        "match_rate_reverse": round(match_rate(geoal_objs, sahi_objs), 4),
-        "peak_rss_mb": round(g["peak_rss_mb"], 1),
-        "peak_rss_mb_4x_scene": round(g_big["peak_rss_mb"], 1),
+        "cpus": os.cpu_count(),
+        "default_backend": default,
+        "load_avg_start": [round(v, 2) for v in load_start],
+        "sahi_chips_s": round(best(sahi), 3),
+        "sahi_warm_chips_s": round(best(sahi, "warm_seconds"), 3),
+        "sahi_objects": len(objects(sahi)),
         "sahi_peak_rss_mb": round(s["peak_rss_mb"], 1),
     }
+    if busy[sahi]:
+        result["sahi_busy_chips_s"] = round(best(sahi, table=busy), 3)
+    for name in backends:
+        arm = ("geoal", name)
+        result[f"{name}_chips_s"] = round(best(arm), 3)
+        result[f"{name}_warm_chips_s"] = round(best(arm, "warm_seconds"), 3)
+        result[f"speedup_vs_sahi_{name}"] = round(best(arm) / best(sahi), 3)
+        result[f"warm_speedup_vs_sahi_{name}"] = round(
+            best(arm, "warm_seconds") / best(sahi, "warm_seconds"), 3
+        )
+        if busy[arm]:
+            result[f"{name}_busy_chips_s"] = round(best(arm, table=busy), 3)
+            result[f"busy_speedup_vs_sahi_{name}"] = round(
+                best(arm, table=busy) / best(sahi, table=busy), 3
+            )
+        result[f"{name}_peak_rss_mb"] = round(min(r["peak_rss_mb"] for r in runs[arm]), 1)
+        result[f"{name}_objects"] = len(objects(arm))
+        result[f"match_rate_{name}"] = round(match_rate(objects(sahi), objects(arm)), 4)
+        if name != "torch" and "torch" in backends:
+            ref = objects(("geoal", "torch"))
+            result[f"agreement_{name}"] = round(
+                min(match_rate(ref, objects(arm), 0.99), match_rate(objects(arm), ref, 0.99)), 4
+            )
+    main_arm = ("geoal", default if default in backends else backends[0])
+    g_objs, s_objs = objects(main_arm), objects(sahi)
+    g_big = once("geoal", main_arm[1], target=big, warm="once")
+    result.update(
+        {
+            "geoal_backend": main_arm[1],
+            "geoal_chips_s": round(best(main_arm), 3),
+            "speedup_vs_sahi": round(best(main_arm) / best(sahi), 3),
+            "geoal_warm_chips_s": round(best(main_arm, "warm_seconds"), 3),
+            "warm_speedup_vs_sahi": round(
+                best(main_arm, "warm_seconds") / best(sahi, "warm_seconds"), 3
+            ),
+            "geoal_objects": len(g_objs),
+            "match_rate": round(match_rate(s_objs, g_objs), 4),
+            "match_rate_reverse": round(match_rate(g_objs, s_objs), 4),
+            "peak_rss_mb": round(runs[main_arm][0]["peak_rss_mb"], 1),
+            "peak_rss_mb_4x_scene": round(g_big["peak_rss_mb"], 1),
+            "export_s": export_s,
+            "load_avg_end": [round(v, 2) for v in os.getloadavg()],
+        }
+    )
     print(json.dumps(result))
 
 

@@ -14,6 +14,10 @@ os.environ.setdefault("YOLO_CONFIG_DIR", _SETTINGS)
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_VERBOSE", "False")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The suite runs the torch backend unless a test asks for another (tests/detect/test_detect_backends.py
+# covers the exported ones); exports of shipped .yaml models go to a temporary cache.
+os.environ.setdefault("GEOAL_BACKEND", "torch")
+os.environ.setdefault("GEOAL_CACHE_DIR", tempfile.mkdtemp(prefix="geoal-cache-"))
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -96,6 +96,30 @@ def test_migration_from_empty_store(tmp_path: Path) -> None:
         assert store.version == SCHEMA_VERSION
 
 
+def test_migration_to_v2_adds_the_scoring_backend(tmp_path: Path) -> None:
+    from geoal.store import MIGRATIONS
+
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0])
+    conn.execute(
+        "INSERT INTO scenes VALUES (1, 'a.tif', 'a', 'f', 'GTiff', 9, 9, 3, 'uint8', "
+        "NULL, '[1,0,0,0,1,0]', NULL, '[1,2,3]', NULL, 9, 0, '2026-01-01')"
+    )
+    conn.execute("INSERT INTO chips VALUES (1, 1, 0, 0, 9, 9, 1.0)")
+    conn.execute(
+        "INSERT INTO chip_scores (chip_id, model_hash, views, n_detections, "
+        "expected_count, scores) VALUES (1, 'm', 1, 0, 0.0, '{}')"
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with Store(path) as store:
+        assert store.version == SCHEMA_VERSION >= 2
+        rows = store.conn.execute("SELECT chip_id, backend FROM chip_scores").fetchall()
+        assert [tuple(r) for r in rows] == [(1, None)]  # scored before v2: torch
+
+
 def test_write_lock_refuses_second_writer(tmp_path: Path) -> None:
     init_project(tmp_path / "p", "ship").close()
     a = open_project(tmp_path / "p")

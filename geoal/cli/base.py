@@ -82,6 +82,36 @@ def main(ctx: click.Context, project: Path | None) -> None:
     ctx.obj["project"] = project
 
 
+def backend_option(func: F) -> F:
+    """--backend: the runtime of the detector's forward pass (``geoal.detect.backends``)."""
+    from geoal.detect.backends import AUTO, list_backends
+
+    return click.option(
+        "--backend",
+        type=click.Choice([AUTO, *list_backends()]),
+        default=AUTO,
+        show_default=True,
+        help="Runtime of the forward pass; auto: OpenVINO on a CPU when installed "
+        "(else ONNX Runtime, else torch), torch on a GPU, or $GEOAL_BACKEND.",
+    )(func)
+
+
+@contextmanager
+def echo_warnings() -> Iterator[None]:
+    """Show geoal's warnings raised inside as one ``geoal: warning:`` line each."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        yield
+    seen: set[str] = set()
+    for w in caught:
+        text = str(w.message)
+        if "geoal" in str(w.filename) and text not in seen:
+            seen.add(text)
+            click.echo(f"geoal: warning: {text}", err=True)
+
+
 def ray_engine_options(verb: str) -> Callable[[F], F]:
     """The --engine / Ray options shared by ``geoal score`` and ``geoal predict``."""
     options = [

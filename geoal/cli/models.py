@@ -9,7 +9,15 @@ from typing import Any
 
 import click
 
-from geoal.cli.base import friendly, main, open_cli_project, ray_engine_options, ray_options
+from geoal.cli.base import (
+    backend_option,
+    echo_warnings,
+    friendly,
+    main,
+    open_cli_project,
+    ray_engine_options,
+    ray_options,
+)
 from geoal.errors import ConfigError
 
 DEFAULT_IMGSZ = 640  # simulate on COCO images: ultralytics' default input size
@@ -309,6 +317,7 @@ def _csv(text: str, kind: type, option: str) -> tuple[Any, ...]:
 )
 @click.option("--batch", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda:N.")
+@backend_option
 @click.option(
     "--init",
     default="yolov8n.yaml",
@@ -364,6 +373,7 @@ def simulate(
     imgsz: int | None,
     batch: int,
     device: str,
+    backend: str,
     init: str,
     start: str,
     views: int,
@@ -441,6 +451,7 @@ def simulate(
         imgsz=imgsz or DEFAULT_IMGSZ,
         batch=batch,
         device=device,
+        backend=backend,
         init=init,
         start=start,  # type: ignore[arg-type]
         views=views,
@@ -449,7 +460,8 @@ def simulate(
         random_rounds=random_rounds,
         full_pool=full_pool,
     )
-    summary = run_simulation(cfg, progress=not quiet)
+    with echo_warnings():
+        summary = run_simulation(cfg, progress=not quiet)
     for name, arm in summary["strategies"].items():
         curve = "  ".join(f"{r['n_images_mean']:.0f}:{r['mAP50_mean']:.3f}" for r in arm["rounds"])
         click.echo(f"{name:<12} images:mAP50  {curve}")
@@ -498,6 +510,7 @@ def simulate(
 )
 @click.option("--batch", type=click.IntRange(1, 1024), default=16, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda:N.")
+@backend_option
 @click.option("--bands", default=None, help="1-based bands shown as R,G,B.")
 @click.option(
     "--summary",
@@ -521,6 +534,7 @@ def predict(
     threshold: float,
     batch: int,
     device: str,
+    backend: str,
     bands: str | None,
     summary: Path | None,
     engine: str,
@@ -552,15 +566,17 @@ def predict(
         batch=batch,
         device=device,
         bands=parse_bands(bands) if bands else None,
+        backend=backend,
     )
     ray_opts = ray_options(engine, address, ray_workers, gpus_per_worker, cpus_per_worker)
     paths, problems = expand_inputs(scenes)
-    if ray_opts is None:
-        report = predict_scenes(paths, opts, progress=not quiet)
-    else:
-        from geoal.distributed import predict_scenes_ray
+    with echo_warnings():
+        if ray_opts is None:
+            report = predict_scenes(paths, opts, progress=not quiet)
+        else:
+            from geoal.distributed import predict_scenes_ray
 
-        report = predict_scenes_ray(paths, opts, ray_opts, progress=not quiet)
+            report = predict_scenes_ray(paths, opts, ray_opts, progress=not quiet)
     report.errors[:0] = problems
     if report.scenes:
         layers = write_detections(report, out)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from geoal.cli.base import (
+    backend_option,
     fail,
     friendly,
     main,
@@ -59,6 +60,7 @@ from geoal.errors import ConfigError
     default=None,
     help="Model input size in pixels (default: the size the model was trained at).",
 )
+@backend_option
 @ray_engine_options("score")
 @click.option(
     "--shard",
@@ -85,6 +87,7 @@ def score(
     workers: int,
     limit: int | None,
     imgsz: int | None,
+    backend: str,
     engine: str,
     address: str | None,
     ray_workers: int | None,
@@ -122,6 +125,7 @@ def score(
             workers=workers,
             limit=limit,
             imgsz=imgsz,
+            backend=backend,
         )
         # a shard only reads the store: many run at once, 'geoal merge-shards' writes
         lock: AbstractContextManager[Any] = (
@@ -145,9 +149,10 @@ def score(
 
                     report = score_project_ray(project, opts, ray_opts, progress=not quiet)
                 size = f", input {report.imgsz} px" if report.imgsz else ""
+                on = f" on {report.backend}" if report.backend else ""
                 summary = (
                     f"scored {report.scored} chips with model {report.model_hash[:12]} "
-                    f"({report.model_path}{size}); {report.skipped} already scored, "
+                    f"({report.model_path}{size}){on}; {report.skipped} already scored, "
                     f"{report.remaining} left"
                 )
         for w in caught:

@@ -15,8 +15,11 @@ torch and ultralytics are imported inside the methods that need them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -57,6 +60,13 @@ class Detector:
     thread (``load_detector`` sets 2 on a 2-core machine, where torch gets 1 thread):
     the calls release the GIL, so they fill the cores without the oversubscription
     that costs OpenMP threads so much (they wait for each other at every operation).
+
+    ``backend``: the runtime of the forward pass (``geoal.detect.backends``): ``torch``
+    runs ``model``; ``openvino`` and ``onnxruntime`` run its ONNX export
+    (``geoal.detect.export``), made and compiled on the first batch of each input size
+    with ``threads`` threads per call and ``cpu_streams`` calls at once. Everything
+    after the forward pass is the same code. If the export or the runtime fails, the
+    detector warns once and runs torch from then on (``backend`` says which ran).
     """
 
     cpu_chunk = 4
@@ -71,6 +81,8 @@ class Detector:
         half: bool,
         imgsz: int | None = None,
         cpu_streams: int = 1,
+        backend: str = "torch",
+        threads: int = 1,
     ) -> None:
         self.model = model
         self.classes = classes
@@ -89,11 +101,16 @@ class Detector:
         self.cpu_streams = max(1, cpu_streams)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
+        self.backend = backend
+        self.threads = max(1, threads)
+        self._runners: dict[int, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = {}
+        self._runner_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
             f"Detector({str(self.model_path)!r}, classes={list(self.classes)}, "
-            f"device={self.device!r}, half={self.half}, hash={self.model_hash[:12]})"
+            f"device={self.device!r}, half={self.half}, backend={self.backend!r}, "
+            f"hash={self.model_hash[:12]})"
         )
 
     @property
@@ -141,8 +158,8 @@ class Detector:
             )
         with torch.inference_mode():
             x = self._to_input(images, input_size, names)  # (V * B, 3, s, s)
-            # (V * B, 4 + C, A), and per level the head inputs of view 0 (B, ch, h, w)
-            raw, feats = self._forward(x, n_images, keep_feats=details)
+            # (V * B, 4 + C, A), and view 0's pooled head inputs (B, D) with details
+            raw, pooled = self._forward(x, n_images, keep_feats=details)
             dets, keep = non_max_suppression(raw, conf, iou, max_det)
             counts = [int(d.shape[0]) for d in dets]
             kept = torch.cat(dets).float()  # (sum N, 6) xyxy, conf, cls
@@ -155,21 +172,29 @@ class Detector:
             )
             det_probs = raw[image_idx, 4:, anchor_idx].float().cpu().numpy()  # (sum N, C)
             n_views, n_anchors, n_cls = len(names), raw.shape[-1], self.num_classes
-            if details:
-                perms = self._permutations(input_size, names, n_anchors, feats)  # (V, A)
+            if details and pooled is not None:
+                perms = self._permutations(input_size, names, n_anchors, raw.device)  # (V, A)
                 scores = raw[:, 4:].reshape(n_views, n_images, n_cls, n_anchors)
                 scores = scores.gather(3, perms[:, None, None, :].expand_as(scores))
                 # (B, V, A, C), copied once into a C-contiguous block
                 anchor_probs = scores.permute(1, 0, 3, 2).contiguous().float().cpu().numpy()
-                pooled = [f.mean(dim=(2, 3), dtype=torch.float32) for f in feats]
-                embedding = torch.nn.functional.normalize(torch.cat(pooled, 1), dim=1).cpu().numpy()
+                embedding = torch.nn.functional.normalize(pooled, dim=1).cpu().numpy()
             else:
                 anchor_probs = np.zeros((n_images, n_views, 0, n_cls), dtype=np.float32)
                 embedding = np.zeros((n_images, 0), dtype=np.float32)
             det_rows = kept.cpu().numpy()
             anchors = anchor_idx.cpu().numpy()
         return _results(
-            names, size, input_size, anchor_probs, embedding, counts, det_rows, det_probs, anchors
+            names,
+            size,
+            input_size,
+            anchor_probs,
+            embedding,
+            counts,
+            det_rows,
+            det_probs,
+            anchors,
+            self.backend,
         )
 
     def iter_predict(
@@ -246,45 +271,84 @@ class Detector:
 
     def _forward(
         self, x: torch.Tensor, n_images: int, keep_feats: bool = True
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Raw head output (N, 4 + C, A) (xywh, sigmoid scores) and view 0's head inputs.
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Raw head output (N, 4 + C, A) (xywh, sigmoid scores) and view 0's pooled head inputs.
 
         On CUDA ``x`` goes through the network in one call; on the CPU in calls of at
         most ``cpu_chunk`` images (``split_views``), ``cpu_streams`` of them at a time.
-        The head's input maps (per level, (n_images, ch, h, w)) are kept for the first
-        ``n_images`` rows (view 0) when ``keep_feats``.
+        The pooled head inputs ((n_images, D): each level's maps averaged over space,
+        levels concatenated) are kept for the first ``n_images`` rows (view 0) when
+        ``keep_feats``, else None.
         """
         import torch
 
+        runner = self._runner(x.shape[-1]) if self.backend != "torch" else None
+        run: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]] = (
+            partial(self._run_model, keep_feats=keep_feats)
+            if runner is None
+            else partial(_run_exported, runner)
+        )
         streams = self.cpu_streams if self.split_views else 1
         chunk = min(n_images, self.cpu_chunk, -(-len(x) // streams)) if self.split_views else len(x)
         parts = x.split(chunk)
         if streams > 1 and len(parts) > 1:
-            outs = list(self._stream_pool(streams).map(self._run_model, parts))
+            outs = list(self._stream_pool(streams).map(run, parts))
         else:
-            outs = [self._run_model(part) for part in parts]
+            outs = [run(part) for part in parts]
         raws: list[torch.Tensor] = []
-        levels: list[list[torch.Tensor]] = []
+        pooled: list[torch.Tensor] = []
         start = 0
-        for part, (raw, preds) in zip(parts, outs, strict=True):
+        for part, (raw, pool) in zip(parts, outs, strict=True):
             raws.append(raw)
-            if keep_feats and start < n_images:
-                head_inputs = preds.get("one2many", preds)["feats"]
-                levels.append([f[: n_images - start] for f in head_inputs])
+            if keep_feats and start < n_images and pool is not None:
+                pooled.append(pool[: n_images - start])
             start += len(part)
-        feats = [
-            torch.cat(level) if len(levels) > 1 else level[0] for level in zip(*levels, strict=True)
-        ]
-        return (raws[0] if len(raws) == 1 else torch.cat(raws)), feats
+        raw_all = raws[0] if len(raws) == 1 else torch.cat(raws)
+        if not pooled:
+            return raw_all, None
+        return raw_all, pooled[0] if len(pooled) == 1 else torch.cat(pooled)
 
-    def _run_model(self, part: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+    def _run_model(
+        self, part: torch.Tensor, keep_feats: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The torch module on (n, 3, s, s): raw (n, 4 + C, A), pooled head inputs (n, D)."""
         import torch
 
         with torch.inference_mode():  # thread-local: the stream threads need it too
             out = self.model(part)
         if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
             raise RuntimeError(f"unexpected output of {type(self.model).__name__}: {type(out)}")
-        return out[0], out[1]
+        if not keep_feats:
+            return out[0], None
+        feats = out[1].get("one2many", out[1])["feats"]
+        with torch.inference_mode():
+            pooled = torch.cat([f.mean(dim=(2, 3), dtype=torch.float32) for f in feats], 1)
+        return out[0], pooled
+
+    def _runner(
+        self, input_size: int
+    ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+        """The compiled export for ``input_size`` pixels; on failure, warn and switch to torch."""
+        with self._runner_lock:
+            if input_size not in self._runners:
+                from geoal.detect.backends import open_runner
+                from geoal.detect.export import ensure_export
+
+                try:
+                    path = ensure_export(self.model, self.model_path, self.model_hash, input_size)
+                    self._runners[input_size] = open_runner(
+                        self.backend, path, self.threads, self.cpu_streams, path.parent / "cache"
+                    )
+                except Exception as error:  # any failure of an exporter or runtime: run torch
+                    warnings.warn(
+                        f"backend {self.backend} failed for model {self.model_path} at "
+                        f"{input_size} px ({type(error).__name__}: {error}); "
+                        "running the model with torch instead (slower on a CPU)",
+                        stacklevel=2,
+                    )
+                    self.backend = "torch"
+                    return None
+            return self._runners[input_size]
 
     def _stream_pool(self, streams: int) -> ThreadPoolExecutor:
         """The threads of the CPU streams, made on first use (again if ``cpu_streams`` changed)."""
@@ -296,7 +360,7 @@ class Detector:
         return self._pool
 
     def _permutations(
-        self, input_size: int, names: tuple[str, ...], n_anchors: int, feats: list[torch.Tensor]
+        self, input_size: int, names: tuple[str, ...], n_anchors: int, device: torch.device
     ) -> torch.Tensor:
         """(V, A) int64 anchor permutations on the device, cached per input size and views."""
         import torch
@@ -304,16 +368,24 @@ class Detector:
         key = (input_size, names)
         if key not in self._perm_cache:
             grids = grid_shapes_for(input_size, self.strides)
-            if [tuple(f.shape[2:]) for f in feats] != list(grids) or sum(
-                h * w for h, w in grids
-            ) != n_anchors:
+            if sum(h * w for h, w in grids) != n_anchors:
                 raise RuntimeError(
-                    f"head grids {[tuple(f.shape[2:]) for f in feats]} do not match strides "
-                    f"{self.strides} at {input_size} pixels"
+                    f"{n_anchors} anchors in the head output do not match strides "
+                    f"{self.strides} at {input_size} pixels (grids {list(grids)})"
                 )
             perms = np.stack([anchor_permutation(grids, name) for name in names])
-            self._perm_cache[key] = torch.from_numpy(perms).to(feats[0].device)
+            self._perm_cache[key] = torch.from_numpy(perms).to(device)
         return self._perm_cache[key]
+
+
+def _run_exported(
+    runner: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], part: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """An exported graph on (n, 3, s, s) CPU float32: raw (n, 4 + C, A), pooled (n, D)."""
+    import torch
+
+    raw, pooled = runner(part.contiguous().numpy())
+    return torch.from_numpy(raw), torch.from_numpy(pooled)
 
 
 def _results(
@@ -326,6 +398,7 @@ def _results(
     det_rows: np.ndarray,
     det_probs: np.ndarray,
     anchor_idx: np.ndarray,
+    backend: str = "torch",
 ) -> list[ChipResult]:
     """Split a batch's arrays into ChipResults.
 
@@ -362,6 +435,7 @@ def _results(
                 view_cls=tuple(det_rows[r, 5].astype(np.int64) for r in extra),
                 embedding=embedding[b],
                 views=names,
+                backend=backend,
             )
         )
     return results

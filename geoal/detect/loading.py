@@ -36,6 +36,7 @@ def load_detector(
     device: str = "cpu",
     half: bool | None = None,
     imgsz: int | None = None,
+    backend: str | None = None,
 ) -> Detector:
     """Load a local ``.pt`` or build a ``.yaml`` detector for ``classes``, ready for inference.
 
@@ -46,9 +47,14 @@ def load_detector(
     fp16 on CUDA and fp32 on CPU. ``imgsz`` (pixels, a multiple of the model's
     largest stride) resizes chips to the model's input size; None runs chips at
     their own size. Raises ModelError for a missing, unreadable, remote or
-    mismatching model.
+    mismatching model. ``backend`` (``geoal.detect.backends``): torch, openvino,
+    onnxruntime, or None / "auto" for the fastest installed on the device (or
+    ``$GEOAL_BACKEND``); the exported ones run with torch's CPU thread count per call.
     """
+    from geoal.detect.backends import resolve_backend
+
     class_names = None if classes is None else check_classes(classes)
+    runtime = resolve_backend(backend, device)
     torch_device, use_half, streams = _check_device(device, half)
     text = str(model)
     if "://" in text:
@@ -79,6 +85,8 @@ def load_detector(
         half=use_half,
         imgsz=imgsz,
         cpu_streams=streams,
+        backend=runtime,
+        threads=_torch_threads(),
     )
 
 
@@ -194,6 +202,12 @@ def _check_device(device: str, half: bool | None) -> tuple[torch.device, bool, i
             f"device {device!r} is not available ({available} CUDA device(s) found); use 'cpu'"
         )
     return torch.device("cuda", index), True if half is None else bool(half), 1
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def _build_yaml(path: Path, classes: tuple[str, ...]) -> tuple[Any, str]:

@@ -33,6 +33,7 @@ class ChipResult:
         embedding: (D,) float32 L2-normalised global average pool of the feature
             maps fed to the detection head (view 0 only), concatenated over levels.
         views: the V view names, see ``geoal.detect.views.VIEW_TRANSFORMS``.
+        backend: the runtime that ran the forward pass (``geoal.detect.backends``).
     """
 
     boxes: np.ndarray
@@ -46,6 +47,7 @@ class ChipResult:
     view_cls: tuple[np.ndarray, ...]
     embedding: np.ndarray
     views: tuple[str, ...]
+    backend: str = "torch"
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -30,7 +30,13 @@ T = TypeVar("T")
 INSTALL_HINT = "pip install 'geoal[ray]'"
 
 # Settings a worker process needs before it imports ultralytics (offline, settings folder).
-FORWARDED_ENV = ("YOLO_OFFLINE", "YOLO_CONFIG_DIR", "YOLO_VERBOSE")
+FORWARDED_ENV = (
+    "YOLO_OFFLINE",
+    "YOLO_CONFIG_DIR",
+    "YOLO_VERBOSE",
+    "GEOAL_BACKEND",
+    "GEOAL_CACHE_DIR",
+)
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,13 @@ def score_project_ray(
         raise ProjectError(f"{project.root}: no chips to score; add scenes with 'geoal tile'")
     chosen = resolve_model(project, opts.model, opts.imgsz)
     # Loaded here too (on the CPU): checks the classes and gives the hash that tags results.
-    detector = load_detector(chosen.path, project.config.classes, device="cpu", imgsz=chosen.imgsz)
+    detector = load_detector(
+        chosen.path,
+        project.config.classes,
+        device="cpu",
+        imgsz=chosen.imgsz,
+        backend="torch",  # never runs here; each worker resolves opts.backend for its device
+    )
     model_path = chosen.path  # absolute: the workers load it from the shared file system
     project.store.register_model(
         detector.model_hash,
@@ -103,6 +109,7 @@ def score_project_ray(
             detector.model_hash,
             gpu=plan.gpus > 0,
             threads=plan.threads,
+            backend=opts.backend or "auto",
         )
         pool = WorkerPool(ray, ChipScorer, (spec, params, forwarded_env()), plan, ray_opts)
         bar = tqdm(total=len(todo), desc="scoring (ray)", unit="chip", disable=not progress)

@@ -69,7 +69,7 @@ def predict_scenes_ray(
     require_ray()
     opts = with_model_input(opts)
     # Loaded here too (on the CPU): checks the model, its classes and the hash workers must match.
-    detector = load_detector(opts.model, classes, device="cpu", imgsz=opts.imgsz)
+    detector = load_detector(opts.model, classes, device="cpu", imgsz=opts.imgsz, backend="torch")
     names = tuple(detector.classes)
     report = PredictReport(classes=names)
     runs: dict[int, _SceneRun] = {}
@@ -85,6 +85,7 @@ def predict_scenes_ray(
             detector.model_hash,
             gpu=plan.gpus > 0,
             threads=plan.threads,
+            backend=opts.backend or "auto",
         )
         pool = WorkerPool(ray, ChipPredictor, (spec, params, forwarded_env()), plan, ray_opts)
         bar = tqdm(total=0, desc="predicting (ray)", unit="chip", disable=not progress)

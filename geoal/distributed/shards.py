@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS chip_scores (
     scores TEXT NOT NULL,
     embedding BLOB,
     scored_at TEXT NOT NULL DEFAULT (datetime('now')),
+    backend TEXT,
     PRIMARY KEY (chip_id, model_hash)
 );
 CREATE TABLE IF NOT EXISTS detections (
@@ -118,6 +119,13 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
+def _add_backend_column(conn: sqlite3.Connection) -> None:
+    """Give a shard file of an earlier geoal the ``backend`` column (NULL: torch)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(chip_scores)")}
+    if "backend" not in columns:
+        conn.execute("ALTER TABLE chip_scores ADD COLUMN backend TEXT")
+
+
 def _meta(conn: sqlite3.Connection) -> dict[str, str]:
     return dict(conn.execute("SELECT key, value FROM meta").fetchall())
 
@@ -140,7 +148,11 @@ def score_shard(
 
     chosen = resolve_model(project, opts.model, opts.imgsz)
     detector = load_detector(
-        chosen.path, project.config.classes, device=opts.device, imgsz=chosen.imgsz
+        chosen.path,
+        project.config.classes,
+        device=opts.device,
+        imgsz=chosen.imgsz,
+        backend=opts.backend,
     )
     model_path, kind = chosen.path, chosen.kind
     path = Path(out) if out is not None else default_shard_path(project, detector.model_hash, shard)
@@ -199,6 +211,7 @@ def _open_shard(
     """Create the shard file's tables and meta, or check that an existing one is this shard's."""
     try:
         conn.executescript(_SCHEMA)
+        _add_backend_column(conn)
         old = _meta(conn)
     except sqlite3.DatabaseError as exc:
         raise ConfigError(
@@ -258,6 +271,7 @@ def _merge_one(project: Project, path: Path, chunk: int) -> MergeReport:
         if meta.get("format") != FORMAT:
             raise ConfigError(f"{path}: not a geoal shard file (format {meta.get('format')!r})")
         _check_project(project, path, meta, shard_conn)
+        _add_backend_column(shard_conn)
         model_hash = meta["model_hash"]
         project.store.register_model(
             model_hash,
@@ -337,8 +351,8 @@ def _read_records(
     ):
         detections[row[0]].append(tuple(row[1:]))
     out: dict[int, list[tuple[int, dict[str, Any]]]] = {}
-    for chip_id, views, expected, scores, embedding in conn.execute(
-        "SELECT chip_id, views, expected_count, scores, embedding FROM chip_scores "
+    for chip_id, views, expected, scores, embedding, backend in conn.execute(
+        "SELECT chip_id, views, expected_count, scores, embedding, backend FROM chip_scores "
         f"WHERE model_hash = ? AND chip_id IN ({marks}) ORDER BY chip_id",
         [model_hash, *chip_ids],
     ):
@@ -346,6 +360,7 @@ def _read_records(
             "scores": json.loads(scores),
             "expected_count": expected,
             "embedding": embedding,
+            "backend": backend,
             "detections": detections[chip_id],
         }
         out.setdefault(views, []).append((chip_id, record))

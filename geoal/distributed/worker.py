@@ -32,6 +32,7 @@ class ModelSpec:
     model_hash: str
     gpu: bool = False  # Ray sets CUDA_VISIBLE_DEVICES: the actor's GPU is cuda:0
     threads: int = 0  # torch CPU threads (the actor's CPUs); 0 = torch's default
+    backend: str = "auto"  # resolved on each worker for its device (geoal.detect.backends)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ def load_worker_detector(spec: ModelSpec, device: str | None = None) -> Any:
         spec.classes,
         device=device or ("cuda:0" if spec.gpu else "cpu"),
         imgsz=spec.imgsz,
+        backend=spec.backend,
     )
     if detector.model_hash != spec.model_hash:
         raise ModelError(

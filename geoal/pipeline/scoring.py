@@ -39,6 +39,7 @@ class ScoreOptions:
     workers: int = 2
     limit: int | None = None  # score at most this many chips (tests, quick looks)
     imgsz: int | None = None  # model input size, pixels; None = the one recorded with the model
+    backend: str | None = None  # torch, openvino, onnxruntime; None: auto (geoal.detect.backends)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class ScoreReport:
     skipped: int  # already scored by this model
     remaining: int
     imgsz: int | None = None  # the model's input size, pixels (None: each chip's own size)
+    backend: str = ""  # the runtime of the forward pass ("" when each Ray worker chose its own)
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,7 @@ def chip_record(result: Any, top_k: int) -> dict[str, Any]:
     return {
         "scores": {k: float(v) for k, v in scores.items()},
         "expected_count": float(expected_count(result.conf)),
+        "backend": result.backend,
         "embedding": np.asarray(result.embedding, dtype="<f4").tobytes(),
         "detections": [
             (
@@ -218,7 +221,7 @@ def insert_records(
     for chip_id, rec in zip(chip_ids, records, strict=True):
         conn.execute(
             "INSERT INTO chip_scores (chip_id, model_hash, views, n_detections, "
-            "expected_count, scores, embedding) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "expected_count, scores, embedding, backend) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 chip_id,
                 model_hash,
@@ -227,6 +230,7 @@ def insert_records(
                 rec["expected_count"],
                 json.dumps(rec["scores"]),
                 rec["embedding"],
+                rec.get("backend"),
             ),
         )
         conn.executemany(
@@ -263,7 +267,11 @@ def score_project(project: Project, opts: ScoreOptions, *, progress: bool = True
         raise ProjectError(f"{project.root}: no chips to score; add scenes with 'geoal tile'")
     chosen = resolve_model(project, opts.model, opts.imgsz)
     detector = load_detector(
-        chosen.path, project.config.classes, device=opts.device, imgsz=chosen.imgsz
+        chosen.path,
+        project.config.classes,
+        device=opts.device,
+        imgsz=chosen.imgsz,
+        backend=opts.backend,
     )
     model_path = chosen.path
     project.store.register_model(
@@ -277,7 +285,9 @@ def score_project(project: Project, opts: ScoreOptions, *, progress: bool = True
     if opts.limit is not None:
         todo = todo[: opts.limit]
     if not todo:
-        return ScoreReport(detector.model_hash, model_path, 0, done, pending, chosen.imgsz)
+        return ScoreReport(
+            detector.model_hash, model_path, 0, done, pending, chosen.imgsz, detector.backend
+        )
     check_scenes_unchanged(project, [item[1] for item in todo])
     scored = 0
     bar = tqdm(total=len(todo), desc="scoring", unit="chip", disable=not progress, smoothing=0.1)
@@ -297,5 +307,11 @@ def score_project(project: Project, opts: ScoreOptions, *, progress: bool = True
         stream.close()  # type: ignore[attr-defined]
         bar.close()
     return ScoreReport(
-        detector.model_hash, model_path, scored, done, pending - scored, chosen.imgsz
+        detector.model_hash,
+        model_path,
+        scored,
+        done,
+        pending - scored,
+        chosen.imgsz,
+        detector.backend,
     )

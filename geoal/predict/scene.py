@@ -40,6 +40,7 @@ class PredictOptions:
     workers: int = 2
     bands: tuple[int, ...] | None = None
     imgsz: int | None = None  # model input size, pixels; None = as the model was trained
+    backend: str | None = None  # torch, openvino, onnxruntime; None: auto (geoal.detect.backends)
 
     def __post_init__(self) -> None:
         if self.merge not in MERGE_METHODS:
@@ -181,7 +182,9 @@ def predict_scenes(
     from geoal.detect import load_detector
 
     opts = with_model_input(opts)
-    detector = load_detector(opts.model, classes, device=opts.device, imgsz=opts.imgsz)
+    detector = load_detector(
+        opts.model, classes, device=opts.device, imgsz=opts.imgsz, backend=opts.backend
+    )
     report = PredictReport(classes=detector.classes)
     for path in paths:
         try:

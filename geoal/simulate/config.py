@@ -40,6 +40,8 @@ class SimConfig:
         imgsz: training and inference size in pixels (long side; a multiple of 32).
         batch: training batch size.
         device: "cpu" or "cuda:N".
+        backend: runtime of the pool's scoring (torch, openvino, onnxruntime; None = auto, see
+            ``geoal.detect.backends``); not part of the experiment key (results agree).
         init: model to start from: a .yaml architecture or a local .pt (other classes are fine:
             its weights are carried over under a new head, see ``geoal.simulate.model``).
         start: "previous" fine-tunes each round from the previous round's weights (cheaper);
@@ -73,6 +75,7 @@ class SimConfig:
     imgsz: int = 640
     batch: int = 16
     device: str = "cpu"
+    backend: str | None = None
     init: str = "yolov8n.yaml"
     start: StartFrom = "previous"
     views: int = 2

@@ -148,7 +148,9 @@ def score_pool(cfg: SimConfig, weights: Path, pool: Pool, labelled: np.ndarray) 
     from geoal.detect import load_detector
     from geoal.pipeline.scoring import chip_record
 
-    detector = load_detector(weights, pool.classes, cfg.device, imgsz=cfg.imgsz)
+    detector = load_detector(
+        weights, pool.classes, cfg.device, imgsz=cfg.imgsz, backend=cfg.backend
+    )
     n = len(pool)
     scores = np.full(n, np.nan)
     expected = np.zeros(n)

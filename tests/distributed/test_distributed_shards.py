@@ -130,3 +130,25 @@ def test_merge_refuses_a_shard_of_another_project(
     bad.write_text("hello")
     result = run_cli("-p", str(sharded), "merge-shards", str(bad), ok=False)
     assert result.exit_code == 2 and "not a geoal shard file" in result.output
+
+
+def test_a_shard_file_of_an_earlier_geoal_resumes_and_merges(tmp_path: Path) -> None:
+    """Shard files made before the store recorded the backend have no backend column."""
+    from geoal.synthetic import write_scene
+
+    scene = tmp_path / "scene.tif"
+    write_scene(scene, width=64 * 3, height=64 * 2, dtype="uint8", objects=4, seed=5)
+    proj = make_project(tmp_path / "p", [scene])
+    p = str(proj)
+    run_cli("-p", p, "score", "--batch", "4", "--shard", "0/1", "--limit", "2", "-q")
+    shard = next((proj / "shards").glob("*.sqlite"))
+    conn = sqlite3.connect(shard)
+    conn.execute("ALTER TABLE chip_scores DROP COLUMN backend")
+    conn.commit()
+    conn.close()
+    merged = run_cli("-p", p, "merge-shards", str(shard))
+    assert "merged 2 chips" in merged.output
+    run_cli("-p", p, "score", "--batch", "4", "--shard", "0/1", "-q")  # continues the old file
+    run_cli("-p", p, "merge-shards", str(shard))
+    rows = db_rows(proj, "SELECT backend, COUNT(*) FROM chip_scores GROUP BY backend")
+    assert sorted(rows, key=str) == sorted([(None, 2), ("torch", 4)], key=str)
