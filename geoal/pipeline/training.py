@@ -18,6 +18,7 @@ import numpy as np
 from geoal.detect.loading import sha256_file
 from geoal.errors import ConfigError, GeoalError, ModelError
 from geoal.project import Project
+from geoal.train.trainer import OptimConfig
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class TrainOptions:
     split: str = "scene"  # scene | chip
     seed: int = 0
     progress: bool = True
+    optim: OptimConfig | None = None  # default: ultralytics' optimiser settings
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ def train_project(project: Project, opts: TrainOptions) -> TrainReport:
         device=opts.device,
         seed=opts.seed,
         progress=opts.progress,
+        optim=opts.optim,
     )
     digest = sha256_file(result.weights)
     project.models_dir.mkdir(parents=True, exist_ok=True)
