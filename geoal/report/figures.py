@@ -155,7 +155,8 @@ def score_map_png(
 
     ``windows``: (N, 4) [col, row, w, h] in scene pixels; ``scale``: overview px per scene px;
     ``scores``: (N,) (NaN = not scored); states: labelled (green) / selected (cyan) / other.
-    The colours follow :func:`score_scale` and :func:`score_raster`.
+    The colours follow :func:`score_scale` and :func:`score_raster`; the higher a chip's
+    value, the more opaque its fill.
     """
     import matplotlib
     import matplotlib.patches as mpatches
@@ -173,13 +174,11 @@ def score_map_png(
             colors.Normalize(vmin=lo, vmax=hi) if hi > lo else colors.Normalize(lo - 0.5, hi + 0.5)
         )
         raster = score_raster((h, w), scale, np.asarray(windows), values)
-        ax.imshow(
-            np.ma.masked_invalid(raster),
-            cmap=cmap,
-            norm=norm,
-            alpha=0.55,
-            interpolation="nearest",
-        )
+        level = np.clip(norm(np.nan_to_num(raster, nan=lo)), 0.0, 1.0)
+        rgba = cmap(level)
+        # low scores stay see-through, so the scene shows where the model is calm
+        rgba[..., 3] = np.where(np.isfinite(raster), 0.15 + 0.6 * level, 0.0)
+        ax.imshow(rgba, interpolation="nearest")
         sm = cm.ScalarMappable(norm=norm, cmap=cmap)
         fig.colorbar(sm, ax=ax, fraction=0.03, label=label)
     for win, state in zip(windows, states, strict=True):

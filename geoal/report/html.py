@@ -74,6 +74,10 @@ def _scene_overview(scene: Any, max_side: int = 900) -> tuple[np.ndarray, float]
     return np.ascontiguousarray(rgb.transpose(1, 2, 0)), w / scene.width
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _shown_detections(
     boxes: Any, classes: tuple[str, ...], min_score: float, limit: int = 30
 ) -> tuple[np.ndarray, list[str], int]:
@@ -281,9 +285,9 @@ def build_report(
                 score = scores_by_chip.get(cid)
                 title = f"#{rank + 1} chip {cid} ({info.scene_name})"
                 caption = (
-                    f"score {_fmt(score)}; {len(boxes)} detections shown"
+                    f"score {_fmt(score)}; {_count(len(boxes), 'detection')} shown"
                     + (f" ({hidden} below {min_score:g} not drawn)" if hidden else "")
-                    + ("" if known is None else f"; {len(known)} labelled objects")
+                    + ("" if known is None else f"; {_count(len(known), 'labelled object')}")
                     + f"; window {info.window[:2]}"
                 )
                 png = figures.chip_png(pixels, boxes, texts, title, truth=known)
