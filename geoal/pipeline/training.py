@@ -35,6 +35,7 @@ class TrainOptions:
     seed: int = 0
     progress: bool = True
     optim: OptimConfig | None = None  # default: ultralytics' optimiser settings
+    keep: str = "best"  # best (by validation, every epoch) | last (the final epoch)
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ def train_project(project: Project, opts: TrainOptions) -> TrainReport:
         seed=opts.seed,
         progress=opts.progress,
         optim=opts.optim,
+        keep=opts.keep,
     )
     digest = sha256_file(result.weights)
     project.models_dir.mkdir(parents=True, exist_ok=True)

@@ -102,6 +102,7 @@ def train_detector(
     augment: AugmentConfig | None = None,
     optim: OptimConfig | None = None,
     patience: int | None = None,
+    keep: str = "best",
     progress: bool = True,
     name: str = "train",
     plots: bool = False,
@@ -131,6 +132,10 @@ def train_detector(
     if not name or Path(name).name != name or name in {".", ".."}:
         raise ConfigError(f"name must be a plain folder name, got {name!r}")
     _check_numbers(epochs=epochs, imgsz=imgsz, batch=batch, patience=patience)
+    if keep not in ("best", "last"):
+        raise ConfigError(f"keep must be 'best' or 'last', got {keep!r}")
+    if keep == "last" and patience is not None:
+        raise ConfigError("patience needs validation every epoch: use keep='best' with it")
     on_cuda = _check_device(device)
     init_path = _check_init(init)
     data_yaml = Path(data_yaml).expanduser().resolve()
@@ -155,7 +160,8 @@ def train_detector(
         "exist_ok": True,
         "plots": plots,
         "verbose": progress,
-        "val": True,
+        "val": keep == "best",  # False: only the final epoch is validated
+        "save": keep == "best",  # False: only the final epoch is saved
         "cache": False,
         "rect": False,
         **ultralytics_augment_args(augment or AugmentConfig()),
