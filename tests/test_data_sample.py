@@ -54,9 +54,8 @@ def test_readme_step_by_step_runs_on_the_sample(tmp_path: Path) -> None:
     for verb in ("tile", "status", "map", "select", "export", "import"):
         assert any(c.startswith(f"geoal {verb} ") or c == f"geoal {verb}" for c in commands), verb
     assert all("../data/" in c for c in commands if c.startswith(("geoal tile", "geoal import")))
-    (tmp_path / "data").symlink_to(
-        ROOT / "data"
-    )  # a fresh clone's layout: the project beside data/
+    # a fresh clone's layout: the project beside data/
+    (tmp_path / "data").symlink_to(ROOT / "data")
     script = "\n".join(
         ["set -euo pipefail", 'geoal() { "$GEOAL_PYTHON" -m geoal.cli "$@"; }', *commands]
     )
