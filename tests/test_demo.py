@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -30,12 +31,14 @@ TINY = DemoOptions(
 )
 
 
-def test_demo_runs_two_arms_from_one_start(tmp_path: Path) -> None:
+def test_demo_runs_two_arms_from_one_start(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     out = tmp_path / "demo"
     out.mkdir()
     (out / DEMO_MARK).write_text("x")
     (out / "stale.txt").write_text("x")  # a previous demo is replaced
     lines = list(run_demo(out, progress=False, options=TINY))
+    printed = capfd.readouterr()
+    assert "no labels found" not in printed.out + printed.err  # an empty val chip is expected
     assert not (out / "stale.txt").exists()
     summary = json.loads((out / "summary.json").read_text())
     arms = summary["arms"]
