@@ -42,10 +42,26 @@ def place_objects(
     *,
     margin: int = 0,
     size: tuple[int, int] = (18, 48),
+    clusters: int = 0,
+    spread: float = 120.0,
 ) -> list[Box]:
-    """``n`` non-overlapping objects inside the valid area (``margin`` px from each edge)."""
+    """``n`` non-overlapping objects inside the valid area (``margin`` px from each edge).
+
+    ``clusters`` = 0 spreads them uniformly; otherwise they gather around that many
+    random centres (normal, ``spread`` px standard deviation), as ships do at anchorages
+    and along lanes in a survey scene that is empty elsewhere.
+    """
     boxes: list[Box] = []
     tries = 0
+    centres = (
+        rng.uniform(
+            [margin + spread, margin + spread],
+            [width - margin - spread, height - margin - spread],
+            size=(clusters, 2),
+        )
+        if clusters > 0
+        else None
+    )
     while len(boxes) < n and tries < n * 50:
         tries += 1
         cls = int(rng.integers(0, len(CLASSES)))
@@ -62,8 +78,13 @@ def place_objects(
         hi_x, hi_y = width - margin - w, height - margin - h
         if hi_x <= lo_x or hi_y <= lo_y:
             break
-        x1 = int(rng.integers(lo_x, hi_x))
-        y1 = int(rng.integers(lo_y, hi_y))
+        if centres is None:
+            x1 = int(rng.integers(lo_x, hi_x))
+            y1 = int(rng.integers(lo_y, hi_y))
+        else:
+            cx, cy = centres[int(rng.integers(0, clusters))] + rng.normal(0.0, spread, size=2)
+            x1 = int(np.clip(cx - w / 2, lo_x, hi_x - 1))
+            y1 = int(np.clip(cy - h / 2, lo_y, hi_y - 1))
         cand = Box(x1, y1, x1 + w, y1 + h, cls)
         if all(
             cand.x2 + 4 <= b.x1 or b.x2 + 4 <= cand.x1 or cand.y2 + 4 <= b.y1 or b.y2 + 4 <= cand.y1
@@ -128,19 +149,25 @@ def write_scene(
     objects: int = 0,
     seed: int = 0,
     strip: int = 512,
+    clusters: int = 0,
+    spread: float = 120.0,
+    size: tuple[int, int] = (18, 48),
 ) -> list[Box]:
     """Write a synthetic scene; returns its ground-truth objects in pixels.
 
     ``border``: width in pixels of an invalid frame around the scene, marked by
     ``nodata`` (a value), or by ``mask='internal'`` (GDAL internal mask) or
     ``mask='alpha'`` (an extra alpha band). ``overviews`` builds 2x..32x overviews.
+    ``objects``, ``size`` (long side, px), ``clusters`` and ``spread``: see :func:`place_objects`.
     """
     import rasterio
     from rasterio.enums import ColorInterp, Resampling
     from rasterio.transform import from_origin
 
     rng = np.random.default_rng(seed)
-    boxes = place_objects(width, height, objects, rng, margin=border + 2)
+    boxes = place_objects(
+        width, height, objects, rng, margin=border + 2, size=size, clusters=clusters, spread=spread
+    )
     lo, hi = _value_range(dtype)
     count = bands + (1 if mask == "alpha" else 0)
     profile: dict[str, object] = {

@@ -1,4 +1,4 @@
-"""The command line: init, tile (good and bad input), status, map, demo."""
+"""The command line: init, tile (good and bad input), status, map (the demo: test_demo.py)."""
 
 from __future__ import annotations
 
@@ -123,31 +123,3 @@ def test_real_geotiff_folder(proj: Path, shared_data: Path) -> None:
     assert result.output.count("added scene") == 4
     info = json.loads(run("-p", str(proj), "status", "--json").output)
     assert {s["crs"] for s in info["scenes"]} == {"EPSG:32617", "EPSG:32616", "EPSG:32631"}
-
-
-def test_demo_runs_a_full_round(tmp_path: Path) -> None:
-    from geoal.demo import DEMO_MARK
-
-    previous = tmp_path / "demo"
-    previous.mkdir()
-    (previous / DEMO_MARK).write_text("x")
-    (previous / "stale.txt").write_text("x")  # a previous demo is replaced
-    result = run("demo", "--out", str(previous), "-q")
-    for step in (
-        "2/9 tiled",
-        "3/9 exported round 1",
-        "4/9 trained",
-        "5/9 scored",
-        "6/9 selected round 2",
-        "8/9 retrained",
-        "9/9 wrote",
-    ):
-        assert step in result.output, result.output
-    assert not (previous / "stale.txt").exists()
-    assert (previous / "report.html").stat().st_size > 10_000 and (previous / "chips.gpkg").exists()
-    info = json.loads(run("-p", str(previous / "project"), "status", "--json").output)["counts"]
-    assert info["rounds"] == 2 and info["models"] >= 2 and info["labelled"] > 0
-    (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "keep.txt").write_text("x")
-    refused = run("demo", "--out", str(tmp_path / "other"), ok=False)
-    assert refused.exit_code == 1 and (tmp_path / "other" / "keep.txt").exists()

@@ -183,14 +183,25 @@ def evaluate(
     show_default=True,
     help="Selected chips shown.",
 )
+@click.option(
+    "--min-score",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.25,
+    show_default=True,
+    help="Lowest detection score drawn on the gallery's chips.",
+)
 @click.pass_context
 @friendly
-def report(ctx: click.Context, out: Path, simulation: Path | None, gallery: int) -> None:
+def report(
+    ctx: click.Context, out: Path, simulation: Path | None, gallery: int, min_score: float
+) -> None:
     """Write one self-contained HTML page: learning curves, per-class AP, score maps, selected chips."""
     from geoal.report.html import build_report
 
     with open_cli_project(ctx) as project:
-        path = build_report(project, out, simulation=simulation, gallery=gallery)
+        path = build_report(
+            project, out, simulation=simulation, gallery=gallery, min_score=min_score
+        )
     click.echo(f"wrote {path}")
 
 

@@ -171,13 +171,18 @@ def map_(ctx: click.Context, out: Path) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("demo-project"),
     show_default=True,
-    help="Project folder to create (replaced if it is a previous demo).",
+    help="Folder to create for the demo's scenes and two projects (replaced if a previous demo).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic scene.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @friendly
 def demo(out: Path, seed: int, quiet: bool) -> None:
-    """Run the pipeline end to end on a built-in synthetic georeferenced scene, offline."""
+    """Active learning against random labelling on a built-in synthetic survey, offline.
+
+    Two projects start from the same labelled seed chips and model; for a few rounds, one
+    selects chips with geoal's default strategy, the other at random. Prints one line per
+    project per round, writes OUT/summary.json and OUT/report.html.
+    """
     from geoal.demo import run_demo
 
     for line in run_demo(out, seed=seed, progress=not quiet):

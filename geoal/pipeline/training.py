@@ -18,6 +18,7 @@ import numpy as np
 from geoal.detect.loading import ModelInput, record_input, sha256_file, stride_size
 from geoal.errors import ConfigError, FormatError, GeoalError, ModelError
 from geoal.project import Project
+from geoal.train.trainer import OptimConfig
 
 DEFAULT_IMGSZ = 640
 """Input size of a model that records none, on images that are not chips (ultralytics' default)."""
@@ -36,6 +37,8 @@ class TrainOptions:
     split: str = "scene"  # scene | chip
     seed: int = 0
     progress: bool = True
+    optim: OptimConfig | None = None  # default: ultralytics' optimiser settings
+    keep: str = "best"  # best (by validation, every epoch) | last (the final epoch)
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,8 @@ def train_project(project: Project, opts: TrainOptions) -> TrainReport:
         device=opts.device,
         seed=opts.seed,
         progress=opts.progress,
+        optim=opts.optim,
+        keep=opts.keep,
     )
     # the input size travels with the file (geoal predict) and with the store's record
     project.models_dir.mkdir(parents=True, exist_ok=True)

@@ -74,11 +74,46 @@ def _scene_overview(scene: Any, max_side: int = 900) -> tuple[np.ndarray, float]
     return np.ascontiguousarray(rgb.transpose(1, 2, 0)), w / scene.width
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _shown_detections(
+    boxes: Any, classes: tuple[str, ...], min_score: float, limit: int = 30
+) -> tuple[np.ndarray, list[str], int]:
+    """The detections drawn on a gallery chip: ((K, 4) xyxy px, "class 0.87" texts, hidden).
+
+    Only those with score >= ``min_score``, the ``limit`` most confident of them; ``hidden``
+    counts the rest.
+    """
+    if boxes is None or boxes.score is None or not len(boxes.xyxy):
+        return np.zeros((0, 4)), [], 0
+    order = np.argsort(-boxes.score, kind="stable")
+    keep = order[boxes.score[order] >= min_score][:limit]
+    texts = [f"{classes[int(boxes.cls[i])]} {boxes.score[i]:.2f}" for i in keep]
+    return boxes.xyxy[keep], texts, len(boxes.xyxy) - len(keep)
+
+
 def build_report(
-    project: Project, out: Path, *, simulation: Path | None = None, gallery: int = 24
+    project: Project,
+    out: Path,
+    *,
+    simulation: Path | None = None,
+    gallery: int = 24,
+    min_score: float = 0.25,
 ) -> Path:
-    """Write the report to ``out`` (atomically) and return its path."""
-    from geoal.pipeline.annotate import chip_images, chip_infos, predictions
+    """Write the report to ``out`` (atomically) and return its path.
+
+    ``simulation``: a ``geoal simulate`` folder or a CSV of its columns (strategy, seed,
+    n_images, mAP50) to plot; ``min_score``: the lowest detection score drawn in the gallery.
+    """
+    from geoal.pipeline.annotate import (
+        chip_images,
+        chip_infos,
+        labelled_chip_ids,
+        labels,
+        predictions,
+    )
     from geoal.pipeline.catalog import chip_table, project_status
     from geoal.report import figures
 
@@ -109,16 +144,24 @@ def build_report(
             ]
         )
     if models:
+        evaluated = [r for r in model_rows if r[3] is not None]
+        # never mix held-out metrics with training-split ones in one curve
+        rows_y, y_name = (evaluated, 3) if evaluated else (model_rows, 5)
         curve = [
-            {
-                "strategy": "project",
-                "seed": 0,
-                "n_images": r[2],
-                "mAP50": r[3] if r[3] is not None else r[5],
-            }
-            for r in model_rows
+            {"strategy": "project", "seed": 0, "n_images": r[2], "mAP50": r[y_name]} for r in rows_y
         ]
-        parts.append(_img(figures.learning_curve_png(curve), "project learning curve"))
+        ylabel = "held-out mAP50 (geoal evaluate)" if evaluated else "val mAP50 (training split)"
+        parts.append(
+            _img(
+                figures.learning_curve_png(curve, xlabel="labelled chips", ylabel=ylabel),
+                "project learning curve",
+            )
+        )
+        if not evaluated:
+            parts.append(
+                '<p class="note">no model evaluated on held-out chips yet (geoal evaluate): '
+                "the curve shows the validation mAP50 measured while training.</p>"
+            )
         parts.append(
             _table(
                 [
@@ -140,8 +183,19 @@ def build_report(
         )
         with csv_path.open(newline="", encoding="utf-8") as fh:
             sim_rows = list(csv.DictReader(fh))
-        parts.append(f"<h3>Simulation: {html.escape(str(csv_path))}</h3>")
-        parts.append(_img(figures.learning_curve_png(sim_rows), "simulated learning curves"))
+        parts.append(f"<h3>Compared strategies: {html.escape(str(csv_path))}</h3>")
+        parts.append(
+            '<p class="note">one line per strategy: the mean over seeds, the band their '
+            "range; random (dashed) is the control arm.</p>"
+        )
+        parts.append(
+            _img(
+                figures.learning_curve_png(
+                    sim_rows, xlabel="labelled images (chips)", ylabel="held-out mAP50"
+                ),
+                "learning curves by strategy",
+            )
+        )
 
     # per-class AP per model
     per_round = [
@@ -154,14 +208,30 @@ def build_report(
     ]
     parts.append("<h2>Per-class AP50</h2>")
     if per_round:
-        parts.append(_img(figures.class_ap_png(per_round), "per-class AP"))
+        parts.append(_img(figures.class_ap_png(per_round, classes), "per-class AP"))
+        parts.append(
+            _table(
+                ["model", *classes],
+                [[label, *(ap.get(c) for c in classes)] for label, ap in per_round],
+            )
+        )
+        parts.append(
+            '<p class="note">AP50 on each model\'s evaluation set; "-" / "n/a": the class has '
+            "no object there.</p>"
+        )
     else:
-        parts.append('<p class="note">no evaluated model yet (geoal evaluate).</p>')
+        parts.append(
+            '<p class="note">not evaluated yet: run geoal evaluate (on the held-out chips, '
+            "or --data COCO_JSON --images DIR).</p>"
+        )
 
     # chip-score maps
     parts.append("<h2>Chip scores over each scene</h2>")
     parts.append(
-        '<p class="note">fill: latest chip score (default aggregation); outline: green = labelled, cyan = selected.</p>'
+        '<p class="note">fill: each chip\'s latest score (the default aggregation, '
+        f"{html.escape(project.config.score.aggregation)}); where chips overlap, the higher "
+        "score; the colour bar says whether it shows the scores or their percentiles. "
+        "Outline: green = labelled, cyan = selected.</p>"
     )
     table = chip_table(project)
     for scene in project.store.scenes():
@@ -198,25 +268,31 @@ def build_report(
         )
         infos = chip_infos(project, ids)
         preds = predictions(project, ids, rnd[2])
+        labelled = set(labelled_chip_ids(project)) & set(ids)
+        truth = labels(project, sorted(labelled))
         parts.append(
-            f'<p class="note">round {rnd[0]}, strategy {html.escape(rnd[1])}, model {html.escape((rnd[2] or "none")[:12])}; boxes: the model\'s detections.</p><div class="gallery">'
+            f'<p class="note">round {rnd[0]}, strategy {html.escape(rnd[1])}, model '
+            f"{html.escape((rnd[2] or 'none')[:12])}. Yellow dashed: that model's detections "
+            f"with score &ge; {min_score:g} (class and score); green: the chip's labels, once "
+            'imported.</p><div class="gallery">'
         )
         with chip_images(project) as read:
             for rank, cid in enumerate(ids):
                 info = infos[cid]
                 pixels = read(info)
-                b = preds.get(cid)
-                boxes = b.xyxy if b is not None else np.zeros((0, 4))
-                labels = (
-                    [f"{classes[c]} {s:.2f}" for c, s in zip(b.cls, b.score, strict=True)]
-                    if b is not None and b.score is not None
-                    else []
-                )
+                boxes, texts, hidden = _shown_detections(preds.get(cid), classes, min_score)
+                known = truth[cid].xyxy if cid in truth else None
                 score = scores_by_chip.get(cid)
                 title = f"#{rank + 1} chip {cid} ({info.scene_name})"
-                caption = f"score {_fmt(score)}; window {info.window[:2]}"
+                caption = (
+                    f"score {_fmt(score)}; {_count(len(boxes), 'detection')} shown"
+                    + (f" ({hidden} below {min_score:g} not drawn)" if hidden else "")
+                    + ("" if known is None else f"; {_count(len(known), 'labelled object')}")
+                    + f"; window {info.window[:2]}"
+                )
+                png = figures.chip_png(pixels, boxes, texts, title, truth=known)
                 parts.append(
-                    f"<figure>{_img(figures.chip_png(pixels, boxes, labels, title), title)}<figcaption>{html.escape(caption)}</figcaption></figure>"
+                    f"<figure>{_img(png, title)}<figcaption>{html.escape(caption)}</figcaption></figure>"
                 )
         parts.append("</div>")
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>geoal report</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"

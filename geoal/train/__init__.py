@@ -22,12 +22,13 @@ from geoal.train.dataset import (
 )
 from geoal.train.evaluate import EvalResult, evaluate_coco, load_coco
 from geoal.train.predict import predict_coco
-from geoal.train.trainer import TrainResult, train_detector
+from geoal.train.trainer import OptimConfig, TrainResult, train_detector
 
 __all__ = [
     "AugmentConfig",
     "DatasetError",
     "EvalResult",
+    "OptimConfig",
     "TrainResult",
     "evaluate_coco",
     "load_coco",

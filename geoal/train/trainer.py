@@ -9,6 +9,7 @@ DataLoader workers on the CPU), and the augmentation suits overhead imagery
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -35,6 +36,35 @@ _METRIC_KEYS = {
     "precision": "metrics/precision(B)",
     "recall": "metrics/recall(B)",
 }
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """How a training run steps its optimiser (the defaults are ultralytics' own).
+
+    Attributes:
+        optimizer: "auto" (ultralytics picks AdamW with a small learning rate for short
+            runs, and ignores ``lr0``), or "SGD", "AdamW", "Adam", ... with ``lr0``.
+        lr0: initial learning rate; it decays linearly to 1 % of it by the last epoch.
+        warmup_epochs: epochs of linear warm-up from a low rate (0: none). A fine-tuning
+            round warms up again.
+        nbs: nominal batch size: the gradients of ``nbs / batch`` batches are summed into
+            one optimiser step. With a few dozen chips and the default 64, a run makes one
+            step every few epochs; ``nbs = batch`` steps after every batch.
+    """
+
+    optimizer: str = "auto"
+    lr0: float = 0.01
+    warmup_epochs: float = 3.0
+    nbs: int = 64
+
+    def __post_init__(self) -> None:
+        if not self.lr0 > 0:
+            raise ConfigError(f"optim.lr0 must be > 0, got {self.lr0}")
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"optim.warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if self.nbs < 1:
+            raise ConfigError(f"optim.nbs must be >= 1, got {self.nbs}")
 
 
 @dataclass(frozen=True)
@@ -70,7 +100,9 @@ def train_detector(
     device: str = "cpu",
     seed: int = 0,
     augment: AugmentConfig | None = None,
+    optim: OptimConfig | None = None,
     patience: int | None = None,
+    keep: str = "best",
     progress: bool = True,
     name: str = "train",
     plots: bool = False,
@@ -80,7 +112,8 @@ def train_detector(
     ``init`` is a local ``.pt`` to fine-tune (its weights are carried over where
     the shapes match, so a model for other classes is a fine start) or a ``.yaml``
     architecture to train from scratch (a local file, or one shipped with
-    ultralytics such as "yolov8n.yaml"). The data set's ``names`` must be
+    ultralytics such as "yolov8n.yaml"). ``optim``: optimiser, learning rate, warm-up
+    and gradient accumulation (default: ultralytics'). The data set's ``names`` must be
     ``classes``, in order; its train split needs at least one labelled image and
     its val split at least one image. ``imgsz`` (pixels, a multiple of 32) is
     the training size; ``device`` "cpu" or "cuda:N"; ``patience`` stops after
@@ -100,6 +133,10 @@ def train_detector(
     if not name or Path(name).name != name or name in {".", ".."}:
         raise ConfigError(f"name must be a plain folder name, got {name!r}")
     _check_numbers(epochs=epochs, imgsz=imgsz, batch=batch, patience=patience)
+    if keep not in ("best", "last"):
+        raise ConfigError(f"keep must be 'best' or 'last', got {keep!r}")
+    if keep == "last" and patience is not None:
+        raise ConfigError("patience needs validation every epoch: use keep='best' with it")
     on_cuda = _check_device(device)
     init_path = _check_init(init)
     data_yaml = Path(data_yaml).expanduser().resolve()
@@ -124,10 +161,12 @@ def train_detector(
         "exist_ok": True,
         "plots": plots,
         "verbose": progress,
-        "val": True,
+        "val": keep == "best",  # False: only the final epoch is validated
+        "save": keep == "best",  # False: only the final epoch is saved
         "cache": False,
         "rect": False,
         **ultralytics_augment_args(augment or AugmentConfig()),
+        **dataclasses.asdict(optim or OptimConfig()),
     }
     trainer = _run(args, init_path, classes, run_dir, quiet=not progress)
     weights = trainer.best if trainer.best.is_file() else trainer.last

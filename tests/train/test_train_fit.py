@@ -15,8 +15,14 @@ import pytest
 import torch
 import yaml
 
-from geoal.errors import ModelError
-from geoal.train import DatasetError, TrainResult, materialise_yolo_dataset, train_detector
+from geoal.errors import ConfigError, ModelError
+from geoal.train import (
+    DatasetError,
+    OptimConfig,
+    TrainResult,
+    materialise_yolo_dataset,
+    train_detector,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -93,6 +99,52 @@ def test_fine_tunes_a_local_checkpoint(
     )
     assert tuned.run_dir == tmp_path / "round-2"
     assert torch.load(tuned.weights, weights_only=False)["model"].names == dict(enumerate(classes))
+
+
+def test_optimiser_settings_and_keeping_the_last_epoch(
+    trained: TrainResult, tiny_dataset: Path, classes: tuple[str, ...], tmp_path: Path
+) -> None:
+    result = train_detector(
+        tiny_dataset,
+        init="yolov8n.yaml",
+        classes=classes,
+        out_dir=tmp_path,
+        epochs=2,
+        imgsz=TINY,
+        batch=4,
+        progress=False,
+        optim=OptimConfig(optimizer="SGD", lr0=0.02, warmup_epochs=0.0, nbs=4),
+        keep="last",
+    )
+    args = yaml.safe_load((result.run_dir / "args.yaml").read_text())
+    assert (args["optimizer"], args["lr0"], args["warmup_epochs"], args["nbs"]) == (
+        "SGD",
+        0.02,
+        0.0,
+        4,
+    )
+    assert (args["val"], args["save"]) == (False, False)  # validated and saved once, at the end
+    assert result.weights.is_file() and result.epochs == 2
+    assert set(result.metrics) == {"mAP50", "mAP50-95", "precision", "recall"}
+    defaults = yaml.safe_load((trained.run_dir / "args.yaml").read_text())  # unchanged defaults
+    assert (defaults["optimizer"], defaults["nbs"], defaults["val"], defaults["save"]) == (
+        "auto",
+        64,
+        True,
+        True,
+    )
+    with pytest.raises(ConfigError, match="keep must be"):
+        train_detector(
+            tiny_dataset, init="yolov8n.yaml", classes=classes, out_dir=tmp_path, epochs=1,
+            imgsz=TINY, keep="first",
+        )  # fmt: skip
+    with pytest.raises(ConfigError, match="patience needs validation"):
+        train_detector(
+            tiny_dataset, init="yolov8n.yaml", classes=classes, out_dir=tmp_path, epochs=1,
+            imgsz=TINY, keep="last", patience=3,
+        )  # fmt: skip
+    with pytest.raises(ConfigError, match="lr0"):
+        OptimConfig(lr0=0.0)
 
 
 def test_predict_and_evaluate_on_real_images(
