@@ -142,6 +142,7 @@ class SimConfig:
         """The settings that make results comparable; a resumed run must match them."""
         keep = ("budgets", "budget_unit", "epochs", "imgsz", "batch", "init", "start", "views")
         key = {k: getattr(self, k) for k in keep}
+        key["nbs"] = self.batch  # one optimiser step per batch (older folders: nbs 64)
         key.update(
             data=str(self.data.resolve()),
             test_data=str(self.test_data.resolve()),

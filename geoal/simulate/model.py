@@ -86,6 +86,7 @@ def train_round(
     import yaml
 
     from geoal.train import materialise_yolo_dataset, train_detector
+    from geoal.train.trainer import OptimConfig
 
     idx = [int(i) for i in labelled]
     val = {f"img{int(pool.image_ids[i])}" for i in idx[:: max(1, -(-len(idx) // cfg.val_images))]}
@@ -104,6 +105,10 @@ def train_round(
         device=cfg.device,
         seed=seed,
         augment=cfg.augment,
+        # One optimiser step per batch: with ultralytics' nominal batch of 64, a round of a
+        # few dozen images would step once every few epochs and every arm would be
+        # under-trained (min_iterations counts steps).
+        optim=OptimConfig(nbs=cfg.batch),
         progress=False,
     )
     target.parent.mkdir(parents=True, exist_ok=True)
