@@ -212,10 +212,10 @@ def _copy_model(source: Project, target: Project, model_hash: str) -> None:
         raise ProjectError(f"{source.root}: model {model_hash[:12]} is not its latest")
     target.models_dir.mkdir(parents=True, exist_ok=True)
     path = target.models_dir / Path(row["path"]).name
-    shutil.copyfile(row["path"], path)
+    shutil.copyfile(source.model_file(row["path"]), path)
     target.store.register_model(
         model_hash,
-        str(path),
+        target.stored_model_path(path),
         target.config.classes,
         kind="trained",
         round_id=1,

@@ -83,4 +83,6 @@ def test_readme_step_by_step_runs_on_the_sample(tmp_path: Path) -> None:
     )
     counts = json.loads(status.stdout)["counts"]
     assert counts["scenes"] == 2 and counts["rounds"] == 1
-    assert counts["labelled"] == counts["selected"] > 0 and counts["labels"] > 0
+    # the ships file labels the round's chips it covers (near its ships); the others are
+    # left alone, never marked empty on a guess
+    assert 0 < counts["labelled"] <= counts["selected"] and counts["labels"] > 0

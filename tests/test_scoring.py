@@ -178,13 +178,26 @@ def test_score_records_the_backend_with_the_scores(tmp_path: Path, make_raster) 
     proj = small_project(tmp_path / "p", size=64)
     path, _ = make_raster(width=120, height=120)
     run("-p", str(proj), "tile", str(path), "--size", "64", "--overlap", "0", "-q")
-    result = run("-p", str(proj), "score", "--backend", "onnxruntime", "--limit", "2", "-q")
+    result = run(
+        "-p",
+        str(proj),
+        "score",
+        "--model",
+        "yolov8n.yaml",
+        "--backend",
+        "onnxruntime",
+        "--limit",
+        "2",
+        "-q",
+    )
     assert "scored 2 chips" in result.output and "on onnxruntime" in result.output
     # the suite's default (GEOAL_BACKEND=torch in conftest.py) scores the rest: a resumed run
     # may use another backend, and each chip says which one scored it
-    result = run("-p", str(proj), "score", "-q")
+    result = run("-p", str(proj), "score", "--model", "yolov8n.yaml", "-q")
     assert "scored 2 chips" in result.output and "on torch" in result.output
     rows = db_rows(proj, "SELECT backend, COUNT(*) FROM chip_scores GROUP BY backend")
     assert sorted(rows) == [("onnxruntime", 2), ("torch", 2)]
-    bad = run("-p", str(proj), "score", "--backend", "tensorrt", ok=False)
+    bad = run(
+        "-p", str(proj), "score", "--model", "yolov8n.yaml", "--backend", "tensorrt", ok=False
+    )
     assert bad.exit_code == 2 and "tensorrt" in bad.output

@@ -201,15 +201,16 @@ def select_adaptive(
         raise SelectionError(f"adaptive pool_factor must be >= 1, got {pool_factor!r}")
     emb = _require_embeddings(pool, "adaptive")
     weak = pool.quality is None or pool.quality < weak_below
-    if weak or pool.scores is None or not np.isfinite(pool.scores).any():
-        if pool.expected_objects is None:
-            raise SelectionError(
-                "strategy 'adaptive' needs the model's expected objects per chip (score the "
-                "chips first), or use 'typiclust', 'coreset' or 'random' for a cold start"
-            )
+    scored = pool.scores is not None and bool(np.isfinite(pool.scores).any())
+    if (weak or not scored) and pool.expected_objects is not None:
         ranking = pool.expected_objects
+    elif scored and pool.scores is not None:
+        ranking = pool.scores  # fitted model, or no expected objects to rank by
     else:
-        ranking = pool.scores
+        raise SelectionError(
+            "strategy 'adaptive' needs the model's expected objects or scores per chip (score "
+            "the chips first), or use 'typiclust', 'coreset' or 'random' for a cold start"
+        )
     order = _score_order(ranking, rng)
     picker = Picker(pool, budget, constraints)
     # The diversity step looks only at chips the ranking puts above zero, if they can fill

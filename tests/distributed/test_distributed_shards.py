@@ -140,7 +140,20 @@ def test_a_shard_file_of_an_earlier_geoal_resumes_and_merges(tmp_path: Path) -> 
     write_scene(scene, width=64 * 3, height=64 * 2, dtype="uint8", objects=4, seed=5)
     proj = make_project(tmp_path / "p", [scene])
     p = str(proj)
-    run_cli("-p", p, "score", "--batch", "4", "--shard", "0/1", "--limit", "2", "-q")
+    run_cli(
+        "-p",
+        p,
+        "score",
+        "--model",
+        "yolov8n.yaml",
+        "--batch",
+        "4",
+        "--shard",
+        "0/1",
+        "--limit",
+        "2",
+        "-q",
+    )
     shard = next((proj / "shards").glob("*.sqlite"))
     conn = sqlite3.connect(shard)
     conn.execute("ALTER TABLE chip_scores DROP COLUMN backend")
@@ -148,7 +161,9 @@ def test_a_shard_file_of_an_earlier_geoal_resumes_and_merges(tmp_path: Path) -> 
     conn.close()
     merged = run_cli("-p", p, "merge-shards", str(shard))
     assert "merged 2 chips" in merged.output
-    run_cli("-p", p, "score", "--batch", "4", "--shard", "0/1", "-q")  # continues the old file
+    run_cli(
+        "-p", p, "score", "--model", "yolov8n.yaml", "--batch", "4", "--shard", "0/1", "-q"
+    )  # continues the old file
     run_cli("-p", p, "merge-shards", str(shard))
     rows = db_rows(proj, "SELECT backend, COUNT(*) FROM chip_scores GROUP BY backend")
     assert sorted(rows, key=str) == sorted([(None, 2), ("torch", 4)], key=str)

@@ -100,7 +100,7 @@ def test_a_small_pool_is_filled_and_bad_options_refused() -> None:
     with pytest.raises(SelectionError, match="explore_share"):
         adaptive(pool, Budget(k=2), np.random.default_rng(0), explore_share=1.0)
     bare = SelectionPool(embeddings=pool.embeddings)
-    with pytest.raises(SelectionError, match="expected objects"):
+    with pytest.raises(SelectionError, match="expected objects or scores"):
         adaptive(bare, Budget(k=2), np.random.default_rng(0))
     with pytest.raises(SelectionError, match="quality"):
         SelectionPool(scores=np.zeros(3), quality=1.5)
