@@ -141,9 +141,14 @@ def record(args: argparse.Namespace, prof: dict[str, Any]) -> None:
     rec = efficiency_record(rows, args.default, seeds, budgets, args.profile)
     rec["settings"] = {k: v for k, v in prof.items() if k != "workers"} | {"init": args.init}
     rec["machine"] = machine()
+    write_record("nwpu", rec)
+
+
+def write_record(benchmark: str, rec: dict[str, Any]) -> None:
+    """Merge ``rec`` into docs/results/label_efficiency.json under ``benchmarks.<benchmark>``."""
     path = ROOT / "docs" / "results" / "label_efficiency.json"
     data = json.loads(path.read_text()) if path.is_file() else {"benchmarks": {}}
-    data.setdefault("benchmarks", {})["nwpu"] = rec
+    data.setdefault("benchmarks", {})[benchmark] = rec
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1) + "\n")
 
@@ -180,30 +185,40 @@ def simulate_command(args: argparse.Namespace, prof: dict[str, Any], **override:
 
 
 def run(args: argparse.Namespace, prof: dict[str, Any]) -> None:
-    """Run the simulation, split over worker processes by strategy (the ceiling with the first).
+    """Run the simulation, split over worker processes by strategy (the ceiling with the first)."""
+    groups = strategy_groups(args.strategies, args.workers or prof["workers"])
+    commands = [
+        simulate_command(args, prof, strategies=",".join(group), **{"full-pool": i == 0})
+        for i, group in enumerate(groups)
+    ]
+    launch(commands, args.out, "bench_al_nwpu")
+
+
+def strategy_groups(strategies: str, workers: int) -> list[list[str]]:
+    """The comma-separated ``strategies`` dealt round-robin to at most ``workers`` processes."""
+    names = [s for s in strategies.split(",") if s]
+    return [names[i::workers] for i in range(min(workers, len(names)))]
+
+
+def launch(commands: list[list[str]], out: Path, name: str) -> None:
+    """Run ``commands`` at once, each logging to ``out/worker-I.log``; exit if any fails.
 
     Workers share the output folder: rows are appended under a file lock and each
-    (strategy, seed) has its own state file.
+    (strategy, seed) has its own state file. With several workers each gets one thread.
     """
-    workers = args.workers or prof["workers"]
-    strategies = [s for s in args.strategies.split(",") if s]
-    groups = [strategies[i::workers] for i in range(min(workers, len(strategies)))]
-    args.out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "YOLO_OFFLINE": "1", "MPLBACKEND": "Agg"}
-    if len(groups) > 1:
+    if len(commands) > 1:
         env["OMP_NUM_THREADS"] = "1"  # one core per worker on the CPU
     procs = []
-    for i, group in enumerate(groups):
-        command = simulate_command(args, prof, strategies=",".join(group), **{"full-pool": i == 0})
-        log = (args.out / f"worker-{i}.log").open("a")
+    for i, command in enumerate(commands):
+        log = (out / f"worker-{i}.log").open("a")
         log.write(f"\n$ {' '.join(command)}\n")
         log.flush()
         procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
     codes = [p.wait() for p in procs]
     if any(codes):
-        sys.exit(
-            f"bench_al_nwpu: simulate failed (exit codes {codes}); see {args.out}/worker-*.log"
-        )
+        sys.exit(f"{name}: simulate failed (exit codes {codes}); see {out}/worker-*.log")
 
 
 def summarise(out: Path, profile: str, prof: dict[str, Any]) -> dict[str, Any]:

@@ -37,17 +37,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_al_nwpu import launch, machine, strategy_groups, write_record
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "sen2ships"
 DEFAULT_INIT = "runs/shipdet/ship_detector_mcp/weights/best.pt"
-RECORD = ROOT / "docs" / "results" / "label_efficiency.json"
 
 PROFILES: dict[str, dict[str, Any]] = {
     "cpu": {
@@ -86,7 +86,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override the profile's")
     parser.add_argument("--workers", type=int, default=None, help="parallel simulate processes")
     parser.add_argument("--summarise-only", action="store_true", help="summarise what exists")
-    parser.add_argument("--record", action="store_true", help=f"write {RECORD.name}")
+    parser.add_argument(
+        "--record", action="store_true", help="write docs/results/label_efficiency.json"
+    )
     args = parser.parse_args()
     prof = dict(PROFILES[args.profile])
     if args.epochs:
@@ -104,7 +106,7 @@ def main() -> None:
     summary = summarise(args, prof, dataset)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     if args.record:
-        record(summary)
+        write_record("sen2ships", summary)
     print(json.dumps(summary))
 
 
@@ -152,22 +154,9 @@ def simulate_command(
 
 def run(args: argparse.Namespace, prof: dict[str, Any], dataset: Any) -> None:
     """One worker process per strategy (round-robin when there are more strategies)."""
-    workers = args.workers or prof["workers"]
-    strategies = [s for s in args.strategies.split(",") if s]
-    groups = [strategies[i::workers] for i in range(min(workers, len(strategies)))]
-    env = {**os.environ, "YOLO_OFFLINE": "1", "MPLBACKEND": "Agg"}
-    if len(groups) > 1:
-        env["OMP_NUM_THREADS"] = "1"  # one core per worker on the CPU
-    procs = []
-    for i, group in enumerate(groups):
-        command = simulate_command(args, prof, dataset, ",".join(group))
-        log = (args.out / f"worker-{i}.log").open("a")
-        log.write(f"\n$ {' '.join(command)}\n")
-        log.flush()
-        procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
-    codes = [p.wait() for p in procs]
-    if any(codes):
-        sys.exit(f"bench_al_sen2ships: simulate failed ({codes}); see {args.out}/worker-*.log")
+    groups = strategy_groups(args.strategies, args.workers or prof["workers"])
+    commands = [simulate_command(args, prof, dataset, ",".join(group)) for group in groups]
+    launch(commands, args.out, "bench_al_sen2ships")
 
 
 def summarise(args: argparse.Namespace, prof: dict[str, Any], dataset: Any) -> dict[str, Any]:
@@ -188,23 +177,8 @@ def summarise(args: argparse.Namespace, prof: dict[str, Any], dataset: Any) -> d
         if k in dataset.summary
     }
     rec["compute_seconds"] = round(sum(r["seconds"] for r in rows), 1)
-    rec["machine"] = _machine()
+    rec["machine"] = machine()
     return rec
-
-
-def record(summary: dict[str, Any]) -> None:
-    """Merge ``summary`` into docs/results/label_efficiency.json as benchmarks.sen2ships."""
-    data = json.loads(RECORD.read_text()) if RECORD.is_file() else {"benchmarks": {}}
-    data.setdefault("benchmarks", {})["sen2ships"] = summary
-    RECORD.parent.mkdir(parents=True, exist_ok=True)
-    RECORD.write_text(json.dumps(data, indent=1) + "\n")
-
-
-def _machine() -> str:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from bench_al_nwpu import machine
-
-    return str(machine())
 
 
 if __name__ == "__main__":

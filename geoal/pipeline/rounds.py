@@ -223,17 +223,29 @@ def class_balance_factors(project: Project, model_hash: str, ids: np.ndarray) ->
     for class_id, count in conn.execute("SELECT class_id, COUNT(*) FROM labels GROUP BY class_id"):
         if 0 <= int(class_id) < n_classes:
             counts[int(class_id)] = int(count)
+    pos, cls, conf = candidate_detections(project, model_hash, ids)
+    return balance_factors(pos, cls, conf, class_weights(counts), len(ids))
+
+
+def candidate_detections(
+    project: Project, model_hash: str, ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The model's stored detections on the candidates ``ids`` (N,), sorted chip ids.
+
+    Returns (M,) candidate index into ``ids``, (M,) class index and (M,) confidence, flat;
+    detections of other chips, or of classes the project no longer has, are left out.
+    """
     dets = np.array(
-        conn.execute(
+        project.store.conn.execute(
             "SELECT chip_id, class_id, confidence FROM detections WHERE model_hash = ?",
             (model_hash,),
         ).fetchall(),
         dtype=np.float64,
     ).reshape(-1, 3)
-    pos = np.searchsorted(ids, dets[:, 0].astype(np.int64))
-    pos = np.minimum(pos, len(ids) - 1)
-    keep = (ids[pos] == dets[:, 0].astype(np.int64)) & (dets[:, 1] < n_classes)
-    return balance_factors(pos[keep], dets[keep, 1], dets[keep, 2], class_weights(counts), len(ids))
+    chip = dets[:, 0].astype(np.int64)
+    pos = np.minimum(np.searchsorted(ids, chip), len(ids) - 1)
+    keep = (ids[pos] == chip) & (dets[:, 1] < len(project.config.classes))
+    return pos[keep], dets[keep, 1].astype(np.int64), dets[keep, 2]
 
 
 def calibrated_pool(project: Project, model_hash: str, ids: np.ndarray, pool: Any) -> Any:
@@ -278,18 +290,8 @@ def calibrated_pool(project: Project, model_hash: str, ids: np.ndarray, pool: An
         np.array([r[0] for r in fit], dtype=np.int64),
         n_classes,
     )
-    dets = np.array(
-        conn.execute(
-            "SELECT chip_id, class_id, confidence FROM detections WHERE model_hash = ?",
-            (model_hash,),
-        ).fetchall(),
-        dtype=np.float64,
-    ).reshape(-1, 3)
-    pos = np.minimum(np.searchsorted(ids, dets[:, 0].astype(np.int64)), len(ids) - 1)
-    keep = (ids[pos] == dets[:, 0].astype(np.int64)) & (dets[:, 1] < n_classes)
-    scores = calibrated_scores(
-        pos[keep], dets[keep, 1].astype(np.int64), dets[keep, 2], difficulty, len(ids)
-    )
+    pos, cls, conf = candidate_detections(project, model_hash, ids)
+    scores = calibrated_scores(pos, cls, conf, difficulty, len(ids))
     if pool.scores is not None:
         scores[~np.isfinite(pool.scores)] = np.nan  # chips the model has not scored
     quality = model_quality(difficulty) if scored_labelled else None
