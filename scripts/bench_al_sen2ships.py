@@ -85,6 +85,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=None, help="override the profile's")
     parser.add_argument("--workers", type=int, default=None, help="parallel simulate processes")
+    parser.add_argument(
+        "--per-seed",
+        action="store_true",
+        help="one process per strategy and seed (all run at once, one thread each)",
+    )
     parser.add_argument("--summarise-only", action="store_true", help="summarise what exists")
     parser.add_argument(
         "--record", action="store_true", help="write docs/results/label_efficiency.json"
@@ -126,7 +131,7 @@ def prepare(out: Path, prof: dict[str, Any]) -> Any:
 
 
 def simulate_command(
-    args: argparse.Namespace, prof: dict[str, Any], dataset: Any, strategies: str
+    args: argparse.Namespace, prof: dict[str, Any], dataset: Any, strategies: str, seeds: str
 ) -> list[str]:
     """The ``geoal simulate`` command line of one worker."""
     opts = {
@@ -135,7 +140,7 @@ def simulate_command(
         "test-data": dataset.test_json,
         "out": args.out,
         "strategies": strategies,
-        "seeds": args.seeds,
+        "seeds": seeds,
         "budgets": prof["budgets"],
         "epochs": prof["epochs"],
         "min-iterations": prof["min_iterations"],
@@ -154,8 +159,18 @@ def simulate_command(
 
 def run(args: argparse.Namespace, prof: dict[str, Any], dataset: Any) -> None:
     """One worker process per strategy (round-robin when there are more strategies)."""
-    groups = strategy_groups(args.strategies, args.workers or prof["workers"])
-    commands = [simulate_command(args, prof, dataset, ",".join(group)) for group in groups]
+    if args.per_seed:
+        commands = [
+            simulate_command(args, prof, dataset, strategy, seed)
+            for strategy in args.strategies.split(",")
+            for seed in args.seeds.split(",")
+        ]
+    else:
+        groups = strategy_groups(args.strategies, args.workers or prof["workers"])
+        commands = [
+            simulate_command(args, prof, dataset, ",".join(group), args.seeds)
+            for group in groups
+        ]
     launch(commands, args.out, "bench_al_sen2ships")
 
 

@@ -140,6 +140,7 @@ def candidate_pool(
         bounds[m] = window_bounds(scenes[int(sid)].transform, windows[m])
     scores = np.full(len(rows), np.nan)
     expected = np.zeros(len(rows))
+    objectness = np.full(len(rows), np.nan)  # chips scored before geoal stored it: NaN
     emb_list: list[np.ndarray | None] = []
     for i, r in enumerate(rows):
         if r[6] is not None:
@@ -149,6 +150,7 @@ def candidate_pool(
                     f"--aggregation {aggregation}: not stored; stored: {', '.join(sorted(all_scores))}"
                 )
             scores[i] = all_scores[aggregation]
+            objectness[i] = all_scores.get("objectness", np.nan)
             expected[i] = r[8]
         emb_list.append(None if r[7] is None else np.frombuffer(r[7], dtype="<f4"))
     embeddings = None
@@ -172,6 +174,7 @@ def candidate_pool(
         groups=groups,
         expected_objects=expected,
         labelled_embeddings=labelled,
+        objectness=objectness if np.isfinite(objectness).all() else None,
     )
     return ids, pool
 

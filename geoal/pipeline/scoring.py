@@ -148,18 +148,21 @@ def chip_record(result: Any, top_k: int) -> dict[str, Any]:
 
     Scores: every registered aggregation of the per-anchor uncertainty (two-view
     discrepancy weighted by objectness, or entropy for one view), plus
-    ``box_instability`` (mean 1 - IoU of matched detections between views; CALD).
+    ``box_instability`` (mean 1 - IoU of matched detections between views; CALD) and
+    ``objectness`` (top-k anchor objectness, below any threshold; ``chip_objectness``).
     """
     from geoal.uncertainty import (
         INSTANCE_UNCERTAINTY,
         aggregate_all,
         anchor_uncertainty,
         box_instability,
+        chip_objectness,
         expected_count,
     )
 
     values, weights = anchor_uncertainty(result.anchor_probs)
     scores = aggregate_all(values, weights, top_k)
+    scores["objectness"] = chip_objectness(weights, top_k)
     per_det = {name: fn(result.probs) for name, fn in INSTANCE_UNCERTAINTY.items()}
     if result.view_boxes:
         inst = (

@@ -24,6 +24,9 @@ class SelectionPool:
       scenes in different CRSs (or the same CRS) never conflict. None = one scene.
     - ``expected_objects``: (N,) float >= 0, expected boxes per chip (cost of the objects budget).
     - ``labelled_embeddings``: (L, D) float, chips labelled in earlier rounds (seed k-center).
+    - ``objectness``: (N,) float in [0, 1], how object-like the chip's most object-like
+      anchors are, below any detection threshold (``geoal.uncertainty.objectness``); what
+      ``adaptive`` ranks by while the model is weak. None = not scored.
     - ``quality``: how well the scoring model fits the labelled chips, 0-1
       (``geoal.uncertainty.model_quality``); None = unknown (no model yet). Read by
       ``adaptive``'s schedule.
@@ -36,6 +39,7 @@ class SelectionPool:
     expected_objects: FloatArray | None = None
     labelled_embeddings: npt.NDArray[np.float32] | None = None
     quality: float | None = None
+    objectness: FloatArray | None = None
     n: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +76,12 @@ class SelectionPool:
                 raise SelectionError("expected_objects must be >= 0")
             object.__setattr__(self, "expected_objects", eo)
             sizes["expected_objects"] = len(eo)
+        if self.objectness is not None:
+            ob = _finite(_array(self.objectness, np.float64, 1, "objectness"), "objectness")
+            if (ob < 0).any() or (ob > 1).any():
+                raise SelectionError("objectness must be in [0, 1]")
+            object.__setattr__(self, "objectness", ob)
+            sizes["objectness"] = len(ob)
         if self.labelled_embeddings is not None:
             lab = _array(self.labelled_embeddings, np.float32, 2, "labelled_embeddings")
             lab = _finite(lab, "labelled_embeddings")

@@ -182,12 +182,15 @@ def select_adaptive(
 
     1. ``1 - explore_share`` of the budget: k-center over the head of a ranking that holds
        ``pool_factor`` x the budget, seeded by the labelled chips (PPAL's diversity step over
-       about 4x the budget). The ranking is the expected objects while the model is weak
-       (``pool.quality`` below ``weak_below``, or unknown): a weak model's doubts mean little,
-       but where it sees candidates there usually are objects, and in a survey most chips
-       hold none (AIDE samples confident candidates for the same reason). Once the model fits
-       its labels better, the ranking is ``pool.scores`` (e.g. difficulty-calibrated
-       uncertainty, ``geoal.uncertainty.calibrated_scores``).
+       about 4x the budget). While the model is weak (``pool.quality`` below ``weak_below``,
+       or unknown) the ranking is its objectness below any threshold (``pool.objectness``;
+       the expected objects without it): a weak model's doubts mean little, but where it
+       sees candidates there usually are objects, and in a survey most chips hold none (AIDE
+       samples confident candidates for the same reason). On sen2ships a model trained on a
+       few ships detects nothing above 0.05, yet its 66 most object-like chips held a ship 3-4
+       times as often as the pool's. Once the model fits its labels better, the ranking is
+       ``pool.scores`` (e.g. difficulty-calibrated uncertainty,
+       ``geoal.uncertainty.calibrated_scores``).
     2. ``explore_share``: chips where the model sees (almost) nothing (expected objects below
        ``empty_below``), farthest in embedding space from everything labelled or picked:
        what the model misses is what uncertainty cannot see.
@@ -200,17 +203,7 @@ def select_adaptive(
     if not pool_factor >= 1:
         raise SelectionError(f"adaptive pool_factor must be >= 1, got {pool_factor!r}")
     emb = _require_embeddings(pool, "adaptive")
-    weak = pool.quality is None or pool.quality < weak_below
-    scored = pool.scores is not None and bool(np.isfinite(pool.scores).any())
-    if (weak or not scored) and pool.expected_objects is not None:
-        ranking = pool.expected_objects
-    elif scored and pool.scores is not None:
-        ranking = pool.scores  # fitted model, or no expected objects to rank by
-    else:
-        raise SelectionError(
-            "strategy 'adaptive' needs the model's expected objects or scores per chip (score "
-            "the chips first), or use 'typiclust', 'coreset' or 'random' for a cold start"
-        )
+    ranking, phase = _adaptive_ranking(pool, weak_below)
     order = _score_order(ranking, rng)
     picker = Picker(pool, budget, constraints)
     # The diversity step looks only at chips the ranking puts above zero, if they can fill
@@ -246,9 +239,28 @@ def select_adaptive(
         picked = np.concatenate([picked, _walk(rest, picker)]).astype(np.int64)
     reasons = np.nan_to_num(ranking[picked], nan=0.0)
     sel = _finish(pool, picker, picked, reasons, pool.n)
-    phase = "weak model: expected objects" if ranking is pool.expected_objects else "scores"
     note = f"adaptive: {len(main)} by {phase} (top {m}), {len(missed)} where the model sees nothing"
     return Selection(sel.indices, sel.reasons, sel.cost, sel.complete, _join(note, sel.note))
+
+
+def _adaptive_ranking(
+    pool: SelectionPool, weak_below: float
+) -> tuple[npt.NDArray[np.float64], str]:
+    """(N,) what ``adaptive`` ranks by, and the phase's name for its note."""
+    weak = pool.quality is None or pool.quality < weak_below
+    scored = pool.scores is not None and bool(np.isfinite(pool.scores).any())
+    if weak or not scored:
+        if pool.objectness is not None:
+            return pool.objectness, "weak model: objectness"
+        if pool.expected_objects is not None:
+            return pool.expected_objects, "weak model: expected objects"
+    if scored and pool.scores is not None:
+        return pool.scores, "scores"  # fitted model, or nothing else to rank by
+    raise SelectionError(
+        "strategy 'adaptive' needs the model's objectness, expected objects or scores per "
+        "chip (score the chips first), or use 'typiclust', 'coreset' or 'random' for a cold "
+        "start"
+    )
 
 
 STRATEGIES: dict[str, Strategy] = {

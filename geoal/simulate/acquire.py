@@ -26,6 +26,8 @@ class Features:
     - ``calibrated``: (N,) difficulty-calibrated uncertainty (``calibrated_scores``), NaN for
       labelled images; None = not computed.
     - ``quality``: the model's fit to the labelled images, 0-1 (``model_quality``).
+    - ``objectness``: (N,) float64 top-k anchor objectness (``chip_objectness``); None = not
+      computed.
     """
 
     scores: np.ndarray
@@ -36,6 +38,7 @@ class Features:
     det_conf: np.ndarray = field(default_factory=lambda: np.zeros(0))
     calibrated: np.ndarray | None = None
     quality: float | None = None
+    objectness: np.ndarray | None = None
 
 
 def class_balanced(features: Features, labelled_counts: np.ndarray) -> Features:
@@ -155,4 +158,5 @@ def _selection_pool(
         expected_objects=features.expected[cand],
         labelled_embeddings=features.embeddings[taken] if len(taken) else None,
         quality=features.quality,
+        objectness=None if features.objectness is None else features.objectness[cand],
     )

@@ -159,6 +159,7 @@ def score_pool(cfg: SimConfig, weights: Path, pool: Pool, labelled: np.ndarray) 
     n = len(pool)
     scores = np.full(n, np.nan)
     expected = np.zeros(n)
+    objectness = np.zeros(n)
     embeddings: np.ndarray | None = None
     is_labelled = np.zeros(n, dtype=bool)
     is_labelled[labelled] = True
@@ -184,6 +185,7 @@ def score_pool(cfg: SimConfig, weights: Path, pool: Pool, labelled: np.ndarray) 
                         )
                     scores[i] = record["scores"][cfg.aggregation]
                     expected[i] = record["expected_count"]
+                    objectness[i] = record["scores"]["objectness"]
                     det_image.append(np.full(len(result), i, dtype=np.int64))
                     det_cls.append(np.asarray(result.cls, dtype=np.int64))
                     det_conf.append(np.asarray(result.conf, dtype=np.float64))
@@ -204,6 +206,7 @@ def score_pool(cfg: SimConfig, weights: Path, pool: Pool, labelled: np.ndarray) 
         det_conf=flat_conf,
         calibrated=calibrated,
         quality=model_quality(difficulty),
+        objectness=objectness,
     )
 
 

@@ -130,6 +130,18 @@ def aggregate_all(
     return {name: fn(values, weights, k) for name, fn in AGGREGATIONS.items()}
 
 
+def chip_objectness(weights: npt.ArrayLike, k: int = DEFAULT_K) -> float:
+    """How object-like a chip's k most object-like anchors are: the top-k mean of (A,) weights.
+
+    ``weights`` are the per-anchor objectness of ``anchor_uncertainty`` (highest class score,
+    in [0, 1]) over every anchor, before any confidence threshold or NMS. A weak model scores
+    rare objects far below the detection threshold, so its detections (and ``expected_count``)
+    are empty on nearly every chip, yet the anchors on objects still score above those on
+    background: this keeps that ranking. 0 for a chip with no anchors.
+    """
+    return _topk_mean(_as_values(weights), k)
+
+
 def expected_count(conf: npt.ArrayLike) -> float:
     """Expected number of objects in a chip: the sum of its (N,) post-NMS confidences in [0, 1]."""
     return float(as_float(conf, 1, "conf").sum())

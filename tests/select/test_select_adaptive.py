@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 import pytest
 
@@ -50,6 +51,37 @@ def test_a_weak_model_ranks_by_expected_objects_a_fitted_one_by_scores() -> None
         assert len(sel) == 20 and sel.complete
         main = sel.indices[:16]  # 1 - explore_share of 20
         assert ((main >= lo) & (main < hi)).all(), (quality, main)
+
+
+def test_a_weak_model_ranks_by_objectness_when_its_detections_are_empty() -> None:
+    """Survey case: nothing passes the detection threshold, yet anchors rank the chips."""
+    n = 400
+    rng = np.random.default_rng(1)
+    objectness = rng.uniform(0.0, 0.01, n)
+    objectness[300:] += 0.02  # the chips where objects are: faint, but above the rest
+    base = _pool(0.1)
+    pool = SelectionPool(
+        scores=base.scores,
+        embeddings=base.embeddings,
+        expected_objects=np.zeros(n),  # no detection above the threshold anywhere
+        labelled_embeddings=base.labelled_embeddings,
+        quality=0.1,
+        objectness=objectness,
+    )
+    sel = adaptive(pool, Budget(k=20), np.random.default_rng(0))
+    assert (sel.indices[:16] >= 300).all(), sel.indices[:16]
+    assert "objectness" in sel.note
+    fitted = dataclasses.replace(pool, quality=0.8)
+    sel = adaptive(fitted, Budget(k=20), np.random.default_rng(0))
+    main = sel.indices[:16]
+    assert ((main >= n // 4) & (main < n // 2)).all(), main  # fitted: by scores again
+
+
+def test_objectness_must_be_a_probability_per_chip() -> None:
+    with pytest.raises(SelectionError, match="objectness must be in"):
+        SelectionPool(scores=np.zeros(3), objectness=np.array([0.1, 1.5, 0.2]))
+    with pytest.raises(SelectionError, match="disagree on N"):
+        SelectionPool(scores=np.zeros(3), objectness=np.zeros(4))
 
 
 def test_the_exploration_share_goes_where_the_model_sees_nothing() -> None:

@@ -191,3 +191,16 @@ def test_registry() -> None:
         get_aggregation("median")
     for name in NAMES:
         assert name in str(err.value)
+
+
+def test_chip_objectness_ranks_a_faint_object_above_background_without_a_threshold() -> None:
+    """A weak model: no anchor passes a 0.05 threshold, yet the object's anchors stand out."""
+    from geoal.uncertainty import chip_objectness
+
+    rng = np.random.default_rng(0)
+    background = rng.uniform(0.0, 0.005, 8400)
+    with_object = background.copy()
+    with_object[[100, 101, 102]] = [0.03, 0.02, 0.025]
+    assert chip_objectness(with_object) > 4 * chip_objectness(background)
+    assert chip_objectness(with_object) == pytest.approx(0.025)  # top-3 mean
+    assert chip_objectness(np.zeros(0)) == 0.0
