@@ -13,6 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from geoal.cli import main
+from geoal.store import labels as label_store
+from geoal.store.states import RoundState
+from tests.pipeline.stored_labels import labelled_boxes, labelled_scene_names, read
 
 BOXES = [(10.0, 10.0, 40.0, 40.0), (50.0, 50.0, 90.0, 80.0), (100.0, 100.0, 130.0, 140.0)]
 CONFS = [0.9, 0.5, 0.1]
@@ -23,14 +26,6 @@ def run(*args: str, ok: bool = True):
     if ok:
         assert result.exit_code == 0, result.output
     return result
-
-
-def q(proj: Path, sql: str, *params) -> list[tuple]:
-    conn = sqlite3.connect(proj / "geoal.db")
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def counts(proj: Path) -> dict:
@@ -108,7 +103,7 @@ def test_an_unedited_export_with_predictions_is_refused_in_every_format(
     # taken knowingly: the two boxes of each chip at or above 0.25 become labels
     out = run("-p", str(proj), "import", str(files["coco"]), "--accept-predictions").output
     assert "3 chips, 6 boxes" in out and "6 model boxes taken as labels" in out
-    assert q(proj, "SELECT format FROM imports") == [("coco+predictions",)]
+    assert [i.format for i in read(proj, label_store.imports)] == ["coco+predictions"]
 
 
 def test_an_unedited_cold_start_export_does_not_wipe_labels(tmp_path: Path, geotiff: Path) -> None:
@@ -138,7 +133,7 @@ def test_the_default_never_replaces_human_labels(tmp_path: Path, geotiff: Path) 
     labels = counts(proj)["labels"]
     assert counts(proj)["labelled"] == 4 and labels >= 61
     # an empty COCO file for the same chips (another annotator found nothing)
-    rows = q(proj, "SELECT id, col_off, row_off FROM chips ORDER BY id")
+    chips = read(proj, label_store.chip_rows)
     empty = {
         "images": [
             {
@@ -147,7 +142,7 @@ def test_the_default_never_replaces_human_labels(tmp_path: Path, geotiff: Path) 
                 "width": 200,
                 "height": 200,
             }
-            for cid, _, _ in rows
+            for cid in (c.id for c in chips)
         ],
         "annotations": [],
         "categories": [{"id": 1, "name": "tree"}],
@@ -176,12 +171,7 @@ def test_a_geojson_import_touches_only_the_chips_it_covers(tmp_path: Path, geoti
     res = run(
         "-p", str(proj), "import", str(geotiff / "atlanta_buildings.geojson"), "--class", "building"
     )
-    scenes = q(
-        proj,
-        "SELECT DISTINCT s.name FROM labelled_chips l JOIN chips c ON c.id = l.chip_id "
-        "JOIN scenes s ON s.id = c.scene_id",
-    )
-    assert scenes == [("atlanta_pan_50cm_uint16",)]
+    assert labelled_scene_names(proj) == ["atlanta_pan_50cm_uint16"]
     labelled = counts(proj)["labelled"]
     assert 0 < labelled <= 25
     assert f"{38 - labelled} chips of round 1 the file does not cover left alone" in res.output
@@ -196,7 +186,7 @@ def test_a_whole_scene_file_labels_the_chips_new_to_it(tmp_path: Path, geotiff: 
     out = run("-p", str(proj), "import", trees).output
     assert "2 chips of round 2" in out
     assert counts(proj)["labelled"] == 4
-    assert [r[0] for r in q(proj, "SELECT status FROM rounds ORDER BY id")] == ["labelled"] * 2
+    assert read(proj, label_store.round_states) == [RoundState.LABELLED] * 2
     assert "already imported" in run("-p", str(proj), "import", trees).output
 
 
@@ -208,11 +198,7 @@ def test_labels_an_analyst_has_import_without_a_round(tmp_path: Path, geotiff: P
     assert "4 chips, " in out and "0 labelled negatives" in out
     assert "25 chips the file does not cover left alone" in out
     assert "classes from property 'label'" in out  # "Tree" is the project's "tree"
-    scenes = q(
-        proj,
-        "SELECT DISTINCT c.scene_id FROM labelled_chips l JOIN chips c ON c.id = l.chip_id",
-    )
-    assert scenes == [(1,)]
+    assert labelled_scene_names(proj) == ["osbs029_rgb_10cm"]  # the first scene only
     assert counts(proj)["labels"] >= 61
 
 
@@ -537,9 +523,8 @@ def test_label_studio_exports_import(tmp_path: Path, geotiff: Path, kind: str) -
     out = run("-p", str(proj), "import", str(path)).output
     assert "2 chips, 1 boxes, 1 labelled negatives" in out
     first = tasks[0]["data"]["chip_id"]
-    assert q(proj, "SELECT chip_id, x1, y1, x2, y2 FROM labels") == [
-        (first, 20.0, 40.0, 30.0, 55.0)
-    ]
+    boxes = {c: b[:, :4].tolist() for c, b in labelled_boxes(proj).items() if len(b)}
+    assert boxes == {first: [[20.0, 40.0, 30.0, 55.0]]}
 
 
 # -- traps of the same family a new user meets ------------------------------------------
@@ -604,9 +589,8 @@ def test_a_coco_file_from_another_tool_matches_chips_by_image_name(
     out = run("-p", str(proj), "import", str(path)).output
     assert "2 chips, 1 boxes, 1 labelled negatives" in out
     first = ours["images"][0]["id"]
-    assert q(proj, "SELECT chip_id, x1, y1, x2, y2 FROM labels") == [
-        (first, 20.0, 40.0, 30.0, 55.0)
-    ]
+    boxes = {c: b[:, :4].tolist() for c, b in labelled_boxes(proj).items() if len(b)}
+    assert boxes == {first: [[20.0, 40.0, 30.0, 55.0]]}
 
 
 def test_a_geojson_without_its_crs_is_refused_with_the_reason(
@@ -667,4 +651,4 @@ def test_a_reviewed_geojson_export_imports(tmp_path: Path, geotiff: Path) -> Non
     path.write_text(json.dumps(data))
     out = run("-p", str(proj), "import", str(path)).output
     assert "2 chips, 2 boxes, 1 labelled negatives" in out
-    assert q(proj, "SELECT chip_id, COUNT(*) FROM labels GROUP BY chip_id") == [(ids[0], 2)]
+    assert {c: len(b) for c, b in labelled_boxes(proj).items() if len(b)} == {ids[0]: 2}
