@@ -9,39 +9,22 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from geoal.cli import main
 from geoal.store import labels as label_store
 from geoal.store.states import RoundState
-from tests.pipeline.stored_labels import labelled_boxes, read
-
-
-def run(*args: str, ok: bool = True):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+from tests.pipeline.annotation import (
+    export_labelstudio,
+    labelled_boxes,
+    read,
+    run,
+    trees_round,
+)
 
 
 @pytest.fixture
 def trees(tmp_path: Path, shared_data: Path) -> Path:
     """The real 0.1 m RGB raster tiled in 200 px chips, all in round 1."""
-    proj = tmp_path / "p"
-    run("init", str(proj), "--classes", "Tree")
-    run(
-        "-p",
-        str(proj),
-        "tile",
-        str(shared_data / "geotiff" / "osbs029_rgb_10cm.tif"),
-        "--size",
-        "200",
-        "--overlap",
-        "0",
-        "-q",
-    )
-    run("-p", str(proj), "select", "-k", "4", "-s", "random")
-    return proj
+    return trees_round(tmp_path, shared_data / "geotiff", 4, "Tree")
 
 
 def test_geojson_labels_land_on_the_csv_pixels(
@@ -87,23 +70,11 @@ def test_coco_round_trip_negative_and_all_or_nothing(trees: Path, tmp_path: Path
         and len(list((export / "geotiff").glob("*.tif"))) == 4
     )
     # an annotator draws two boxes on the first chip and leaves the second empty
+    first = data["images"][0]["id"]
     data["annotations"] = [
-        {
-            "id": 1,
-            "image_id": data["images"][0]["id"],
-            "category_id": 1,
-            "bbox": [10, 20, 30, 40],
-            "area": 1200,
-            "iscrowd": 0,
-        },
-        {
-            "id": 2,
-            "image_id": data["images"][0]["id"],
-            "category_id": 1,
-            "bbox": [50.5, 60.25, 10, 12],
-            "area": 120,
-            "iscrowd": 0,
-        },
+        {"id": k + 1, "image_id": first, "category_id": 1, "bbox": b, "area": b[2] * b[3]}
+        | {"iscrowd": 0}
+        for k, b in enumerate([[10, 20, 30, 40], [50.5, 60.25, 10, 12]])
     ]
     labelled = tmp_path / "labelled.json"
     bad = json.loads(json.dumps(data))
@@ -160,17 +131,7 @@ def test_yolo_export_of_labelled_chips(trees: Path, tmp_path: Path, shared_data:
 
 
 def test_labelstudio_and_geojson_exports(trees: Path, tmp_path: Path) -> None:
-    run(
-        "-p",
-        str(trees),
-        "export",
-        "-f",
-        "labelstudio",
-        "-o",
-        str(tmp_path / "ls"),
-        "--image-root",
-        "http://localhost:8081",
-    )
+    export_labelstudio(trees, tmp_path / "ls", "--image-root", "http://localhost:8081")
     tasks = json.loads((tmp_path / "ls" / "round1_labelstudio.json").read_text())
     assert len(tasks) == 4 and tasks[0]["data"]["image"].startswith("http://localhost:8081/images/")
     assert "RectangleLabels" in (tmp_path / "ls" / "labelstudio_config.xml").read_text()

@@ -6,17 +6,9 @@ import json
 import re
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from geoal.cli import main
 from geoal.project import open_project
 from geoal.report.html import build_report
-
-
-def run(*args: str) -> str:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
+from tests.pipeline.annotation import export_coco, run
 
 
 def test_an_empty_project_reports_what_to_run_next(tmp_path: Path, make_raster) -> None:
@@ -41,8 +33,7 @@ def test_models_evaluations_and_the_latest_round_are_shown(tmp_path: Path, make_
     run("-p", str(proj), "tile", make_raster()[0].as_posix(), "--size", "100", "--overlap", "0")
     run("-p", str(proj), "select", "-k", "3", "-s", "random", "--min-distance", "-1")
     # the annotator draws one ship on the first chip of the round, nothing on the others
-    run("-p", str(proj), "export", "-f", "coco", "-o", str(tmp_path / "r1"))
-    coco = json.loads((tmp_path / "r1" / "round1_coco.json").read_text())
+    coco = export_coco(proj, tmp_path / "r1")
     first = coco["images"][0]["id"]
     coco["annotations"] = [{"id": 1, "image_id": first, "category_id": 1, "bbox": [5, 5, 20, 20]}]
     (tmp_path / "labelled.json").write_text(json.dumps(coco))
