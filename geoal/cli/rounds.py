@@ -490,21 +490,20 @@ def import_(
     --on-duplicate replace. A GeoJSON file labels only the chips it covers.
     Importing the same file again labels only chips new to it.
     """
-    from geoal.pipeline.annotate import import_labels, import_summary
+    from geoal.pipeline.annotate import ImportOptions, import_labels, import_summary
 
+    opts = ImportOptions(
+        fmt=fmt.lower() if fmt else None,
+        on_duplicate=on_duplicate,
+        round_id=round_id,
+        min_visible=min_visible,
+        class_field=class_field,
+        fixed_class=fixed_class,
+        accept_predictions=accept_predictions,
+        layer=layer,
+    )
     with open_cli_project(ctx) as project, project.write_lock("import"):
-        report = import_labels(
-            project,
-            file,
-            fmt.lower() if fmt else None,
-            on_duplicate=on_duplicate,
-            round_id=round_id,
-            min_visible=min_visible,
-            class_field=class_field,
-            fixed_class=fixed_class,
-            accept_predictions=accept_predictions,
-            layer=layer,
-        )
+        report = import_labels(project, file, opts)
     if report.problems:
         for line in report.problems[:200]:
             click.echo(f"geoal: problem: {line}", err=True)

@@ -23,15 +23,18 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from geoal import formats
 from geoal.errors import ConfigError, FormatError, GeoalError
+from geoal.formats import Boxes, make_chip_info
 from geoal.pipeline.catalog import check_scenes_unchanged
 from geoal.project import Project
+from geoal.store import labels as label_store
 
 EXPORT_FORMATS = ("coco", "geojson", "yolo", "labelstudio")
 IMPORT_FORMATS = ("coco", "geojson", "labelstudio")
@@ -59,6 +62,20 @@ class ExportOptions:
     conf: float | None = None  # pre-annotations at or above this (None: config export.conf)
 
 
+@dataclass(frozen=True)
+class ImportOptions:
+    """Options of ``geoal import``."""
+
+    fmt: str | None = None  # coco | geojson | labelstudio; None: from the file's content
+    on_duplicate: str = "keep"  # one of ON_DUPLICATE (or "last")
+    round_id: int | None = None  # geojson without chip features: label this round's chips
+    min_visible: float = 0.5  # geojson: keep a clipped box showing at least this of it (0-1]
+    class_field: str | None = None  # geojson: the class property (None: the usual names)
+    fixed_class: str | None = None  # geojson: every feature is of this class
+    accept_predictions: bool = False  # take a model's boxes as labels, knowingly
+    layer: str | None = None  # the layer of a vector file with several
+
+
 @dataclass
 class ImportReport:
     """What ``geoal import`` found and did."""
@@ -83,16 +100,10 @@ class ImportReport:
 
 def chip_infos(project: Project, chip_ids: Sequence[int] | None = None) -> dict[int, Any]:
     """ChipInfo of the given chips (default: every chip), keyed by chip id."""
-    from geoal.formats import make_chip_info
-
     scenes = {s.id: s for s in project.store.scenes()}
-    sql = "SELECT id, scene_id, col_off, row_off, width, height FROM chips"
-    rows = project.store.conn.execute(sql).fetchall()
-    wanted = None if chip_ids is None else set(chip_ids)
     return {
-        r[0]: make_chip_info(scenes[r[1]], r[0], (r[2], r[3], r[4], r[5]))
-        for r in rows
-        if wanted is None or r[0] in wanted
+        c.id: make_chip_info(scenes[c.scene_id], c.id, c.window)
+        for c in label_store.chip_rows(project.store.conn, chip_ids)
     }
 
 
@@ -101,44 +112,27 @@ def predictions(
 ) -> dict[int, Any]:
     """The model's stored detections of these chips at or above ``min_conf`` (0-1) as Boxes
     (with scores)."""
-    from geoal.formats import Boxes
-
-    out: dict[int, Any] = {}
     if model_hash is None:
-        return out
-    conn = project.store.conn
-    for cid in chip_ids:
-        rows = conn.execute(
-            "SELECT x1, y1, x2, y2, class_id, confidence FROM detections "
-            "WHERE chip_id = ? AND model_hash = ? AND confidence >= ? ORDER BY confidence DESC",
-            (cid, model_hash, float(min_conf)),
-        ).fetchall()
-        arr = np.array(rows, dtype=np.float64).reshape(-1, 6)
-        out[cid] = Boxes(xyxy=arr[:, :4], cls=arr[:, 4].astype(np.int64), score=arr[:, 5])
-    return out
+        return {}
+    rows = label_store.detection_arrays(project.store.conn, chip_ids, model_hash, min_conf)
+    return {
+        cid: Boxes(xyxy=arr[:, :4], cls=arr[:, 4].astype(np.int64), score=arr[:, 5])
+        for cid, arr in rows.items()
+    }
 
 
 def labels(project: Project, chip_ids: Sequence[int]) -> dict[int, Any]:
     """The stored labels of these (labelled) chips as Boxes."""
-    from geoal.formats import Boxes
-
-    conn = project.store.conn
-    out = {}
-    for cid in chip_ids:
-        rows = conn.execute(
-            "SELECT x1, y1, x2, y2, class_id FROM labels WHERE chip_id = ? ORDER BY id", (cid,)
-        ).fetchall()
-        arr = np.array(rows, dtype=np.float64).reshape(-1, 5)
-        out[cid] = Boxes(xyxy=arr[:, :4], cls=arr[:, 4].astype(np.int64), score=None)
-    return out
+    rows = label_store.label_arrays(project.store.conn, chip_ids)
+    return {
+        cid: Boxes(xyxy=arr[:, :4], cls=arr[:, 4].astype(np.int64), score=None)
+        for cid, arr in rows.items()
+    }
 
 
 def labelled_chip_ids(project: Project) -> list[int]:
     """Every labelled chip (negatives included)."""
-    return [
-        int(r[0])
-        for r in project.store.conn.execute("SELECT chip_id FROM labelled_chips ORDER BY chip_id")
-    ]
+    return label_store.labelled_chip_ids(project.store.conn)
 
 
 def chip_images(project: Project) -> Any:
@@ -185,6 +179,27 @@ def _write_geotiff(path: Path, pixels: np.ndarray, chip: Any) -> None:
     tmp.replace(path)
 
 
+@dataclass(frozen=True)
+class _RoundExport:
+    """What an export of one round writes: its chips (ChipInfo, in selection order), the
+    model's boxes of each (at or above the threshold) and the model that made them."""
+
+    round_id: int
+    chips: list[Any]
+    boxes: dict[int, Any]
+    model_hash: str | None
+    classes: tuple[str, ...]
+
+
+@dataclass
+class _ExportFiles:
+    """The files an export writes besides the images: JSON documents and text, by file name."""
+
+    documents: dict[str, Any] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
 def export_round(project: Project, opts: ExportOptions, *, progress: bool = True) -> dict[str, Any]:
     """Write a round's chips (or, for yolo, every labelled chip) in the chosen format.
 
@@ -193,11 +208,43 @@ def export_round(project: Project, opts: ExportOptions, *, progress: bool = True
     Returns the round, chip count, file, predictions written, the confidence threshold
     and ``notes`` (warnings for the user).
     """
-    import dataclasses
+    conf, crs = _check_export_options(project, opts)
+    out = Path(opts.out)
+    if opts.format == "yolo":
+        out.mkdir(parents=True, exist_ok=True)
+        return _export_yolo(project, opts)
+    root = _image_root(opts.image_root)
+    rx = _round_export(project, opts, conf)
+    check_scenes_unchanged(project, [c.scene_id for c in rx.chips])
+    if opts.format == "coco":
+        files = _coco_files(rx)
+    elif opts.format == "geojson":
+        files = _geojson_files(rx, crs)
+    else:
+        files = _labelstudio_files(rx, root)
+    with _UndoOnFailure(out) as written:
+        _write_chip_images(project, rx.chips, out, opts, written, progress)
+        targets = []
+        for file, data in files.documents.items():
+            written.append(out / file)
+            targets.append(formats.write_json(out / file, data))
+        for file, text in files.texts.items():
+            written.append(out / file)
+            formats.write_text(out / file, text)
+    n_pred = sum(len(b) for b in rx.boxes.values())
+    note = _record_export(project, targets[0], rx.round_id, opts.format, n_pred)
+    return {
+        "round": rx.round_id,
+        "chips": len(rx.chips),
+        "file": str(targets[0]),
+        "predictions": n_pred,
+        "conf": conf,
+        "notes": files.notes + ([note] if note else []),
+    }
 
-    from geoal import formats
-    from geoal.pipeline.rounds import round_chip_ids
 
+def _check_export_options(project: Project, opts: ExportOptions) -> tuple[float, str]:
+    """The confidence threshold (0-1) and the GeoJSON CRS choice of valid options."""
     if opts.format not in EXPORT_FORMATS:
         raise ConfigError(f"--format {opts.format}: choose one of {', '.join(EXPORT_FORMATS)}")
     if opts.image_format not in ("png", "jpg"):
@@ -205,78 +252,65 @@ def export_round(project: Project, opts: ExportOptions, *, progress: bool = True
     conf = project.config.export.conf if opts.conf is None else float(opts.conf)
     if not 0.0 <= conf <= 1.0:
         raise ConfigError(f"--conf {conf:g}: a confidence in [0, 1]")
-    crs = _geojson_crs_option(opts.crs)
-    classes = project.config.classes
-    out = Path(opts.out)
-    if opts.format == "yolo":
-        out.mkdir(parents=True, exist_ok=True)
-        return _export_yolo(project, opts)
-    root = _image_root(opts.image_root)
+    return conf, _geojson_crs_option(opts.crs)
+
+
+def _round_export(project: Project, opts: ExportOptions, conf: float) -> _RoundExport:
+    """The chips of the round to export (image files named for ``opts.image_format``) and
+    the round model's boxes of them at or above ``conf``."""
+    from geoal.pipeline.rounds import round_chip_ids
+
     round_id, ids = round_chip_ids(project, opts.round_id)
-    model_hash = project.store.conn.execute(
-        "SELECT model_hash FROM rounds WHERE id = ?", (round_id,)
-    ).fetchone()[0]
+    model_hash = label_store.round_model_hash(project.store.conn, round_id)
     infos = chip_infos(project, ids)
     chips = [infos[i] for i in ids]
     if opts.image_format != "png":
-        chips = [
-            dataclasses.replace(c, file_name=c.file_name[: -len("png")] + "jpg") for c in chips
-        ]
+        chips = [replace(c, file_name=c.file_name[: -len("png")] + "jpg") for c in chips]
     boxes = predictions(project, ids, model_hash, conf)
-    check_scenes_unchanged(project, [c.scene_id for c in chips])
-    notes: list[str] = []
-    name = f"round{round_id}"
-    documents: dict[str, Any] = {}
-    if opts.format == "coco":
-        documents[f"{name}_coco.json"] = formats.to_coco(chips, boxes, classes)
-    elif opts.format == "geojson":
-        if crs == "auto":
-            crs = formats.auto_crs(chips)
-            if crs != "scene":
-                notes.append(
-                    f"round {round_id}'s scenes are in different CRSs: the GeoJSON is in "
-                    "EPSG:4326 lon/lat"
-                )
-        suffix = "scene_crs" if crs == "scene" else "wgs84"
-        documents[f"{name}_{suffix}.geojson"] = formats.to_geojson(chips, boxes, classes, crs=crs)
-    else:
+    return _RoundExport(round_id, chips, boxes, model_hash, project.config.classes)
 
-        def url(chip: Any) -> str:
-            return f"{root}/{chip.file_name}" if root else chip.file_name
 
-        documents[f"{name}_labelstudio.json"] = formats.to_labelstudio(
-            chips, boxes, classes, url, model_version=model_hash or "none"
-        )
-        if not root:
-            notes.append(
-                "the tasks point at images/... relative to nothing: Label Studio shows no image "
-                "for an imported file. Serve this folder and export with --image-root URL "
-                "(e.g. http://host:8000, or /data/local-files/?d=FOLDER with Label Studio's "
-                "local files), or use 'geoal labelstudio push', which uploads the images"
+def _coco_files(rx: _RoundExport) -> _ExportFiles:
+    name = f"round{rx.round_id}_coco.json"
+    return _ExportFiles({name: formats.to_coco(rx.chips, rx.boxes, rx.classes)})
+
+
+def _geojson_files(rx: _RoundExport, crs: str) -> _ExportFiles:
+    """One GeoJSON file, in the scenes' CRS or (``auto`` and several CRSs) EPSG:4326."""
+    files = _ExportFiles()
+    if crs == "auto":
+        crs = formats.auto_crs(rx.chips)
+        if crs != "scene":
+            files.notes.append(
+                f"round {rx.round_id}'s scenes are in different CRSs: the GeoJSON is in "
+                "EPSG:4326 lon/lat"
             )
-    texts: dict[str, str] = {}
-    if opts.format == "labelstudio":
-        texts["labelstudio_config.xml"] = formats.labelstudio_config(classes)
-    with _UndoOnFailure(out) as written:
-        _write_chip_images(project, chips, out, opts, written, progress)
-        targets = []
-        for file, data in documents.items():
-            written.append(out / file)
-            targets.append(formats.write_json(out / file, data))
-        for file, text in texts.items():
-            written.append(out / file)
-            formats.write_text(out / file, text)
-    n_pred = sum(len(b) for b in boxes.values())
-    note = _record_export(project, targets[0], round_id, opts.format, n_pred)
-    notes.extend([note] if note else [])
-    return {
-        "round": round_id,
-        "chips": len(chips),
-        "file": str(targets[0]),
-        "predictions": n_pred,
-        "conf": conf,
-        "notes": notes,
-    }
+    suffix = "scene_crs" if crs == "scene" else "wgs84"
+    files.documents[f"round{rx.round_id}_{suffix}.geojson"] = formats.to_geojson(
+        rx.chips, rx.boxes, rx.classes, crs=crs
+    )
+    return files
+
+
+def _labelstudio_files(rx: _RoundExport, root: str) -> _ExportFiles:
+    """Label Studio tasks (images under ``root``) and the labelling config."""
+
+    def url(chip: Any) -> str:
+        return f"{root}/{chip.file_name}" if root else chip.file_name
+
+    files = _ExportFiles()
+    files.documents[f"round{rx.round_id}_labelstudio.json"] = formats.to_labelstudio(
+        rx.chips, rx.boxes, rx.classes, url, model_version=rx.model_hash or "none"
+    )
+    if not root:
+        files.notes.append(
+            "the tasks point at images/... relative to nothing: Label Studio shows no image "
+            "for an imported file. Serve this folder and export with --image-root URL "
+            "(e.g. http://host:8000, or /data/local-files/?d=FOLDER with Label Studio's "
+            "local files), or use 'geoal labelstudio push', which uploads the images"
+        )
+    files.texts["labelstudio_config.xml"] = formats.labelstudio_config(rx.classes)
+    return files
 
 
 def _geojson_crs_option(value: str) -> str:
@@ -360,7 +394,7 @@ def _record_export(
 
     Returns a note when the store cannot record it (read-only, busy): the export stands.
     """
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    digest = content_digest(Path(path).read_bytes())
     value = json.dumps(
         {"round": round_id, "format": fmt, "file": Path(path).name, "predictions": n_predictions}
     )
@@ -376,7 +410,6 @@ def _record_export(
 
 
 def _export_yolo(project: Project, opts: ExportOptions) -> dict[str, Any]:
-    from geoal import formats
     from geoal.train import split_train_val
 
     ids = labelled_chip_ids(project)
@@ -425,82 +458,47 @@ def _on_duplicate(value: str) -> str:
     return v
 
 
-def _open_round(project: Project) -> int | None:
-    row = project.store.conn.execute(
-        "SELECT id FROM rounds WHERE status = 'open' ORDER BY id DESC LIMIT 1"
-    ).fetchone()
-    return None if row is None else int(row[0])
+def content_digest(data: bytes) -> str:
+    """The sha256 (hex) that names a file's content in the store: exports and imports."""
+    return hashlib.sha256(data).hexdigest()
 
 
-def import_labels(
-    project: Project,
-    path: Path,
-    fmt: str | None = None,
-    *,
-    on_duplicate: str = "keep",
-    round_id: int | None = None,
-    min_visible: float = 0.5,
-    class_field: str | None = None,
-    fixed_class: str | None = None,
-    accept_predictions: bool = False,
-    layer: str | None = None,
-) -> ImportReport:
+def import_labels(project: Project, path: Path, opts: ImportOptions | None = None) -> ImportReport:
     """Validate a label file and apply it completely, or not at all.
 
-    A GeoJSON file without chip features labels the chips of ``round_id`` (default: the
-    latest open round, or every chip of the project when no round is open) that it covers.
-    ``class_field=None`` finds the class property among the usual names; ``layer`` names
-    the layer of a vector file with several.
+    A GeoJSON file without chip features labels the chips of ``opts.round_id`` (default:
+    the latest open round, or every chip of the project when no round is open) that it
+    covers. ``opts.class_field=None`` finds the class property among the usual names;
+    ``opts.layer`` names the layer of a vector file with several.
     """
-    from geoal import formats
-    from geoal.pipeline.rounds import round_chip_ids
-
+    opts = opts or ImportOptions()
     path = Path(path)
     if not path.is_file():
         raise FormatError(f"{path}: file not found")
-    on_duplicate = _on_duplicate(on_duplicate)
-    raw = path.read_bytes()
-    digest = hashlib.sha256(raw).hexdigest()
-    data: Any = None
-    if path.suffix.lower() not in (".gpkg", ".shp"):
-        data = formats.read_json(path)
-    fmt = fmt or detect_format(path, data)
+    on_duplicate = _on_duplicate(opts.on_duplicate)
+    digest = content_digest(path.read_bytes())
+    data = None if path.suffix.lower() in (".gpkg", ".shp") else formats.read_json(path)
+    fmt = opts.fmt or detect_format(path, data)
     if fmt not in IMPORT_FORMATS:
         raise ConfigError(f"--format {fmt}: import reads {', '.join(IMPORT_FORMATS)}")
-    report = ImportReport(source=str(path), format=fmt)
     exported = project.store.get_meta(EXPORT_META + digest)
-    if exported is not None and not accept_predictions:
+    if exported is not None and not opts.accept_predictions:
+        report = ImportReport(source=str(path), format=fmt)
         report.problems.append(_unedited_export(str(path), json.loads(exported)))
         return report
     classes = project.config.classes
     scope = ""
     if fmt == "geojson":
-        gdf = formats.read_geojson(path, layer)
-        if fixed_class is not None:
-            if formats.class_lookup(classes)(fixed_class) is None:
-                raise ConfigError(
-                    f"--class {fixed_class}: not a project class ({', '.join(classes)})"
-                )
-            class_field = "__geoal_class"
-            gdf[class_field] = [
-                None if k == "chip" else fixed_class for k in gdf.get("kind", [None] * len(gdf))
-            ]
-        if round_id is None and "chip_id" not in gdf.columns:
-            round_id = _open_round(project)
-        if round_id is not None and "chip_id" not in gdf.columns:
-            round_id, ids = round_chip_ids(project, round_id)
-            chips = list(chip_infos(project, ids).values())
-            scope = f"round {round_id}"
-        else:
-            chips = list(chip_infos(project).values())
-        result = formats.from_geojson(
-            gdf, chips, classes, class_field=class_field, min_visible=min_visible, source=str(path)
-        )
+        result, scope = _parse_geojson(project, path, opts)
     elif fmt == "coco":
         result = formats.from_coco(data, chip_infos(project), classes, str(path))
     else:
         result = formats.from_labelstudio(
-            data, chip_infos(project), classes, str(path), accept_predictions=accept_predictions
+            data,
+            chip_infos(project),
+            classes,
+            str(path),
+            accept_predictions=opts.accept_predictions,
         )
     report = apply_import(
         project,
@@ -510,10 +508,51 @@ def import_labels(
         fmt=fmt,
         on_duplicate=on_duplicate,
         record=str(path.resolve()),
-        accept_predictions=accept_predictions,
+        accept_predictions=opts.accept_predictions,
     )
     report.scope = scope
     return report
+
+
+def _parse_geojson(project: Project, path: Path, opts: ImportOptions) -> tuple[Any, str]:
+    """Labels (an ImportResult) from a vector file, and which chips it was offered
+    ("" for every chip, or "round N")."""
+    classes = project.config.classes
+    gdf = formats.read_geojson(path, opts.layer)
+    class_field = opts.class_field
+    if opts.fixed_class is not None:
+        if formats.class_lookup(classes)(opts.fixed_class) is None:
+            raise ConfigError(
+                f"--class {opts.fixed_class}: not a project class ({', '.join(classes)})"
+            )
+        class_field = "__geoal_class"
+        gdf[class_field] = [
+            None if k == "chip" else opts.fixed_class for k in gdf.get("kind", [None] * len(gdf))
+        ]
+    chips, scope = _geojson_chips(project, opts.round_id, "chip_id" in gdf.columns)
+    result = formats.from_geojson(
+        gdf, chips, classes, class_field=class_field, min_visible=opts.min_visible, source=str(path)
+    )
+    return result, scope
+
+
+def _geojson_chips(
+    project: Project, round_id: int | None, names_chips: bool
+) -> tuple[list[Any], str]:
+    """The chips a vector file may label (ChipInfo) and how the summary names them.
+
+    A file that names its chips (a geoal export) may label any chip; one that does not
+    labels the chips of ``round_id`` (default: the latest open round, or every chip when
+    no round is open).
+    """
+    from geoal.pipeline.rounds import round_chip_ids
+
+    if not names_chips and round_id is None:
+        round_id = label_store.open_round_id(project.store.conn)
+    if names_chips or round_id is None:
+        return list(chip_infos(project).values()), ""
+    round_id, ids = round_chip_ids(project, round_id)
+    return list(chip_infos(project, ids).values()), f"round {round_id}"
 
 
 def _unedited_export(source: str, exported: dict[str, Any]) -> str:
@@ -558,6 +597,20 @@ def _same_boxes(a: Any, b: Any) -> bool:
     return bool(np.allclose(rows_a, rows_b, rtol=0.0, atol=1e-9))
 
 
+@dataclass(frozen=True)
+class _ImportPlan:
+    """How parsed labels meet the store's: what to write, and what to leave and why.
+
+    Chips this content labelled before are left out of all of these.
+    """
+
+    write: dict[int, Any]  # chip id -> Boxes to store
+    already: set[int]  # labelled by an earlier import, with other labels
+    kept: set[int]  # of ``already``, those that keep their labels (on_duplicate keep)
+    unchanged: set[int]  # already holding exactly these labels
+    earlier_import: int | None  # the import of this same content, when it labelled any chip
+
+
 def apply_import(
     project: Project,
     result: Any,
@@ -585,9 +638,44 @@ def apply_import(
     report.ignored = len(result.notes)
     report.uncovered = len(result.uncovered)
     report.info = list(result.info)
+    report.problems.extend(_refusals(result, source, on_duplicate, accept_predictions))
+    plan = _plan_import(project, result, digest, on_duplicate)
+    if plan.already and on_duplicate == "refuse":
+        report.problems.append(
+            f"{source}: {len(plan.already)} chip(s) already labelled by an earlier import "
+            f"(e.g. {sorted(plan.already)[:5]}); use --on-duplicate replace to replace their labels"
+        )
+    if report.problems:
+        return report
+    if not result.labels:
+        report.problems.append(_nothing_labelled(source, result))
+        return report
+    report.kept, report.unchanged = len(plan.kept), len(plan.unchanged)
+    if not plan.write:
+        report.already_imported = plan.earlier_import
+        return report
+    stored_fmt = f"{fmt}+predictions" if accept_predictions and result.predictions else fmt
+    chips = {c: label_store.LabelWrite(b.xyxy, b.cls) for c, b in plan.write.items()}
+    with project.store.transaction() as conn:
+        label_store.write_import(
+            conn, origin=record or source, sha256=digest, fmt=stored_fmt, chips=chips
+        )
+    report.applied = True
+    report.chips = len(plan.write)
+    report.boxes = sum(len(b) for b in plan.write.values())
+    report.negatives = sum(1 for b in plan.write.values() if len(b) == 0)
+    report.replaced = len(plan.already & set(plan.write))
+    report.accepted_predictions = len(result.predictions) if accept_predictions else 0
+    return report
+
+
+def _refusals(result: Any, source: str, on_duplicate: str, accept_predictions: bool) -> list[str]:
+    """What refuses a parsed file whatever the store holds: a model's boxes taken as labels
+    unasked, a chip labelled twice in the file (with ``on_duplicate="refuse"``)."""
+    problems = []
     if result.predictions and not accept_predictions:
         first = result.predictions[0]
-        report.problems.append(
+        problems.append(
             f"{source}: {len(result.predictions)} box(es) are a model's pre-annotations, not "
             f"labels (e.g. {first.where}: {first.message}). Review them in your annotation "
             "tool and import what it exports; a box you keep by hand must lose the model's "
@@ -595,71 +683,28 @@ def apply_import(
             "pass --accept-predictions to take them as labels knowingly"
         )
     if result.duplicates and on_duplicate == "refuse":
-        report.problems.append(
+        problems.append(
             f"{source}: chips labelled twice in this file: {sorted(result.duplicates)[:20]}"
         )
-    conn = project.store.conn
-    by_import = {
-        int(r[0]): (r[1], r[2])
-        for r in conn.execute(
-            "SELECT l.chip_id, i.id, i.sha256 FROM labelled_chips l "
-            "LEFT JOIN imports i ON i.id = l.import_id"
-        )
-    }
-    same = {c for c in result.labels if c in by_import and by_import[c][1] == digest}
+    return problems
+
+
+def _plan_import(project: Project, result: Any, digest: str, on_duplicate: str) -> _ImportPlan:
+    """Compare parsed labels (an ImportResult) of the content ``digest`` with the store's."""
+    by_import = label_store.chip_imports(project.store.conn)
+    same = {c for c in result.labels if c in by_import and by_import[c].sha256 == digest}
     incoming = {c: b for c, b in result.labels.items() if c not in same}
     stored = labels(project, [c for c in incoming if c in by_import])
     unchanged = {c for c, b in stored.items() if _same_boxes(b, incoming[c])}
     already = {c for c in incoming if c in by_import} - unchanged
-    if already and on_duplicate == "refuse":
-        report.problems.append(
-            f"{source}: {len(already)} chip(s) already labelled by an earlier import "
-            f"(e.g. {sorted(already)[:5]}); use --on-duplicate replace to replace their labels"
-        )
-    if report.problems:
-        return report
-    if not result.labels:
-        report.problems.append(_nothing_labelled(source, result))
-        return report
     kept = already if on_duplicate == "keep" else set()
-    write = {c: b for c, b in incoming.items() if c not in unchanged and c not in kept}
-    report.kept, report.unchanged = len(kept), len(unchanged)
-    if not write:
-        if same:
-            report.already_imported = by_import[next(iter(same))][0]
-        return report
-    stored_fmt = f"{fmt}+predictions" if accept_predictions and result.predictions else fmt
-    with project.store.transaction() as conn:
-        cur = conn.execute(
-            "INSERT INTO imports (path, sha256, format, n_chips, n_boxes) VALUES (?, ?, ?, ?, ?)",
-            (record or source, digest, stored_fmt, len(write), sum(len(b) for b in write.values())),
-        )
-        import_id = int(cur.lastrowid or 0)
-        for chip_id, boxes in write.items():
-            conn.execute("DELETE FROM labelled_chips WHERE chip_id = ?", (chip_id,))
-            conn.execute(
-                "INSERT INTO labelled_chips (chip_id, import_id) VALUES (?, ?)",
-                (chip_id, import_id),
-            )
-            conn.executemany(
-                "INSERT INTO labels (chip_id, class_id, x1, y1, x2, y2) VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (chip_id, int(c), *map(float, b))
-                    for b, c in zip(boxes.xyxy, boxes.cls, strict=True)
-                ],
-            )
-        conn.execute(
-            "UPDATE rounds SET status = 'labelled' WHERE status = 'open' AND NOT EXISTS ("
-            "SELECT 1 FROM round_chips rc WHERE rc.round_id = rounds.id AND NOT EXISTS ("
-            "SELECT 1 FROM labelled_chips l WHERE l.chip_id = rc.chip_id))"
-        )
-    report.applied = True
-    report.chips = len(write)
-    report.boxes = sum(len(b) for b in write.values())
-    report.negatives = sum(1 for b in write.values() if len(b) == 0)
-    report.replaced = len(already & set(write))
-    report.accepted_predictions = len(result.predictions) if accept_predictions else 0
-    return report
+    return _ImportPlan(
+        write={c: b for c, b in incoming.items() if c not in unchanged and c not in kept},
+        already=already,
+        kept=kept,
+        unchanged=unchanged,
+        earlier_import=by_import[next(iter(same))].import_id if same else None,
+    )
 
 
 def _nothing_labelled(source: str, result: Any) -> str:

@@ -4,50 +4,27 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from geoal.cli import main
-
-
-def run(*args: str, ok: bool = True):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
-
-
-def q(proj: Path, sql: str, *params) -> list[tuple]:
-    conn = sqlite3.connect(proj / "geoal.db")
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+from geoal.store import labels as label_store
+from geoal.store.states import RoundState
+from tests.pipeline.annotation import (
+    export_labelstudio,
+    labelled_boxes,
+    read,
+    run,
+    trees_round,
+)
 
 
 @pytest.fixture
 def trees(tmp_path: Path, shared_data: Path) -> Path:
     """The real 0.1 m RGB raster tiled in 200 px chips, all in round 1."""
-    proj = tmp_path / "p"
-    run("init", str(proj), "--classes", "Tree")
-    run(
-        "-p",
-        str(proj),
-        "tile",
-        str(shared_data / "geotiff" / "osbs029_rgb_10cm.tif"),
-        "--size",
-        "200",
-        "--overlap",
-        "0",
-        "-q",
-    )
-    run("-p", str(proj), "select", "-k", "4", "-s", "random")
-    return proj
+    return trees_round(tmp_path, shared_data / "geotiff", 4, "Tree")
 
 
 def test_geojson_labels_land_on_the_csv_pixels(
@@ -61,11 +38,8 @@ def test_geojson_labels_land_on_the_csv_pixels(
     ).output
     assert "imported" in out and "4 chips" in out
     # every CSV box, cut by the chip grid, is found in the store within 1e-6 px (via EPSG:4326)
-    rows = q(
-        trees,
-        "SELECT c.col_off, c.row_off, l.x1, l.y1, l.x2, l.y2 FROM labels l JOIN chips c ON c.id = l.chip_id",
-    )
-    stored = np.array([[c + x1, r + y1, c + x2, r + y2] for c, r, x1, y1, x2, y2 in rows])
+    offsets = {c.id: np.tile(c.window[:2], 2) for c in read(trees, label_store.chip_rows)}
+    stored = np.concatenate([b[:, :4] + offsets[cid] for cid, b in labelled_boxes(trees).items()])
     with (shared_data / "geotiff" / "osbs029_trees_pixels.csv").open() as fh:
         truth = np.array(
             [[float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax")] for r in csv.DictReader(fh)]
@@ -77,7 +51,7 @@ def test_geojson_labels_land_on_the_csv_pixels(
                 if cx2 > cx1 and cy2 > cy1:
                     d = np.abs(stored - [cx1, cy1, cx2, cy2]).max(axis=1)
                     assert d.min() < 1e-6, (x1, y1, x2, y2, c0, r0)
-    assert q(trees, "SELECT status FROM rounds")[0][0] == "labelled"
+    assert read(trees, label_store.round_states)[0] == RoundState.LABELLED
     again = run("-p", str(trees), "import", str(wgs), "--class-field", "label").output
     assert "already imported" in again and "nothing changed" in again
 
@@ -96,23 +70,11 @@ def test_coco_round_trip_negative_and_all_or_nothing(trees: Path, tmp_path: Path
         and len(list((export / "geotiff").glob("*.tif"))) == 4
     )
     # an annotator draws two boxes on the first chip and leaves the second empty
+    first = data["images"][0]["id"]
     data["annotations"] = [
-        {
-            "id": 1,
-            "image_id": data["images"][0]["id"],
-            "category_id": 1,
-            "bbox": [10, 20, 30, 40],
-            "area": 1200,
-            "iscrowd": 0,
-        },
-        {
-            "id": 2,
-            "image_id": data["images"][0]["id"],
-            "category_id": 1,
-            "bbox": [50.5, 60.25, 10, 12],
-            "area": 120,
-            "iscrowd": 0,
-        },
+        {"id": k + 1, "image_id": first, "category_id": 1, "bbox": b, "area": b[2] * b[3]}
+        | {"iscrowd": 0}
+        for k, b in enumerate([[10, 20, 30, 40], [50.5, 60.25, 10, 12]])
     ]
     labelled = tmp_path / "labelled.json"
     bad = json.loads(json.dumps(data))
@@ -125,12 +87,12 @@ def test_coco_round_trip_negative_and_all_or_nothing(trees: Path, tmp_path: Path
     result = run("-p", str(trees), "import", str(bad_path), ok=False)
     assert result.exit_code == 1 and "nothing imported" in result.output
     assert "category" in result.output and "passwd" in result.output
-    assert q(trees, "SELECT COUNT(*) FROM labelled_chips")[0][0] == 0
+    assert read(trees, label_store.labelled_chip_ids) == []
     labelled.write_text(json.dumps(data))
     out = run("-p", str(trees), "import", str(labelled)).output
     assert "4 chips, 2 boxes, 3 labelled negatives" in out
-    boxes = q(trees, "SELECT x1, y1, x2, y2 FROM labels ORDER BY id")
-    assert boxes == [(10.0, 20.0, 40.0, 60.0), (50.5, 60.25, 60.5, 72.25)]
+    boxes = np.concatenate(list(labelled_boxes(trees).values()))[:, :4]
+    assert boxes.tolist() == [[10.0, 20.0, 40.0, 60.0], [50.5, 60.25, 60.5, 72.25]]
     status = json.loads(run("-p", str(trees), "status", "--json").output)["counts"]
     assert status["labelled"] == 4 and status["labels"] == 2
     # a second file labelling the same chips: refused with --on-duplicate refuse, kept by
@@ -143,10 +105,10 @@ def test_coco_round_trip_negative_and_all_or_nothing(trees: Path, tmp_path: Path
     kept = run("-p", str(trees), "import", str(second)).output
     assert "nothing changed" in kept and "1 chips already labelled kept their labels" in kept
     assert "3 chips already held these labels" in kept
-    assert q(trees, "SELECT COUNT(*) FROM labels")[0][0] == 2
+    assert sum(map(len, labelled_boxes(trees).values())) == 2
     out = run("-p", str(trees), "import", str(second), "--on-duplicate", "replace").output
     assert "1 chips, 1 boxes, 0 labelled negatives, 1 chips relabelled" in out
-    assert q(trees, "SELECT COUNT(*) FROM labels")[0][0] == 1
+    assert sum(map(len, labelled_boxes(trees).values())) == 1
 
 
 def test_yolo_export_of_labelled_chips(trees: Path, tmp_path: Path, shared_data: Path) -> None:
@@ -169,17 +131,7 @@ def test_yolo_export_of_labelled_chips(trees: Path, tmp_path: Path, shared_data:
 
 
 def test_labelstudio_and_geojson_exports(trees: Path, tmp_path: Path) -> None:
-    run(
-        "-p",
-        str(trees),
-        "export",
-        "-f",
-        "labelstudio",
-        "-o",
-        str(tmp_path / "ls"),
-        "--image-root",
-        "http://localhost:8081",
-    )
+    export_labelstudio(trees, tmp_path / "ls", "--image-root", "http://localhost:8081")
     tasks = json.loads((tmp_path / "ls" / "round1_labelstudio.json").read_text())
     assert len(tasks) == 4 and tasks[0]["data"]["image"].startswith("http://localhost:8081/images/")
     assert "RectangleLabels" in (tmp_path / "ls" / "labelstudio_config.xml").read_text()

@@ -10,40 +10,26 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from geoal.cli import main
+from geoal.store import labels as label_store
+from geoal.store.states import RoundState
+from tests.pipeline.annotation import (
+    export_coco,
+    export_labelstudio,
+    labelled_boxes,
+    labelled_scene_names,
+    make_project,
+    read,
+    run,
+    trees_round,
+)
 
 BOXES = [(10.0, 10.0, 40.0, 40.0), (50.0, 50.0, 90.0, 80.0), (100.0, 100.0, 130.0, 140.0)]
 CONFS = [0.9, 0.5, 0.1]
 
 
-def run(*args: str, ok: bool = True):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
-
-
-def q(proj: Path, sql: str, *params) -> list[tuple]:
-    conn = sqlite3.connect(proj / "geoal.db")
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
-
-
 def counts(proj: Path) -> dict:
     return json.loads(run("-p", str(proj), "status", "--json").output)["counts"]
-
-
-def make_project(tmp_path: Path, geotiff: Path, classes: str, *scenes: str) -> Path:
-    """A project of real scenes tiled in 200 px chips without overlap."""
-    proj = tmp_path / "p"
-    run("init", str(proj), "--classes", classes)
-    paths = [str(geotiff / s) for s in scenes]
-    run("-p", str(proj), "tile", *paths, "--size", "200", "--overlap", "0", "-q")
-    return proj
 
 
 def model_round(proj: Path, k: int) -> list[int]:
@@ -108,12 +94,11 @@ def test_an_unedited_export_with_predictions_is_refused_in_every_format(
     # taken knowingly: the two boxes of each chip at or above 0.25 become labels
     out = run("-p", str(proj), "import", str(files["coco"]), "--accept-predictions").output
     assert "3 chips, 6 boxes" in out and "6 model boxes taken as labels" in out
-    assert q(proj, "SELECT format FROM imports") == [("coco+predictions",)]
+    assert [i.format for i in read(proj, label_store.imports)] == ["coco+predictions"]
 
 
 def test_an_unedited_cold_start_export_does_not_wipe_labels(tmp_path: Path, geotiff: Path) -> None:
-    proj = make_project(tmp_path, geotiff, "tree", "osbs029_rgb_10cm.tif")
-    run("-p", str(proj), "select", "-k", "4", "-s", "random")
+    proj = trees_round(tmp_path, geotiff, 4)
     run("-p", str(proj), "export", "-f", "coco", "-o", str(tmp_path / "r1"))
     exported = tmp_path / "r1" / "round1_coco.json"
     data = json.loads(exported.read_text())
@@ -131,14 +116,13 @@ def test_an_unedited_cold_start_export_does_not_wipe_labels(tmp_path: Path, geot
 
 
 def test_the_default_never_replaces_human_labels(tmp_path: Path, geotiff: Path) -> None:
-    proj = make_project(tmp_path, geotiff, "tree", "osbs029_rgb_10cm.tif")
-    run("-p", str(proj), "select", "-k", "4", "-s", "random")
+    proj = trees_round(tmp_path, geotiff, 4)
     trees = str(geotiff / "osbs029_trees.geojson")
     run("-p", str(proj), "import", trees, "--class", "tree")
     labels = counts(proj)["labels"]
     assert counts(proj)["labelled"] == 4 and labels >= 61
     # an empty COCO file for the same chips (another annotator found nothing)
-    rows = q(proj, "SELECT id, col_off, row_off FROM chips ORDER BY id")
+    chips = read(proj, label_store.chip_rows)
     empty = {
         "images": [
             {
@@ -147,7 +131,7 @@ def test_the_default_never_replaces_human_labels(tmp_path: Path, geotiff: Path) 
                 "width": 200,
                 "height": 200,
             }
-            for cid, _, _ in rows
+            for cid in (c.id for c in chips)
         ],
         "annotations": [],
         "categories": [{"id": 1, "name": "tree"}],
@@ -176,12 +160,7 @@ def test_a_geojson_import_touches_only_the_chips_it_covers(tmp_path: Path, geoti
     res = run(
         "-p", str(proj), "import", str(geotiff / "atlanta_buildings.geojson"), "--class", "building"
     )
-    scenes = q(
-        proj,
-        "SELECT DISTINCT s.name FROM labelled_chips l JOIN chips c ON c.id = l.chip_id "
-        "JOIN scenes s ON s.id = c.scene_id",
-    )
-    assert scenes == [("atlanta_pan_50cm_uint16",)]
+    assert labelled_scene_names(proj) == ["atlanta_pan_50cm_uint16"]
     labelled = counts(proj)["labelled"]
     assert 0 < labelled <= 25
     assert f"{38 - labelled} chips of round 1 the file does not cover left alone" in res.output
@@ -196,7 +175,7 @@ def test_a_whole_scene_file_labels_the_chips_new_to_it(tmp_path: Path, geotiff: 
     out = run("-p", str(proj), "import", trees).output
     assert "2 chips of round 2" in out
     assert counts(proj)["labelled"] == 4
-    assert [r[0] for r in q(proj, "SELECT status FROM rounds ORDER BY id")] == ["labelled"] * 2
+    assert read(proj, label_store.round_states) == [RoundState.LABELLED] * 2
     assert "already imported" in run("-p", str(proj), "import", trees).output
 
 
@@ -208,17 +187,12 @@ def test_labels_an_analyst_has_import_without_a_round(tmp_path: Path, geotiff: P
     assert "4 chips, " in out and "0 labelled negatives" in out
     assert "25 chips the file does not cover left alone" in out
     assert "classes from property 'label'" in out  # "Tree" is the project's "tree"
-    scenes = q(
-        proj,
-        "SELECT DISTINCT c.scene_id FROM labelled_chips l JOIN chips c ON c.id = l.chip_id",
-    )
-    assert scenes == [(1,)]
+    assert labelled_scene_names(proj) == ["osbs029_rgb_10cm"]  # the first scene only
     assert counts(proj)["labels"] >= 61
 
 
 def test_problems_are_summarised_once_per_kind(tmp_path: Path, geotiff: Path) -> None:
-    proj = make_project(tmp_path, geotiff, "pine", "osbs029_rgb_10cm.tif")
-    run("-p", str(proj), "select", "-k", "4", "-s", "random")
+    proj = trees_round(tmp_path, geotiff, 4, "pine")
     trees = str(geotiff / "osbs029_trees.geojson")
     for flags in ([], ["--class-field", "label"]):
         res = run("-p", str(proj), "import", trees, *flags, ok=False)
@@ -234,10 +208,8 @@ def test_problems_are_summarised_once_per_kind(tmp_path: Path, geotiff: Path) ->
 def test_class_names_match_ignoring_case_in_coco_and_label_studio(
     tmp_path: Path, geotiff: Path
 ) -> None:
-    proj = make_project(tmp_path, geotiff, "tree", "osbs029_rgb_10cm.tif")
-    run("-p", str(proj), "select", "-k", "2", "-s", "random")
-    run("-p", str(proj), "export", "-f", "coco", "-o", str(tmp_path / "c"))
-    data = json.loads((tmp_path / "c" / "round1_coco.json").read_text())
+    proj = trees_round(tmp_path, geotiff, 2)
+    data = export_coco(proj, tmp_path / "c")
     data["categories"] = [{"id": 7, "name": "Tree"}]
     data["annotations"] = [
         {"id": 1, "image_id": data["images"][0]["id"], "category_id": 7, "bbox": [1, 1, 9, 9]}
@@ -327,8 +299,7 @@ def test_a_failed_export_removes_the_images_it_wrote(
     from geoal.pipeline.annotate import ExportOptions, export_round
     from geoal.project import open_project
 
-    proj = make_project(tmp_path, geotiff, "tree", "osbs029_rgb_10cm.tif")
-    run("-p", str(proj), "select", "-k", "3", "-s", "random")
+    proj = trees_round(tmp_path, geotiff, 3)
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("the analyst's own file")
@@ -346,33 +317,13 @@ def test_a_failed_export_removes_the_images_it_wrote(
 
 
 def test_label_studio_file_export_needs_a_working_image_root(tmp_path: Path, geotiff: Path) -> None:
-    proj = make_project(tmp_path, geotiff, "tree", "osbs029_rgb_10cm.tif")
-    run("-p", str(proj), "select", "-k", "2", "-s", "random")
-    res = run("-p", str(proj), "export", "-f", "labelstudio", "-o", str(tmp_path / "a"))
+    proj = trees_round(tmp_path, geotiff, 2)
+    res = export_labelstudio(proj, tmp_path / "a")
     assert "warning" in res.output and "--image-root" in res.output
-    res = run(
-        "-p",
-        str(proj),
-        "export",
-        "-f",
-        "labelstudio",
-        "-o",
-        str(tmp_path / "b"),
-        "--image-root",
-        "round1",
-        ok=False,
-    )
+    res = export_labelstudio(proj, tmp_path / "b", "--image-root", "round1", ok=False)
     assert res.exit_code == 2 and "give a URL" in res.output
-    res = run(
-        "-p",
-        str(proj),
-        "export",
-        "-f",
-        "labelstudio",
-        "-o",
-        str(tmp_path / "c"),
-        "--image-root",
-        "/data/local-files/?d=surveys/round1",
+    res = export_labelstudio(
+        proj, tmp_path / "c", "--image-root", "/data/local-files/?d=surveys/round1"
     )
     assert "warning" not in res.output
     tasks = json.loads((tmp_path / "c" / "round1_labelstudio.json").read_text())
@@ -512,19 +463,8 @@ def _ls_coco(tasks: list[dict], prefix: str) -> dict:
 
 @pytest.mark.parametrize("kind", ["json", "json-min", "coco-upload", "coco-url"])
 def test_label_studio_exports_import(tmp_path: Path, geotiff: Path, kind: str) -> None:
-    proj = make_project(tmp_path, geotiff, "tree", "osbs029_rgb_10cm.tif")
-    run("-p", str(proj), "select", "-k", "3", "-s", "random")
-    run(
-        "-p",
-        str(proj),
-        "export",
-        "-f",
-        "labelstudio",
-        "-o",
-        str(tmp_path / "ls"),
-        "--image-root",
-        "http://files.test/r1",
-    )
+    proj = trees_round(tmp_path, geotiff, 3)
+    export_labelstudio(proj, tmp_path / "ls", "--image-root", "http://files.test/r1")
     tasks = _labelled_tasks(json.loads((tmp_path / "ls" / "round1_labelstudio.json").read_text()))
     data = {
         "json": tasks,
@@ -537,9 +477,8 @@ def test_label_studio_exports_import(tmp_path: Path, geotiff: Path, kind: str) -
     out = run("-p", str(proj), "import", str(path)).output
     assert "2 chips, 1 boxes, 1 labelled negatives" in out
     first = tasks[0]["data"]["chip_id"]
-    assert q(proj, "SELECT chip_id, x1, y1, x2, y2 FROM labels") == [
-        (first, 20.0, 40.0, 30.0, 55.0)
-    ]
+    boxes = {c: b[:, :4].tolist() for c, b in labelled_boxes(proj).items() if len(b)}
+    assert boxes == {first: [[20.0, 40.0, 30.0, 55.0]]}
 
 
 # -- traps of the same family a new user meets ------------------------------------------
@@ -552,8 +491,7 @@ def test_geoal_predict_output_is_not_labels(tmp_path: Path, geotiff: Path) -> No
 
     from geoal.predict.scene import PredictReport, SceneDetections, write_detections
 
-    proj = make_project(tmp_path, geotiff, "tree", "osbs029_rgb_10cm.tif")
-    run("-p", str(proj), "select", "-k", "4", "-s", "random")  # as in the first round
+    proj = trees_round(tmp_path, geotiff, 4)  # as in the first round
     scene = geotiff / "osbs029_rgb_10cm.tif"
     with rasterio.open(scene) as ds:
         crs, transform = ds.crs.to_wkt(), tuple(ds.transform)[:6]
@@ -573,10 +511,8 @@ def test_a_coco_file_from_another_tool_matches_chips_by_image_name(
     tmp_path: Path, geotiff: Path
 ) -> None:
     """CVAT and most tools write COCO file names as the bare image name, with ids of their own."""
-    proj = make_project(tmp_path, geotiff, "tree", "osbs029_rgb_10cm.tif")
-    run("-p", str(proj), "select", "-k", "2", "-s", "random")
-    run("-p", str(proj), "export", "-f", "coco", "-o", str(tmp_path / "r1"))
-    ours = json.loads((tmp_path / "r1" / "round1_coco.json").read_text())
+    proj = trees_round(tmp_path, geotiff, 2)
+    ours = export_coco(proj, tmp_path / "r1")
     names = [Path(im["file_name"]).name for im in ours["images"]]
     cvat = {
         "licenses": [{"name": "", "id": 0, "url": ""}],
@@ -604,17 +540,15 @@ def test_a_coco_file_from_another_tool_matches_chips_by_image_name(
     out = run("-p", str(proj), "import", str(path)).output
     assert "2 chips, 1 boxes, 1 labelled negatives" in out
     first = ours["images"][0]["id"]
-    assert q(proj, "SELECT chip_id, x1, y1, x2, y2 FROM labels") == [
-        (first, 20.0, 40.0, 30.0, 55.0)
-    ]
+    boxes = {c: b[:, :4].tolist() for c, b in labelled_boxes(proj).items() if len(b)}
+    assert boxes == {first: [[20.0, 40.0, 30.0, 55.0]]}
 
 
 def test_a_geojson_without_its_crs_is_refused_with_the_reason(
     tmp_path: Path, geotiff: Path
 ) -> None:
     """UTM metres written to GeoJSON without a 'crs' member read as lon/lat (RFC 7946)."""
-    proj = make_project(tmp_path, geotiff, "tree", "osbs029_rgb_10cm.tif")
-    run("-p", str(proj), "select", "-k", "4", "-s", "random")  # as in the first round
+    proj = trees_round(tmp_path, geotiff, 4)  # as in the first round
     data = json.loads((geotiff / "osbs029_trees.geojson").read_text())
     del data["crs"]
     path = tmp_path / "trees_no_crs.geojson"
@@ -628,8 +562,7 @@ def test_a_geopackage_with_several_layers_needs_the_layer_named(
     tmp_path: Path, geotiff: Path
 ) -> None:
     """A QGIS project GeoPackage: the labels next to other layers; the first is not the one."""
-    proj = make_project(tmp_path, geotiff, "tree", "osbs029_rgb_10cm.tif")
-    run("-p", str(proj), "select", "-k", "4", "-s", "random")  # as in the first round
+    proj = trees_round(tmp_path, geotiff, 4)  # as in the first round
     trees = gpd.read_file(geotiff / "osbs029_trees.geojson")
     gpkg = tmp_path / "survey.gpkg"
     area = gpd.GeoDataFrame(
@@ -667,4 +600,4 @@ def test_a_reviewed_geojson_export_imports(tmp_path: Path, geotiff: Path) -> Non
     path.write_text(json.dumps(data))
     out = run("-p", str(proj), "import", str(path)).output
     assert "2 chips, 2 boxes, 1 labelled negatives" in out
-    assert q(proj, "SELECT chip_id, COUNT(*) FROM labels GROUP BY chip_id") == [(ids[0], 2)]
+    assert {c: len(b) for c, b in labelled_boxes(proj).items() if len(b)} == {ids[0]: 2}
