@@ -283,13 +283,13 @@ def stored_scene_objects(project: Project, scene: Any, model_hash: str | None = 
         model_hash = latest_scene_model(project.store, scene.id)
         if model_hash is None:
             return None
-    dets = scene_detections(project.store, scene.id, model_hash)
+    dets, probs = scene_detections(project.store, scene.id, model_hash, len(project.config.classes))
     raw = np.zeros((len(dets.confidence), 7))
     raw[:, :4] = dets.xyxy
     raw[:, 4] = dets.confidence
     raw[:, 5] = dets.class_ids
     if len(raw):
-        raw[:, 6] = entropy(dets.probs)
+        raw[:, 6] = entropy(probs)
     raw[:, [0, 2]] = raw[:, [0, 2]].clip(0, scene.width)
     raw[:, [1, 3]] = raw[:, [1, 3]].clip(0, scene.height)
     merged, _ = merge_detections(raw)

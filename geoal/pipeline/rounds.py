@@ -29,9 +29,15 @@ from geoal.store.candidates import (
     scored_labels,
 )
 from geoal.store.models import latest_scoring_model, scored_model_hashes, untrained_scoring_model
-from geoal.store.rounds import NewRound, insert_round, latest_open_round, round_state, rounds
-from geoal.store.rounds import cancel_round as store_cancel_round
-from geoal.store.rounds import round_chip_ids as round_chip_ids_of
+from geoal.store.rounds import (
+    NewRound,
+    chips_of_round,
+    insert_round,
+    latest_open_round,
+    mark_cancelled,
+    round_state,
+    rounds,
+)
 from geoal.store.states import RoundState
 
 
@@ -417,7 +423,7 @@ def round_chip_ids(project: Project, round_id: int | None) -> tuple[int, list[in
         raise SelectionError(f"{project.root}: no round {round_id}")
     if state is RoundState.CANCELLED:
         raise SelectionError(f"round {round_id} was cancelled")
-    return round_id, round_chip_ids_of(project.store, round_id)
+    return round_id, chips_of_round(project.store, round_id)
 
 
 def cancel_round(project: Project, round_id: int) -> int:
@@ -427,4 +433,4 @@ def cancel_round(project: Project, round_id: int) -> int:
         raise SelectionError(f"{project.root}: no round {round_id}")
     if state is not RoundState.OPEN:
         raise SelectionError(f"round {round_id} is {state}; only an open round can be cancelled")
-    return store_cancel_round(project.store, round_id)
+    return mark_cancelled(project.store, round_id)

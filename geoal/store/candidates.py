@@ -1,7 +1,7 @@
 """Typed queries of what selection reads: candidate chips, their stored scores, the labelled set.
 
-A candidate is a chip that is neither labelled nor in an open round. Arrays are
-aligned with the candidate ids given (sorted ascending), never with database order.
+A candidate is a chip that is neither labelled nor in an open round. Arrays of a
+query given chip ids are aligned with those ids, never with the database's order.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from geoal.store import Store
+from geoal.store.boxes import Boxes, boxes_from_rows, boxes_with_probs
 from geoal.store.states import RoundState
 
 
@@ -43,17 +44,6 @@ class CandidateScores:
     expected: np.ndarray
     embeddings: np.ndarray | None
     lacking: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Boxes:
-    """Boxes on chips, flat: ``chip_ids`` (M,) int64, ``class_ids`` (M,) int64,
-    ``xyxy`` (M, 4) float64 chip pixels and ``confidence`` (M,) float64 (1 for labels)."""
-
-    chip_ids: np.ndarray
-    class_ids: np.ndarray
-    xyxy: np.ndarray
-    confidence: np.ndarray
 
 
 def candidate_chips(store: Store) -> CandidateChips:
@@ -127,20 +117,11 @@ def label_class_counts(store: Store, n_classes: int) -> np.ndarray:
 
 def model_detections(store: Store, model_hash: str) -> Boxes:
     """Every stored detection of ``model_hash`` (without class-score vectors)."""
-    dets = np.array(
-        store.conn.execute(
-            "SELECT chip_id, class_id, x1, y1, x2, y2, confidence FROM detections "
-            "WHERE model_hash = ?",
-            (model_hash,),
-        ).fetchall(),
-        dtype=np.float64,
-    ).reshape(-1, 7)
-    return Boxes(
-        chip_ids=dets[:, 0].astype(np.int64),
-        class_ids=dets[:, 1].astype(np.int64),
-        xyxy=dets[:, 2:6],
-        confidence=dets[:, 6],
-    )
+    rows = store.conn.execute(
+        "SELECT chip_id, class_id, x1, y1, x2, y2, confidence FROM detections WHERE model_hash = ?",
+        (model_hash,),
+    ).fetchall()
+    return boxes_from_rows(rows, with_confidence=True)
 
 
 def labelled_detections(store: Store, model_hash: str, n_classes: int) -> tuple[Boxes, np.ndarray]:
@@ -150,38 +131,18 @@ def labelled_detections(store: Store, model_hash: str, n_classes: int) -> tuple[
         "FROM detections d JOIN labelled_chips l ON l.chip_id = d.chip_id WHERE d.model_hash = ?",
         (model_hash,),
     ).fetchall()
-    values = np.array([tuple(r[:7]) for r in rows], dtype=np.float64).reshape(-1, 7)
-    probs = (
-        np.stack([np.frombuffer(r[7], dtype="<f4") for r in rows])
-        if rows
-        else np.zeros((0, n_classes), dtype=np.float32)
-    )
-    boxes = Boxes(
-        chip_ids=values[:, 0].astype(np.int64),
-        class_ids=values[:, 1].astype(np.int64),
-        xyxy=values[:, 2:6],
-        confidence=values[:, 6],
-    )
-    return boxes, probs
+    return boxes_with_probs(rows, n_classes)
 
 
 def scored_labels(store: Store, model_hash: str, n_classes: int) -> Boxes:
     """The labelled boxes (classes below ``n_classes``) of chips that ``model_hash`` scored."""
-    gt = np.array(
-        store.conn.execute(
-            "SELECT l.chip_id, l.class_id, l.x1, l.y1, l.x2, l.y2 FROM labels l "
-            "WHERE l.class_id < ? AND EXISTS (SELECT 1 FROM chip_scores s "
-            "WHERE s.chip_id = l.chip_id AND s.model_hash = ?)",
-            (n_classes, model_hash),
-        ).fetchall(),
-        dtype=np.float64,
-    ).reshape(-1, 6)
-    return Boxes(
-        chip_ids=gt[:, 0].astype(np.int64),
-        class_ids=gt[:, 1].astype(np.int64),
-        xyxy=gt[:, 2:6],
-        confidence=np.ones(len(gt)),
-    )
+    rows = store.conn.execute(
+        "SELECT l.chip_id, l.class_id, l.x1, l.y1, l.x2, l.y2 FROM labels l "
+        "WHERE l.class_id < ? AND EXISTS (SELECT 1 FROM chip_scores s "
+        "WHERE s.chip_id = l.chip_id AND s.model_hash = ?)",
+        (n_classes, model_hash),
+    ).fetchall()
+    return boxes_from_rows(rows, with_confidence=False)
 
 
 def scored_labelled_count(store: Store, model_hash: str) -> int:

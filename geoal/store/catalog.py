@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from geoal.store import Store
+from geoal.store.boxes import Boxes, boxes_with_probs
 from geoal.store.states import RoundState
 
 
@@ -22,20 +23,6 @@ class ChipStatus:
     labelled: bool
     selected: bool
     scores: dict[str, float] | None  # the latest model's {aggregation: value}; None = not scored
-
-
-@dataclass(frozen=True)
-class StoredDetections:
-    """A model's stored detections on a scene's chips, in scene pixels.
-
-    ``xyxy`` (M, 4) float64 (not clipped to the scene), ``confidence`` (M,) float64,
-    ``class_ids`` (M,) int64, ``probs`` (M, C) float32 class-score vectors.
-    """
-
-    xyxy: np.ndarray
-    confidence: np.ndarray
-    class_ids: np.ndarray
-    probs: np.ndarray
 
 
 def chip_statuses(store: Store) -> list[ChipStatus]:
@@ -76,22 +63,18 @@ def latest_scene_model(store: Store, scene_id: int) -> str | None:
     return None if row is None else str(row[0])
 
 
-def scene_detections(store: Store, scene_id: int, model_hash: str) -> StoredDetections:
-    """The stored detections of ``model_hash`` on the chips of a scene, lifted to scene pixels."""
+def scene_detections(
+    store: Store, scene_id: int, model_hash: str, n_classes: int
+) -> tuple[Boxes, np.ndarray]:
+    """The stored detections of ``model_hash`` on a scene's chips, lifted to scene pixels
+    (not clipped to the scene), and their (M, C) float32 class-score vectors."""
     rows = store.conn.execute(
-        "SELECT c.col_off + d.x1, c.row_off + d.y1, c.col_off + d.x2, c.row_off + d.y2, "
-        "d.confidence, d.class_id, d.probs FROM detections d JOIN chips c ON c.id = d.chip_id "
-        "WHERE c.scene_id = ? AND d.model_hash = ?",
+        "SELECT d.chip_id, d.class_id, c.col_off + d.x1, c.row_off + d.y1, c.col_off + d.x2, "
+        "c.row_off + d.y2, d.confidence, d.probs FROM detections d "
+        "JOIN chips c ON c.id = d.chip_id WHERE c.scene_id = ? AND d.model_hash = ?",
         (scene_id, model_hash),
     ).fetchall()
-    values = np.array([tuple(r[:6]) for r in rows], dtype=np.float64).reshape(-1, 6)
-    probs = [np.frombuffer(r[6], dtype="<f4") for r in rows]
-    return StoredDetections(
-        xyxy=values[:, :4],
-        confidence=values[:, 4],
-        class_ids=values[:, 5].astype(np.int64),
-        probs=np.stack(probs) if probs else np.zeros((0, 0), dtype=np.float32),
-    )
+    return boxes_with_probs(rows, n_classes)
 
 
 def chip_count(store: Store, scene_id: int) -> int:

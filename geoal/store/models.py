@@ -29,17 +29,10 @@ class ModelRecord:
     @classmethod
     def from_row(cls, row: Any) -> ModelRecord:
         """Build from a ``models`` row."""
-        return cls(
-            id=int(row["id"]),
-            hash=row["hash"],
-            path=row["path"],
-            kind=row["kind"],
-            parent_hash=row["parent_hash"],
-            round_id=row["round_id"],
-            classes=tuple(json.loads(row["classes"])),
-            metrics=json.loads(row["metrics"] or "{}"),
-            created_at=row["created_at"],
-        )
+        values = dict(row)  # the columns are the fields; classes and metrics are JSON
+        classes = tuple(json.loads(values.pop("classes")))
+        metrics = json.loads(values.pop("metrics") or "{}")
+        return cls(**values, classes=classes, metrics=metrics)
 
 
 def models(store: Store) -> list[ModelRecord]:

@@ -160,7 +160,7 @@ def latest_round(store: Store) -> int | None:
     return None if row is None or row[0] is None else int(row[0])
 
 
-def round_chip_ids(store: Store, round_id: int) -> list[int]:
+def chips_of_round(store: Store, round_id: int) -> list[int]:
     """The chip ids of a round, in selection order (empty for an unknown round)."""
     rows = store.conn.execute(
         "SELECT chip_id FROM round_chips WHERE round_id = ? ORDER BY rank", (round_id,)
@@ -181,11 +181,11 @@ def round_chips(store: Store, round_id: int) -> RoundChips:
     )
 
 
-def cancel_round(store: Store, round_id: int) -> int:
+def mark_cancelled(store: Store, round_id: int) -> int:
     """Mark round ``round_id`` cancelled (its chips are candidates again); returns its size."""
     with store.transaction() as conn:
         conn.execute("UPDATE rounds SET status = ? WHERE id = ?", (_CANCELLED, round_id))
-    return len(round_chip_ids(store, round_id))
+    return len(chips_of_round(store, round_id))
 
 
 def unlabelled_round_chips(store: Store, round_ids: Sequence[int]) -> list[int]:

@@ -22,7 +22,7 @@ from geoal.formats import labelstudio_config
 from geoal.labelstudio import Client
 from geoal.labelstudio.sync import linked_project
 from geoal.project import open_project
-from geoal.store.rounds import RoundRecord, round_chip_ids, round_record
+from geoal.store.rounds import RoundRecord, chips_of_round, round_record
 from geoal.store.states import RoundState
 
 pytestmark = pytest.mark.slow
@@ -47,7 +47,7 @@ def q(proj: Path, sql: str, *params: Any) -> list[tuple]:
 def stored_round(proj: Path, round_id: int) -> tuple[RoundRecord, list[int]]:
     """A round as the store has it, and its chip ids in selection order."""
     with open_project(proj) as p:
-        record, chips = round_record(p.store, round_id), round_chip_ids(p.store, round_id)
+        record, chips = round_record(p.store, round_id), chips_of_round(p.store, round_id)
     assert record is not None
     return record, chips
 

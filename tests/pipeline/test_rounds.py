@@ -16,7 +16,7 @@ from geoal.project import open_project
 from geoal.store import Store
 from geoal.store.candidates import candidate_scores
 from geoal.store.models import scored_model_hashes
-from geoal.store.rounds import round_chip_ids, round_chips, round_record
+from geoal.store.rounds import chips_of_round, round_chips, round_record
 
 
 def run(*args: str, ok: bool = True):
@@ -72,7 +72,7 @@ def test_cold_start_and_scored_strategies(proj: Path) -> None:
             r = select_round(p, SelectOptions(strategy=strategy, budget=6, seed=1))
             assert len(r.chips) == 6
         rounds = list_rounds(p)
-        chosen = [c for rd in rounds for c in round_chip_ids(p.store, rd["id"])]
+        chosen = [c for rd in rounds for c in chips_of_round(p.store, rd["id"])]
         assert len(chosen) == len(set(chosen)), "a chip in an open round is not selected again"
 
 
@@ -80,7 +80,7 @@ def test_uncertainty_picks_top_scores_without_overlap(proj: Path) -> None:
     fake_scores(proj)
     with open_project(proj) as p:
         r = select_round(p, SelectOptions(strategy="uncertainty", budget=10, min_distance=0.0))
-        chips = [p.store.chip(c) for c in round_chip_ids(p.store, r.round_id)]
+        chips = [p.store.chip(c) for c in chips_of_round(p.store, r.round_id)]
         rows = [(c["scene_id"], c["col_off"], c["row_off"], c["width"]) for c in chips]
         for i, a in enumerate(rows):
             for b in rows[i + 1 :]:

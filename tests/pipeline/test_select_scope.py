@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from geoal.cli import main
 from geoal.project import open_project
-from geoal.store.rounds import round_chip_ids, round_record
+from geoal.store.rounds import chips_of_round, round_record
 
 
 def run(*args: str, code: int = 0):
@@ -42,7 +42,7 @@ def proj(tmp_path: Path, shared_data: Path) -> Path:
 def round_chips(root: Path, round_id: int) -> list[tuple[int, int, int, int, int]]:
     """(scene id, col_off, row_off, width, height) of each chip of the round."""
     with open_project(root) as p:
-        chips = [p.store.chip(c) for c in round_chip_ids(p.store, round_id)]
+        chips = [p.store.chip(c) for c in chips_of_round(p.store, round_id)]
     return [(c["scene_id"], c["col_off"], c["row_off"], c["width"], c["height"]) for c in chips]
 
 
