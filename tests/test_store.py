@@ -9,8 +9,9 @@ import sqlite3
 from pathlib import Path
 
 from geoal.pipeline.scoring import resolve_model
-from geoal.project import init_project, open_project
+from geoal.project import Project, init_project, open_project
 from geoal.store import MIGRATIONS, SCHEMA_VERSION
+from geoal.store.models import models
 
 
 def _v1_project(root: Path) -> None:
@@ -42,12 +43,9 @@ def _add_model(root: Path, path: str, content: bytes | None, kind: str = "traine
     return digest
 
 
-def _paths(root: Path) -> dict[str, str]:
-    conn = sqlite3.connect(root / "geoal.db")
-    try:
-        return dict(conn.execute("SELECT hash, path FROM models").fetchall())
-    finally:
-        conn.close()
+def _paths(project: Project) -> dict[str, str]:
+    """Stored path of each registered model, by hash."""
+    return {m.hash: m.path for m in models(project.store)}
 
 
 def test_v1_store_model_paths_become_relative_in_a_moved_copy(tmp_path: Path) -> None:
@@ -62,7 +60,7 @@ def test_v1_store_model_paths_become_relative_in_a_moved_copy(tmp_path: Path) ->
     (new / "models" / "model_a.pt").write_bytes(b"weights a")  # the copy's own file
     with open_project(new) as project:
         assert project.store.version == SCHEMA_VERSION >= 2
-        paths = _paths(new)
+        paths = _paths(project)
         assert paths[inside] == "models/model_a.pt"  # was /.../old/models/model_a.pt
         assert paths[external] == str(tmp_path / "mine.pt")  # outside: kept as given
         assert paths[arch] == "yolov8n.yaml"
@@ -83,5 +81,5 @@ def test_a_path_elsewhere_with_other_content_is_not_taken_for_the_copy(tmp_path:
     theirs = _add_model(old, str(tmp_path / "other" / "models" / "model_b.pt"), b"their weights")
     (old / "models").mkdir()
     (old / "models" / "model_b.pt").write_bytes(b"different weights")
-    with open_project(old):
-        assert _paths(old)[theirs] == str(tmp_path / "other" / "models" / "model_b.pt")
+    with open_project(old) as project:
+        assert _paths(project)[theirs] == str(tmp_path / "other" / "models" / "model_b.pt")

@@ -24,6 +24,7 @@ from typing import Any
 from geoal.labelstudio.client import Client, LabelStudioError
 from geoal.pipeline.annotate import ImportReport
 from geoal.project import Project
+from geoal.store.rounds import unlabelled_round_chips
 
 META_PREFIX = "labelstudio:"
 _ANNOTATION_KEYS = ("id", "result", "was_cancelled", "created_at", "updated_at")
@@ -284,14 +285,7 @@ def _missing_chips(project: Project, rounds: list[int], tasks: list[Any]) -> lis
     if not rounds:
         return []
     present = {_chip_id(t) for t in tasks}
-    marks = ",".join("?" * len(rounds))
-    rows = project.store.conn.execute(
-        f"SELECT DISTINCT rc.chip_id FROM round_chips rc JOIN rounds r ON r.id = rc.round_id "
-        f"WHERE rc.round_id IN ({marks}) AND r.status != 'cancelled' AND NOT EXISTS "
-        "(SELECT 1 FROM labelled_chips l WHERE l.chip_id = rc.chip_id) ORDER BY rc.chip_id",
-        rounds,
-    ).fetchall()
-    return [int(r[0]) for r in rows if int(r[0]) not in present]
+    return [c for c in unlabelled_round_chips(project.store, rounds) if c not in present]
 
 
 def push_summary(report: PushReport) -> list[str]:

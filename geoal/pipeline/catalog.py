@@ -8,7 +8,6 @@ The CLI is a thin layer over these.
 from __future__ import annotations
 
 import errno
-import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from geoal.raster.scene import (
     expand_inputs,
     interruptible,
 )
+from geoal.store.catalog import chip_count, chip_statuses, latest_scene_model, scene_detections
 
 __all__ = [
     "check_scenes_unchanged",
@@ -169,34 +169,34 @@ def _crs_name(crs_cls: Any, wkt: str | None) -> str:
 
 def chip_table(project: Project) -> list[dict[str, Any]]:
     """Every chip with its scene, window, state and latest score (for maps and reports)."""
-    rows = project.store.conn.execute(
-        """
-        SELECT c.id AS chip_id, c.scene_id, c.col_off, c.row_off, c.width, c.height,
-               c.valid_fraction,
-               EXISTS (SELECT 1 FROM labelled_chips l WHERE l.chip_id = c.id) AS labelled,
-               EXISTS (SELECT 1 FROM round_chips rc JOIN rounds r ON r.id = rc.round_id
-                       WHERE rc.chip_id = c.id AND r.status != 'cancelled') AS selected,
-               (SELECT cs.scores FROM chip_scores cs WHERE cs.chip_id = c.id
-                ORDER BY cs.scored_at DESC, cs.rowid DESC LIMIT 1) AS scores
-        FROM chips c ORDER BY c.id
-        """
-    ).fetchall()
     aggregation = project.config.score.aggregation
     out = []
-    for r in rows:
-        row = dict(r)
-        scores = json.loads(row.pop("scores")) if row["scores"] else None
-        row["score"] = None if scores is None else scores.get(aggregation)
-        row["state"] = (
+    for chip in chip_statuses(project.store):
+        col_off, row_off, width, height = chip.window
+        state = (
             "labelled"
-            if row["labelled"]
+            if chip.labelled
             else "selected"
-            if row["selected"]
+            if chip.selected
             else "scored"
-            if scores is not None
+            if chip.scores is not None
             else "new"
         )
-        out.append(row)
+        out.append(
+            {
+                "chip_id": chip.chip_id,
+                "scene_id": chip.scene_id,
+                "col_off": col_off,
+                "row_off": row_off,
+                "width": width,
+                "height": height,
+                "valid_fraction": chip.valid_fraction,
+                "labelled": int(chip.labelled),
+                "selected": int(chip.selected),
+                "score": None if chip.scores is None else chip.scores.get(aggregation),
+                "state": state,
+            }
+        )
     return out
 
 
@@ -279,32 +279,21 @@ def stored_scene_objects(project: Project, scene: Any, model_hash: str | None = 
     from geoal.predict.scene import SceneDetections
     from geoal.uncertainty import entropy
 
-    conn = project.store.conn
     if model_hash is None:
-        row = conn.execute(
-            "SELECT cs.model_hash FROM chip_scores cs JOIN chips c ON c.id = cs.chip_id "
-            "WHERE c.scene_id = ? ORDER BY cs.scored_at DESC, cs.rowid DESC LIMIT 1",
-            (scene.id,),
-        ).fetchone()
-        if row is None:
+        model_hash = latest_scene_model(project.store, scene.id)
+        if model_hash is None:
             return None
-        model_hash = str(row[0])
-    rows = conn.execute(
-        "SELECT c.col_off + d.x1, c.row_off + d.y1, c.col_off + d.x2, c.row_off + d.y2, "
-        "d.confidence, d.class_id, d.probs FROM detections d JOIN chips c ON c.id = d.chip_id "
-        "WHERE c.scene_id = ? AND d.model_hash = ?",
-        (scene.id, model_hash),
-    ).fetchall()
-    raw = np.zeros((len(rows), 7))
-    for i, r in enumerate(rows):
-        raw[i, :6] = r[:6]
-        raw[i, 6] = entropy(np.frombuffer(r[6], dtype="<f4")[None])[0]
+    dets, probs = scene_detections(project.store, scene.id, model_hash, len(project.config.classes))
+    raw = np.zeros((len(dets.confidence), 7))
+    raw[:, :4] = dets.xyxy
+    raw[:, 4] = dets.confidence
+    raw[:, 5] = dets.class_ids
+    if len(raw):
+        raw[:, 6] = entropy(probs)
     raw[:, [0, 2]] = raw[:, [0, 2]].clip(0, scene.width)
     raw[:, [1, 3]] = raw[:, [1, 3]].clip(0, scene.height)
     merged, _ = merge_detections(raw)
-    n_chips = conn.execute("SELECT COUNT(*) FROM chips WHERE scene_id = ?", (scene.id,)).fetchone()[
-        0
-    ]
+    n_chips = chip_count(project.store, scene.id)
     return SceneDetections(
         path=scene.path,
         name=scene.name,

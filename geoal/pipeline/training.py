@@ -7,8 +7,8 @@ out to validate it, so ``geoal evaluate`` can score it on the same chips later.
 
 from __future__ import annotations
 
-import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,8 @@ import numpy as np
 from geoal.detect.loading import ModelInput, record_input, sha256_file, stride_size
 from geoal.errors import ConfigError, FormatError, GeoalError, ModelError
 from geoal.project import Project
+from geoal.store.models import ModelRecord, find_models, is_registered, set_model_metrics
+from geoal.store.rounds import latest_round
 from geoal.train.trainer import OptimConfig
 
 DEFAULT_IMGSZ = 640
@@ -66,10 +68,7 @@ def resolve_init(project: Project, init: str) -> tuple[str, str | None]:
         if not path.is_file():
             raise ModelError(f"--from {init}: file not found")
         digest = sha256_file(path)
-        known = project.store.conn.execute(
-            "SELECT hash FROM models WHERE hash = ?", (digest,)
-        ).fetchone()
-        return str(path.resolve()), (digest if known else None)
+        return str(path.resolve()), (digest if is_registered(project.store, digest) else None)
     return init, None
 
 
@@ -128,9 +127,6 @@ def train_project(project: Project, opts: TrainOptions) -> TrainReport:
     digest = sha256_file(staged)
     target = project.models_dir / f"model_{digest[:12]}.pt"
     staged.replace(target)
-    round_row = project.store.conn.execute(
-        "SELECT MAX(id) FROM rounds WHERE status != 'cancelled'"
-    ).fetchone()
     metrics = {
         "train": {k: float(v) for k, v in result.metrics.items()},
         "train_chips": len(train_ids),
@@ -146,7 +142,7 @@ def train_project(project: Project, opts: TrainOptions) -> TrainReport:
         project.config.classes,
         kind="trained",
         parent_hash=parent,
-        round_id=round_row[0] if round_row else None,
+        round_id=latest_round(project.store),
         metrics=_finite(metrics),
     )
     return TrainReport(
@@ -154,25 +150,32 @@ def train_project(project: Project, opts: TrainOptions) -> TrainReport:
     )
 
 
-def model_row(project: Project, model: str | None) -> Any:
+def model_record(project: Project, model: str | None) -> ModelRecord:
     """A registered model by hash prefix or path (default: the latest trained)."""
-    conn = project.store.conn
     if model is None:
         row = project.store.latest_model("trained")
         if row is None:
             raise ModelError(
                 f"{project.root}: no trained model yet; run 'geoal train' or pass --model"
             )
-        return row
-    rows = conn.execute(
-        "SELECT * FROM models WHERE hash LIKE ? OR path = ?",
-        (model + "%", project.stored_model_path(model)),
-    ).fetchall()
-    if len(rows) != 1:
+        return ModelRecord.from_row(row)
+    found = find_models(project.store, model, project.stored_model_path(model))
+    if len(found) != 1:
         raise ModelError(
-            f"--model {model}: {'ambiguous' if rows else 'not a registered model of this project'}"
+            f"--model {model}: {'ambiguous' if found else 'not a registered model of this project'}"
         )
-    return rows[0]
+    return found[0]
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """A model's detections on ground truth, both as COCO, before they are compared."""
+
+    record: ModelRecord | None  # None: a .pt file that is not registered
+    gt: dict[str, Any]
+    dets: list[dict[str, Any]]
+    size: int | None  # the model's input size, pixels
+    source: str
 
 
 def evaluate_project(
@@ -189,81 +192,109 @@ def evaluate_project(
 
     ``imgsz``: the model's input size in pixels; None = the size it was trained at.
     """
-    from geoal.pipeline.scoring import model_imgsz
-    from geoal.train import evaluate_coco, load_coco, predict_coco
+    from geoal.train import evaluate_coco
 
-    classes = project.config.classes
-    size: int | None  # the model's input size, pixels
     if data is not None:
-        if model is not None and Path(model).suffix == ".pt" and Path(model).is_file():
-            weights, row = Path(model), None
-        else:
-            row = model_row(project, model)
-            weights = Path(project.model_file(row["path"]))
-        size = imgsz or model_imgsz(project, str(weights)) or DEFAULT_IMGSZ
-        gt = load_coco(data)
-        scored = sum("score" in ann for ann in gt["annotations"])
-        if scored and scored == len(gt["annotations"]):
-            raise FormatError(
-                f"{data}: all {scored} annotations carry a 'score': they are a model's "
-                "predictions (an unedited 'geoal export'?), not ground truth; "
-                "evaluate on the labelled file the annotators returned"
-            )
-        folder = Path(images) if images else Path(data).parent
-        names = {c["id"]: c["name"] for c in gt["categories"]}
-        missing = [n for n in names.values() if n not in classes]
-        if missing:
-            raise ConfigError(
-                f"{data}: categories {missing} are not project classes ({', '.join(classes)})"
-            )
-        paths = [folder / img["file_name"] for img in gt["images"]]
-        absent = [p for p in paths if not p.is_file()]
-        if absent:
-            raise ConfigError(f"{absent[0]}: image of {data} not found (give --images DIR)")
-        category_ids = {n: i for i, n in names.items()}
-        dets = predict_coco(
-            weights,
-            paths,
-            classes,
-            image_ids=[img["id"] for img in gt["images"]],
-            category_ids=category_ids,
-            imgsz=size or DEFAULT_IMGSZ,
-            device=device,
-        )
-        source = str(data)
+        run = _on_coco_file(project, model, data, images, device, imgsz)
     else:
-        row = model_row(project, model)
-        weights = Path(project.model_file(row["path"]))
-        val_ids = json.loads(row["metrics"] or "{}").get("val_chip_ids") or []
-        if not val_ids:
-            raise ConfigError(
-                f"model {row['hash'][:12]} has no held-out chips; give --data COCO_JSON --images DIR"
-            )
-        size = imgsz or model_imgsz(project, str(weights))
-        gt, dets = _chip_coco(project, weights, val_ids, device, size)
-        source = f"held-out chips ({len(val_ids)})"
-    result = evaluate_coco(gt, dets, conf_threshold=conf)
+        run = _on_held_out(project, model_record(project, model), device, imgsz)
+    result = evaluate_coco(run.gt, run.dets, conf_threshold=conf)
     metrics = {
-        "source": source,
+        "source": run.source,
         "mAP50": result.mAP50,
         "mAP50-95": result.mAP50_95,
         "recall": result.recall,
         "conf": conf,
-        "imgsz": size,
+        "imgsz": run.size,
         "ap50": result.ap50,
         "ap50_95": result.ap50_95,
         "n_images": result.n_images,
         "n_gt": result.n_gt,
     }
-    if row is not None:
-        stored = json.loads(row["metrics"] or "{}")
-        stored["eval"] = metrics
-        with project.store.transaction() as conn:
-            conn.execute(
-                "UPDATE models SET metrics = ? WHERE hash = ?",
-                (json.dumps(_finite(stored)), row["hash"]),
-            )
+    if run.record is not None:
+        stored = _finite({**run.record.metrics, "eval": metrics})
+        set_model_metrics(project.store, run.record.hash, stored)
     return metrics
+
+
+def _on_coco_file(
+    project: Project,
+    model: str | None,
+    data: Path,
+    images: Path | None,
+    device: str,
+    imgsz: int | None,
+) -> _Evaluation:
+    """The model's detections on the images of a COCO file (in ``images`` or beside it)."""
+    from geoal.pipeline.scoring import model_imgsz
+    from geoal.train import predict_coco
+
+    record: ModelRecord | None
+    if model is not None and Path(model).suffix == ".pt" and Path(model).is_file():
+        weights, record = Path(model), None
+    else:
+        record = model_record(project, model)
+        weights = Path(project.model_file(record.path))
+    size = imgsz or model_imgsz(project, str(weights)) or DEFAULT_IMGSZ
+    gt, paths, category_ids = _coco_ground_truth(data, images, project.config.classes)
+    dets = predict_coco(
+        weights,
+        paths,
+        project.config.classes,
+        image_ids=[img["id"] for img in gt["images"]],
+        category_ids=category_ids,
+        imgsz=size or DEFAULT_IMGSZ,
+        device=device,
+    )
+    return _Evaluation(record, gt, dets, size, str(data))
+
+
+def _coco_ground_truth(
+    data: Path, images: Path | None, classes: Sequence[str]
+) -> tuple[dict[str, Any], list[Path], dict[str, int]]:
+    """A COCO file of labels, its image paths and category ids by name.
+
+    ConfigError or FormatError when it cannot be evaluated on.
+    """
+    from geoal.train import load_coco
+
+    gt = load_coco(data)
+    scored = sum("score" in ann for ann in gt["annotations"])
+    if scored and scored == len(gt["annotations"]):
+        raise FormatError(
+            f"{data}: all {scored} annotations carry a 'score': they are a model's "
+            "predictions (an unedited 'geoal export'?), not ground truth; "
+            "evaluate on the labelled file the annotators returned"
+        )
+    folder = Path(images) if images else Path(data).parent
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    missing = [n for n in names.values() if n not in classes]
+    if missing:
+        raise ConfigError(
+            f"{data}: categories {missing} are not project classes ({', '.join(classes)})"
+        )
+    paths = [folder / img["file_name"] for img in gt["images"]]
+    absent = [p for p in paths if not p.is_file()]
+    if absent:
+        raise ConfigError(f"{absent[0]}: image of {data} not found (give --images DIR)")
+    return gt, paths, {n: i for i, n in names.items()}
+
+
+def _on_held_out(
+    project: Project, record: ModelRecord, device: str, imgsz: int | None
+) -> _Evaluation:
+    """The model's detections on the chips held out when it was trained, with their labels."""
+    from geoal.pipeline.scoring import model_imgsz
+
+    weights = Path(project.model_file(record.path))
+    val_ids = record.metrics.get("val_chip_ids") or []
+    if not val_ids:
+        raise ConfigError(
+            f"model {record.hash[:12]} has no held-out chips; give --data COCO_JSON --images DIR"
+        )
+    size = imgsz or model_imgsz(project, str(weights))
+    gt, dets = _chip_coco(project, weights, val_ids, device, size)
+    return _Evaluation(record, gt, dets, size, f"held-out chips ({len(val_ids)})")
 
 
 def _finite(value: Any) -> Any:

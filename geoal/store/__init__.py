@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from geoal.errors import ProjectError, ProjectLockedError, environment_problem
+from geoal.store.states import RoundState
 
 # Each entry upgrades the store from version i to i + 1: an SQL script, or a function
 # of the connection and the project folder (inside the migration's transaction).
@@ -412,17 +413,19 @@ class Store:
     def counts(self) -> dict[str, int]:
         """Project-wide counts for ``geoal status``."""
         q = self.conn.execute
+        live = (RoundState.CANCELLED.value,)  # rounds that were not cancelled
         return {
             "scenes": q("SELECT COUNT(*) FROM scenes").fetchone()[0],
             "chips": q("SELECT COUNT(*) FROM chips").fetchone()[0],
             "scored": q("SELECT COUNT(DISTINCT chip_id) FROM chip_scores").fetchone()[0],
             "selected": q(
                 "SELECT COUNT(DISTINCT rc.chip_id) FROM round_chips rc "
-                "JOIN rounds r ON r.id = rc.round_id WHERE r.status != 'cancelled'"
+                "JOIN rounds r ON r.id = rc.round_id WHERE r.status != ?",
+                live,
             ).fetchone()[0],
             "labelled": q("SELECT COUNT(*) FROM labelled_chips").fetchone()[0],
             "labels": q("SELECT COUNT(*) FROM labels").fetchone()[0],
-            "rounds": q("SELECT COUNT(*) FROM rounds WHERE status != 'cancelled'").fetchone()[0],
+            "rounds": q("SELECT COUNT(*) FROM rounds WHERE status != ?", live).fetchone()[0],
             "models": q("SELECT COUNT(*) FROM models").fetchone()[0],
         }
 

@@ -168,7 +168,8 @@ def round_project(tmp_path: Path, make_raster) -> Path:
     _cli("-p", str(proj), "tile", str(scene), "--size", "64", "--overlap", "0", "-q")
     rng = np.random.default_rng(0)
     with open_project(proj) as p, p.store.transaction() as conn:
-        for (cid,) in conn.execute("SELECT id FROM chips").fetchall():
+        (scene,) = p.store.scenes()
+        for cid in p.store.chip_windows(scene.id)[0].tolist():
             s = float(rng.random())
             conn.execute(
                 "INSERT INTO chip_scores (chip_id, model_hash, views, n_detections, expected_count, "

@@ -22,6 +22,8 @@ from geoal.formats import labelstudio_config
 from geoal.labelstudio import Client
 from geoal.labelstudio.sync import linked_project
 from geoal.project import open_project
+from geoal.store.rounds import RoundRecord, chips_of_round, round_record
+from geoal.store.states import RoundState
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +42,14 @@ def q(proj: Path, sql: str, *params: Any) -> list[tuple]:
         return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
+
+
+def stored_round(proj: Path, round_id: int) -> tuple[RoundRecord, list[int]]:
+    """A round as the store has it, and its chip ids in selection order."""
+    with open_project(proj) as p:
+        record, chips = round_record(p.store, round_id), chips_of_round(p.store, round_id)
+    assert record is not None
+    return record, chips
 
 
 def ls_project_id(proj: Path, url: str) -> int:
@@ -137,12 +147,9 @@ def test_push_annotate_pull(label_studio, round_project: Path, tmp_path: Path) -
         for t in json.loads((tmp_path / "ex" / "round1_labelstudio.json").read_text())
     }
     tasks = tasks_by_chip(client, pid)
-    model = q(proj, "SELECT model_hash FROM rounds WHERE id = 1")[0][0]
-    assert (
-        sorted(tasks)
-        == sorted(exported)
-        == sorted(c for (c,) in q(proj, "SELECT chip_id FROM round_chips"))
-    )
+    round1, round1_chips = stored_round(proj, 1)
+    model = round1.model_hash
+    assert sorted(tasks) == sorted(exported) == sorted(round1_chips)
     for cid, task in tasks.items():
         want = exported[cid]
         image = want["data"].pop("image")
@@ -182,7 +189,7 @@ def test_push_annotate_pull(label_studio, round_project: Path, tmp_path: Path) -
         stored_labels(proj, ids[0]), [(0, 10.4, 6.0, 26.4, 30.0), (1, 32.0, 32.0, 48.0, 40.0)]
     )
     assert stored_labels(proj, ids[1]) == []
-    assert q(proj, "SELECT status FROM rounds WHERE id = 1") == [("open",)]
+    assert stored_round(proj, 1)[0].state is RoundState.OPEN
 
     # pulling again changes nothing
     before = q(proj, "SELECT * FROM labels ORDER BY id"), q(proj, "SELECT * FROM imports")
@@ -201,7 +208,7 @@ def test_push_annotate_pull(label_studio, round_project: Path, tmp_path: Path) -
     )
     assert_boxes(stored_labels(proj, ids[2]), [(0, 0.0, 0.0, 64.0, 64.0)])
     assert_boxes(stored_labels(proj, ids[3]), [(1, 30.0, 32.0, 60.0, 63.5)])
-    assert q(proj, "SELECT status FROM rounds WHERE id = 1") == [("labelled",)]
+    assert stored_round(proj, 1)[0].state is RoundState.LABELLED
     client.close()
 
 

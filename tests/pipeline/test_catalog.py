@@ -30,8 +30,9 @@ def test_map_merges_an_object_seen_by_two_chips(tmp_path: Path, make_raster) -> 
     # chips start at x = 0, 32, 64; a ship at scene x 40-60, y 10-20 is seen whole by
     # the first two chips and cut by the third's left edge (x = 64 is past it: not seen)
     with open_project(proj) as p, p.store.transaction() as conn:
-        chips = conn.execute("SELECT id, col_off FROM chips ORDER BY col_off").fetchall()
-        for chip_id, col in chips:
+        ids, windows = p.store.chip_windows(p.store.scenes()[0].id)
+        for k in np.argsort(windows[:, 0], kind="stable"):
+            chip_id, col = int(ids[k]), int(windows[k, 0])
             conn.execute(
                 "INSERT INTO chip_scores (chip_id, model_hash, views, n_detections, expected_count, scores) "
                 "VALUES (?, 'm1', 1, 1, 0.9, ?)",

@@ -13,6 +13,10 @@ from geoal.cli import main
 from geoal.errors import SelectionError
 from geoal.pipeline.rounds import SelectOptions, cancel_round, list_rounds, select_round
 from geoal.project import open_project
+from geoal.store import Store
+from geoal.store.candidates import candidate_scores
+from geoal.store.models import scored_model_hashes
+from geoal.store.rounds import chips_of_round, round_chips, round_record
 
 
 def run(*args: str, ok: bool = True):
@@ -22,12 +26,16 @@ def run(*args: str, ok: bool = True):
     return result
 
 
+def chip_ids(store: Store) -> list[int]:
+    """Every chip id of the project, ascending."""
+    return sorted(int(c) for s in store.scenes() for c in store.chip_windows(s.id)[0])
+
+
 def fake_scores(proj_dir: Path, seed: int = 0) -> None:
     """Give every chip stored scores and embeddings as if a model had scored it."""
     rng = np.random.default_rng(seed)
     with open_project(proj_dir) as p, p.store.transaction() as conn:
-        ids = [r[0] for r in conn.execute("SELECT id FROM chips")]
-        for cid in ids:
+        for cid in chip_ids(p.store):
             s = float(rng.random())
             conn.execute(
                 "INSERT INTO chip_scores (chip_id, model_hash, views, n_detections, expected_count, scores, embedding) "
@@ -64,13 +72,7 @@ def test_cold_start_and_scored_strategies(proj: Path) -> None:
             r = select_round(p, SelectOptions(strategy=strategy, budget=6, seed=1))
             assert len(r.chips) == 6
         rounds = list_rounds(p)
-        chosen = [
-            c
-            for rd in rounds
-            for c in p.store.conn.execute(
-                "SELECT chip_id FROM round_chips WHERE round_id = ?", (rd["id"],)
-            )
-        ]
+        chosen = [c for rd in rounds for c in chips_of_round(p.store, rd["id"])]
         assert len(chosen) == len(set(chosen)), "a chip in an open round is not selected again"
 
 
@@ -78,10 +80,8 @@ def test_uncertainty_picks_top_scores_without_overlap(proj: Path) -> None:
     fake_scores(proj)
     with open_project(proj) as p:
         r = select_round(p, SelectOptions(strategy="uncertainty", budget=10, min_distance=0.0))
-        rows = p.store.conn.execute(
-            "SELECT c.scene_id, c.col_off, c.row_off, c.width FROM round_chips rc JOIN chips c ON c.id = rc.chip_id WHERE round_id = ?",
-            (r.round_id,),
-        ).fetchall()
+        chips = [p.store.chip(c) for c in chips_of_round(p.store, r.round_id)]
+        rows = [(c["scene_id"], c["col_off"], c["row_off"], c["width"]) for c in chips]
         for i, a in enumerate(rows):
             for b in rows[i + 1 :]:
                 if a[0] == b[0]:
@@ -90,12 +90,7 @@ def test_uncertainty_picks_top_scores_without_overlap(proj: Path) -> None:
                         and min(a[2] + 64, b[2] + 64) - max(a[2], b[2]) > 0
                     )
                     assert not overlap
-        scores = [
-            s
-            for (s,) in p.store.conn.execute(
-                "SELECT score FROM round_chips WHERE round_id = ? ORDER BY rank", (r.round_id,)
-            )
-        ]
+        scores = round_chips(p.store, r.round_id).scores.tolist()
         assert scores == sorted(scores, reverse=True)
 
 
@@ -106,11 +101,9 @@ def test_objects_budget_quota_and_cancel(proj: Path) -> None:
             p,
             SelectOptions(strategy="uncertainty", budget=None, budget_objects=20.0, max_share=0.5),
         )
-        cost = p.store.conn.execute(
-            "SELECT SUM(MAX(s.expected_count, 1.0)) FROM round_chips rc JOIN chip_scores s ON s.chip_id = rc.chip_id WHERE round_id = ?",
-            (r.round_id,),
-        ).fetchone()[0]
-        assert cost <= 20.0
+        chosen = np.array(sorted(r.chips))
+        expected = candidate_scores(p.store, "abc123", "miaod", chosen).expected
+        assert np.maximum(expected, 1.0).sum() <= 20.0
         before = p.store.counts()["selected"]
         assert cancel_round(p, r.round_id) == len(r.chips)
         assert p.store.counts()["selected"] == before - len(r.chips)
@@ -131,7 +124,7 @@ def test_cli_select_and_rounds(proj: Path) -> None:
 def test_class_balance_prefers_chips_of_classes_rare_among_the_labels(proj: Path) -> None:
     fake_scores(proj)
     with open_project(proj) as p, p.store.transaction() as conn:
-        ids = [r[0] for r in conn.execute("SELECT id FROM chips ORDER BY id")]
+        ids = chip_ids(p.store)
         # every chip scores the same; even chips see ships (class 0), odd chips tanks (1)
         conn.execute("UPDATE chip_scores SET scores = ?", (json.dumps({"miaod": 0.5}),))
         for cid in ids[1:]:
@@ -152,12 +145,8 @@ def test_class_balance_prefers_chips_of_classes_rare_among_the_labels(proj: Path
             SelectOptions(strategy="uncertainty", budget=6, min_distance=None, class_balance=True),
         )
         assert all(c % 2 == 1 for c in r.chips), "tank chips first: no tank is labelled yet"
-        params = json.loads(
-            p.store.conn.execute(
-                "SELECT params FROM rounds WHERE id = ?", (r.round_id,)
-            ).fetchone()[0]
-        )
-        assert params["class_balance"] is True
+        record = round_record(p.store, r.round_id)
+        assert record is not None and record.params["class_balance"] is True
         cancel_round(p, r.round_id)
         plain = select_round(p, SelectOptions(strategy="uncertainty", budget=6, min_distance=None))
         assert any(c % 2 == 0 for c in plain.chips)  # without it, ties fall either way
@@ -185,7 +174,7 @@ def test_adaptive_starts_cold_with_typiclust_then_ranks_by_calibrated_doubt(proj
         cancel_round(p, r.round_id)
     fake_scores(proj)
     with open_project(proj) as p, p.store.transaction() as conn:
-        ids = [c for (c,) in conn.execute("SELECT id FROM chips ORDER BY id")]
+        ids = chip_ids(p.store)
         labelled, hard, easy = ids[0], ids[10], ids[20]
         # a labelled chip whose one 'ship' the model finds at 0.9: ships are easy, tanks unknown
         conn.execute("INSERT INTO labelled_chips (chip_id) VALUES (?)", (labelled,))
@@ -227,7 +216,7 @@ def test_no_scoring_or_ranking_by_untrained_weights_unless_asked(proj: Path) -> 
     assert untrained.exit_code == 1 and "untrained model" in untrained.output
     assert "--model" in untrained.output
     with open_project(proj) as p:
-        model_hash = p.store.conn.execute("SELECT model_hash FROM chip_scores").fetchone()[0]
+        (model_hash,) = scored_model_hashes(p.store)
         cold = select_round(p, SelectOptions(strategy="random", budget=2))
         assert cold.model_hash is None and "were not used" in cold.note
         asked = select_round(

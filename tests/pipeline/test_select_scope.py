@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from pathlib import Path
 
 import geopandas as gpd
@@ -12,6 +10,8 @@ import shapely
 from click.testing import CliRunner
 
 from geoal.cli import main
+from geoal.project import open_project
+from geoal.store.rounds import chips_of_round, round_record
 
 
 def run(*args: str, code: int = 0):
@@ -40,15 +40,10 @@ def proj(tmp_path: Path, shared_data: Path) -> Path:
 
 
 def round_chips(root: Path, round_id: int) -> list[tuple[int, int, int, int, int]]:
-    conn = sqlite3.connect(root / "geoal.db")
-    try:
-        return conn.execute(
-            "SELECT c.scene_id, c.col_off, c.row_off, c.width, c.height FROM round_chips rc "
-            "JOIN chips c ON c.id = rc.chip_id WHERE rc.round_id = ?",
-            (round_id,),
-        ).fetchall()
-    finally:
-        conn.close()
+    """(scene id, col_off, row_off, width, height) of each chip of the round."""
+    with open_project(root) as p:
+        chips = [p.store.chip(c) for c in chips_of_round(p.store, round_id)]
+    return [(c["scene_id"], c["col_off"], c["row_off"], c["width"], c["height"]) for c in chips]
 
 
 def test_select_one_scene_by_name_or_id(proj: Path) -> None:
@@ -79,10 +74,9 @@ def test_select_in_an_area_drawn_in_another_crs(
         x1, y1 = t * (col + w, row + h)
         assert shapely.box(x0, y1, x1, y0).intersects(local)
     assert len(chips) < 81 and "round 1" in res.output
-    params = json.loads(
-        sqlite3.connect(proj / "geoal.db").execute("SELECT params FROM rounds").fetchone()[0]
-    )
-    assert params["aoi"] == str(aoi)
+    with open_project(proj) as p:
+        record = round_record(p.store, 1)
+    assert record is not None and record.params["aoi"] == str(aoi)
     # an area in one scene and --scene of the other: nothing to select, said so
     out = run(
         "-p", str(proj), "select", "-s", "random", "--aoi", str(aoi), "--scene", "1", code=1

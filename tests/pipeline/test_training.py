@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,9 @@ from click.testing import CliRunner
 from geoal.cli import main
 from geoal.detect.loading import ModelInput, checkpoint_input
 from geoal.predict.scene import PredictOptions, with_model_input
+from geoal.project import open_project
+from geoal.store.models import ModelRecord
+from geoal.store.models import models as stored_models
 
 pytestmark = pytest.mark.slow
 
@@ -23,14 +25,10 @@ def run(*args: str, ok: bool = True):
     return result
 
 
-def models(proj: Path) -> list[tuple]:
-    conn = sqlite3.connect(proj / "geoal.db")
-    try:
-        return conn.execute(
-            "SELECT hash, path, kind, parent_hash, round_id, metrics FROM models ORDER BY id"
-        ).fetchall()
-    finally:
-        conn.close()
+def models(proj: Path) -> list[ModelRecord]:
+    """The project's registered models, in the order registered."""
+    with open_project(proj) as p:
+        return stored_models(p.store)
 
 
 def test_train_twice_then_evaluate(tmp_path: Path, shared_data: Path) -> None:
@@ -75,12 +73,12 @@ def test_train_twice_then_evaluate(tmp_path: Path, shared_data: Path) -> None:
     ).output
     assert "trained model" in out
     (first,) = models(proj)
-    assert first[2] == "trained" and first[3] is None and first[4] == 1
-    assert first[1] == f"models/model_{first[0][:12]}.pt" and (proj / first[1]).is_file()
-    metrics = json.loads(first[5])
+    assert first.kind == "trained" and first.parent_hash is None and first.round_id == 1
+    assert first.path == f"models/model_{first.hash[:12]}.pt" and (proj / first.path).is_file()
+    metrics = first.metrics
     assert metrics["train_chips"] >= 1 and len(metrics["val_chip_ids"]) >= 1
     assert (metrics["imgsz"], metrics["chip_size"]) == (64, 128)
-    assert checkpoint_input(proj / first[1]) == ModelInput(64, 128)
+    assert checkpoint_input(proj / first.path) == ModelInput(64, 128)
     assert "input 64 px" in run("-p", str(proj), "score", "--limit", "2", "-q").output
     ev = json.loads(run("-p", str(proj), "evaluate", "--json").output)
     assert ev["imgsz"] == 64
@@ -89,17 +87,17 @@ def test_train_twice_then_evaluate(tmp_path: Path, shared_data: Path) -> None:
         == 128
     )
     # whole scenes: 256 px chips keep the trained scale (half size)
-    opts = with_model_input(PredictOptions(model=str(proj / first[1]), size=256))
+    opts = with_model_input(PredictOptions(model=str(proj / first.path), size=256))
     assert opts.imgsz == 128
     run("-p", str(proj), "train", "--epochs", "1", "--batch", "4", "-q")  # --from last
     second = models(proj)[1]
-    assert second[3] == first[0], "fine-tuned from the previous round's model"
-    assert json.loads(second[5])["imgsz"] == 128, "the default follows the chips, not 640"
+    assert second.parent_hash == first.hash, "fine-tuned from the previous round's model"
+    assert second.metrics["imgsz"] == 128, "the default follows the chips, not 640"
     ev = json.loads(run("-p", str(proj), "evaluate", "--json").output)
     assert ev["imgsz"] == 128
     assert ev["source"].startswith("held-out chips") and 0.0 <= ev["mAP50"] <= 1.0
     assert "Tree" in ev["ap50"]
-    assert json.loads(models(proj)[1][5])["eval"]["n_gt"] == ev["n_gt"]
+    assert models(proj)[1].metrics["eval"]["n_gt"] == ev["n_gt"]
     # the same metrics on a COCO file + images: the round exported and labelled
     export = tmp_path / "export"
     run("-p", str(proj), "export", "-f", "coco", "-o", str(export), "--round", "1")
