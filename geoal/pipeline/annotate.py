@@ -82,15 +82,15 @@ class ImportReport:
 
 
 def chip_infos(project: Project, chip_ids: Sequence[int] | None = None) -> dict[int, Any]:
-    """ChipInfo of the given chips (default: every chip), keyed by chip id."""
-    from geoal.formats import make_chip_info
+    """The Chip of the given chips (default: every chip), keyed by chip id."""
+    from geoal.raster.chip import Chip
 
     scenes = {s.id: s for s in project.store.scenes()}
     sql = "SELECT id, scene_id, col_off, row_off, width, height FROM chips"
     rows = project.store.conn.execute(sql).fetchall()
     wanted = None if chip_ids is None else set(chip_ids)
     return {
-        r[0]: make_chip_info(scenes[r[1]], r[0], (r[2], r[3], r[4], r[5]))
+        r[0]: Chip.at(scenes[r[1]], r[0], (r[2], r[3], r[4], r[5]))
         for r in rows
         if wanted is None or r[0] in wanted
     }
@@ -145,7 +145,7 @@ def chip_images(project: Project) -> Any:
     """A :class:`~geoal.raster.reader.ChipImages` over the project's scenes (a context manager)."""
     from geoal.raster.reader import ChipImages
 
-    return ChipImages({s.id: s for s in project.store.scenes()})
+    return ChipImages()
 
 
 def _write_image(path: Path, pixels: np.ndarray, image_format: str) -> None:
@@ -219,9 +219,7 @@ def export_round(project: Project, opts: ExportOptions, *, progress: bool = True
     infos = chip_infos(project, ids)
     chips = [infos[i] for i in ids]
     if opts.image_format != "png":
-        chips = [
-            dataclasses.replace(c, file_name=c.file_name[: -len("png")] + "jpg") for c in chips
-        ]
+        chips = [dataclasses.replace(c, image_ext=opts.image_format) for c in chips]
     boxes = predictions(project, ids, model_hash, conf)
     check_scenes_unchanged(project, [c.scene_id for c in chips])
     notes: list[str] = []

@@ -283,7 +283,7 @@ def build_report(
                 boxes, texts, hidden = _shown_detections(preds.get(cid), classes, min_score)
                 known = truth[cid].xyxy if cid in truth else None
                 score = scores_by_chip.get(cid)
-                title = f"#{rank + 1} chip {cid} ({info.scene_name})"
+                title = f"#{rank + 1} chip {cid} ({info.scene.name})"
                 caption = (
                     f"score {_fmt(score)}; {_count(len(boxes), 'detection')} shown"
                     + (f" ({hidden} below {min_score:g} not drawn)" if hidden else "")
