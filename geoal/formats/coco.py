@@ -127,10 +127,10 @@ def from_coco(
     accepted = _accepted_images(data["images"], ids, chips_by_id, report)
     last = {chip_id: image_id for image_id, chip_id in accepted}
     duplicates: list[int] = []
-    for image_id, chip_id in accepted:
-        if last[chip_id] != image_id:
+    for accepted_id, chip_id in accepted:
+        if last[chip_id] != accepted_id:
             report(
-                f"image {image_id}",
+                f"image {accepted_id}",
                 f"chip {chip_id} is also image {last[chip_id]}; the last image is kept",
             )
             if chip_id not in duplicates:
@@ -213,7 +213,7 @@ def _annotation_box(
 ) -> tuple[tuple[tuple[float, float, float, float], int] | None, str]:
     """((x1, y1, x2, y2) in chip pixels, class index) of an annotation, or (None, why not)."""
     cat = as_int(ann.get("category_id"))
-    if cat not in categories:
+    if cat is None or cat not in categories:
         return None, f"unknown category id {ann.get('category_id')!r}: not in 'categories'"
     cls, cat_name = categories[cat]
     if cls is None:
