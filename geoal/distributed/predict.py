@@ -18,14 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from geoal.distributed.cluster import (
-    RayOptions,
-    WorkerPool,
-    forwarded_env,
-    plan_actors,
-    ray_session,
-    require_ray,
-)
+from geoal.distributed import cluster
+from geoal.distributed.cluster import RayOptions
 from geoal.distributed.work import Task, plan_tasks
 from geoal.distributed.worker import ChipPredictor, ModelSpec, PredictParams
 from geoal.errors import GeoalError
@@ -68,7 +62,7 @@ def predict_scenes_ray(
 
     from geoal.detect import load_detector
 
-    require_ray()
+    cluster.require_ray()
     opts = with_model_input(opts)
     # Loaded here too (on the CPU): checks the model, its classes and the hash workers must match.
     detector = load_detector(opts.model, classes, device="cpu", imgsz=opts.imgsz, backend="torch")
@@ -79,11 +73,12 @@ def predict_scenes_ray(
     params = PredictParams(opts.conf, opts.iou, opts.batch, opts.workers)
     model = Path(opts.model)  # absolute, for workers that start elsewhere
     shared = str(model.resolve()) if model.exists() else opts.model
-    with ray_session(ray_opts) as ray:
-        plan = plan_actors(ray.cluster_resources(), ray_opts)
+    with cluster.ray_session(ray_opts) as ray:
+        plan = cluster.plan_actors(ray.cluster_resources(), ray_opts)
         gpu, threads, backend = plan.gpus > 0, plan.threads, opts.backend or "auto"
         spec = ModelSpec(shared, names, opts.imgsz, detector.model_hash, gpu, threads, backend)
-        pool = WorkerPool(ray, ChipPredictor, (spec, params, forwarded_env()), plan, ray_opts)
+        env = cluster.forwarded_env()
+        pool = cluster.WorkerPool(ray, ChipPredictor, (spec, params, env), plan, ray_opts)
         bar = tqdm(total=0, desc="predicting (ray)", unit="chip", disable=not progress)
         try:
             tasks = _tasks(paths, opts, ray_opts, runs, report, bar)

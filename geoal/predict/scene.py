@@ -90,15 +90,9 @@ class SceneDetections:
         merged with ``opts``' method; ``t0``: when the scene's work began (perf_counter)."""
         raw = np.concatenate(parts) if len(parts) else np.zeros((0, 7))
         merged, _ = merge_detections(raw, opts.merge, opts.match, opts.threshold)
+        seconds = time.perf_counter() - t0
         return cls(
-            path=scene.path,
-            name=scene.name,
-            crs=scene.crs,
-            transform=scene.transform,
-            objects=merged,
-            chips=chips,
-            raw_detections=len(raw),
-            seconds=time.perf_counter() - t0,
+            scene.path, scene.name, scene.crs, scene.transform, merged, chips, len(raw), seconds
         )
 
 
