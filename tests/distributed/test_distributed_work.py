@@ -13,33 +13,11 @@ from geoal.distributed.cluster import RayOptions, plan_actors, require_ray
 from geoal.distributed.work import Shard, group_by_size, parse_shard, plan_tasks
 from geoal.errors import ConfigError, GeoalError
 from geoal.raster.chip import Chip
-from geoal.raster.scene import Scene
+from tests.raster.scenes import fake_scene
 
 from .conftest import run_cli
 
-
-def _scene(scene_id: int) -> Scene:
-    return Scene(
-        id=scene_id,
-        path=f"/data/s{scene_id}.tif",
-        name=f"s{scene_id}",
-        fingerprint=f"f{scene_id}",
-        driver="GTiff",
-        width=1000,
-        height=1000,
-        band_count=3,
-        dtype="uint8",
-        crs=None,
-        transform=(1.0, 0.0, 0.0, 0.0, -1.0, 0.0),
-        nodata=None,
-        bands=(1, 2, 3),
-        stretch=None,
-        chip_size=64,
-        overlap=0.0,
-    )
-
-
-SCENES = [_scene(i) for i in range(4)]
+SCENES = [fake_scene(i, f"s{i}", 1000, 1000) for i in range(4)]
 items_strategy = st.lists(
     st.tuples(st.integers(0, 3), st.sampled_from([64, 128])), min_size=0, max_size=120
 ).map(lambda rows: [Chip(i, SCENES[s], (i, 0, size, size)) for i, (s, size) in enumerate(rows)])

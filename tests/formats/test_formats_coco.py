@@ -15,7 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geoal.errors import FormatError
-from geoal.formats import Boxes, Chip, from_coco, read_json, to_coco, write_json
+from geoal.formats import (
+    Boxes,
+    Chip,
+    from_coco,
+    read_geojson,
+    read_json,
+    to_coco,
+    write_json,
+)
 
 SRC = "labels.json"
 
@@ -231,14 +239,18 @@ def test_a_file_that_is_not_coco_is_one_problem(chips, data: Any) -> None:
     assert result.labels == {}
 
 
-def test_read_json_names_the_unreadable_file(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.json"
+@pytest.mark.parametrize(("read", "suffix"), [(read_json, "json"), (read_geojson, "geojson")])
+def test_readers_name_the_unreadable_file(tmp_path: Path, read: Any, suffix: str) -> None:
+    bad = tmp_path / f"bad.{suffix}"
     bad.write_text("{not json")
-    with pytest.raises(FormatError, match=r"bad\.json"):
-        read_json(bad)
-    with pytest.raises(FormatError, match=r"missing\.json"):
-        read_json(tmp_path / "missing.json")
+    with pytest.raises(FormatError, match=rf"bad\.{suffix}"):
+        read(bad)
+    with pytest.raises(FormatError, match=rf"missing\.{suffix}"):
+        read(tmp_path / f"missing.{suffix}")
+
+
+def test_write_json_refuses_nan(tmp_path: Path) -> None:
     with pytest.raises(FormatError, match="NaN"):
         write_json(tmp_path / "nan.json", {"x": math.nan})
     assert not (tmp_path / "nan.json").exists()
-    assert list(tmp_path.iterdir()) == [bad]  # no temporary file left behind
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind

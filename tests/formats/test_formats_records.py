@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 from affine import Affine
-from formats_helpers import scene_record
 
 from geoal.formats import Boxes, Chip, Problem, chip_file_name
 from geoal.raster.grid import window_transform
+from tests.raster.scenes import fake_scene
 
 
 def test_boxes_coerce_and_freeze() -> None:
@@ -43,7 +43,7 @@ def test_chip_file_name_is_one_safe_component() -> None:
 
 
 def test_a_chip_derives_its_transform_footprint_and_file_name() -> None:
-    scene = scene_record(transform=(0.5, 0.0, 100.0, 0.0, -0.5, 200.0))
+    scene = fake_scene(transform=(0.5, 0.0, 100.0, 0.0, -0.5, 200.0))
     chip = Chip.at(scene, 4, np.array([48, 16, 64, 64]))
     assert chip.window == (48, 16, 64, 64)
     assert chip.width == chip.height == 64

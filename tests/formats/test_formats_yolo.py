@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from formats_helpers import CLASSES, assert_same_boxes, boxes_in, grid_chips, scene_record
+from formats_helpers import CLASSES, assert_same_boxes, boxes_in, grid_chips
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geoal.errors import FormatError
 from geoal.formats import Boxes, Chip, from_yolo_labels, to_yolo_labels, write_yolo_dataset
+from tests.raster.scenes import fake_scene
 
 
 @settings(max_examples=150, deadline=None)
@@ -133,7 +134,7 @@ def test_ultralytics_trains_one_epoch_offline(tmp_path: Path, monkeypatch) -> No
     _install_font()
     before = {p for p in settings_dir.rglob("*") if p.is_file()}
 
-    chips = grid_chips(scene_record(width=128, height=128), 64, 0.0)  # 4 chips
+    chips = grid_chips(fake_scene(width=128, height=128), 64, 0.0)  # 4 chips
     items = _items(chips)
     data_yaml = write_yolo_dataset(tmp_path / "ds", items, CLASSES, _pixels, val_ids={3})
 

@@ -22,7 +22,7 @@ from geoal.formats.labelstudio import from_labelstudio
 from geoal.labelstudio import Client, LabelStudioError
 from geoal.labelstudio.client import normalize_url
 from geoal.raster.chip import Chip
-from geoal.raster.scene import Scene
+from tests.raster.scenes import fake_scene
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"  # a legacy token, 40 characters
 PASSWORD = "s3cr3t-pa55"
@@ -99,24 +99,7 @@ def test_cli_never_prints_the_password(tmp_path: Path) -> None:
 
 
 def chip() -> Chip:
-    scene = Scene(
-        id=1,
-        path="/data/s.tif",
-        name="s",
-        fingerprint="f" * 64,
-        driver="GTiff",
-        width=64,
-        height=64,
-        band_count=3,
-        dtype="uint8",
-        crs=None,
-        transform=(1.0, 0.0, 0.0, 0.0, -1.0, 0.0),
-        nodata=None,
-        bands=(1, 2, 3),
-        stretch=None,
-        chip_size=64,
-        overlap=0.0,
-    )
+    scene = fake_scene(1, "s", 64, 64, (1.0, 0.0, 0.0, 0.0, -1.0, 0.0), crs=None)
     return Chip(7, scene, (0, 0, 64, 64))
 
 
