@@ -127,24 +127,22 @@ def write_test_set(scene: Path, truth: Sequence[Box], tiling: Any, folder: Path)
     """
     from PIL import Image
 
-    from geoal.raster.reader import iter_chips
+    from geoal.raster.chip import Chip
+    from geoal.raster.reader import read_chips
     from geoal.raster.scene import catalogue
-    from geoal.store import SceneRecord
 
     folder.mkdir(parents=True, exist_ok=True)
     cat = catalogue(str(scene), tiling)
-    record = SceneRecord.from_values(0, cat.values)
-    windows = [tuple(int(v) for v in w) for w in cat.windows]
+    chips = [Chip.at(cat.scene, i, w) for i, w in enumerate(cat.windows)]
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
-    items = [(i, 0, w) for i, w in enumerate(windows)]
-    for i, pixels in iter_chips({0: record}, items):
+    for i, pixels in read_chips(chips):
         name = f"test_{i:04d}.png"
         Image.fromarray(pixels).save(folder / name)
         images.append(
             {"id": i + 1, "file_name": name, "width": pixels.shape[1], "height": pixels.shape[0]}
         )
-        for _, (x1, y1, x2, y2), cls in visible_truth(windows[i], truth):
+        for _, (x1, y1, x2, y2), cls in visible_truth(chips[i].window, truth):
             annotations.append(
                 {
                     "id": len(annotations) + 1,

@@ -168,8 +168,7 @@ def run(args: argparse.Namespace, prof: dict[str, Any], dataset: Any) -> None:
     else:
         groups = strategy_groups(args.strategies, args.workers or prof["workers"])
         commands = [
-            simulate_command(args, prof, dataset, ",".join(group), args.seeds)
-            for group in groups
+            simulate_command(args, prof, dataset, ",".join(group), args.seeds) for group in groups
         ]
     launch(commands, args.out, "bench_al_sen2ships")
 

@@ -38,23 +38,22 @@ def _rss_mb() -> float:
 
 def worker_geoal(scene: str, size: int, workers: int) -> dict:
     from geoal.config import TilingConfig
-    from geoal.raster.reader import iter_chips
+    from geoal.raster.chip import Chip
+    from geoal.raster.reader import read_chips
     from geoal.raster.scene import catalogue
-    from geoal.store import SceneRecord
 
     t0 = time.perf_counter()
     cat = catalogue(scene, TilingConfig(size=size, overlap=0.0))
     t_cat = time.perf_counter() - t0
-    record = SceneRecord.from_values(1, cat.values)
-    items = [(i, 1, w) for i, w in enumerate(cat.windows)]
+    chips = [Chip.at(cat.scene, i, w) for i, w in enumerate(cat.windows)]
     t0 = time.perf_counter()
     nbytes = 0
-    for _, arr in iter_chips({1: record}, items, workers=workers):
+    for _, arr in read_chips(chips, workers=workers):
         nbytes += arr.nbytes
     t_read = time.perf_counter() - t0
     return {
         "catalogue_s": t_cat,
-        "chips": len(items),
+        "chips": len(chips),
         "skipped_nodata": cat.skipped,
         "read_s": t_read,
         "mb": nbytes / 1e6,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from geoal.config import config_from_dict, load_config
 from geoal.errors import ConfigError, ProjectError, ProjectLockedError
 from geoal.project import CONFIG_NAME, STORE_NAME, init_project, open_project
 from geoal.store import SCHEMA_VERSION, Store
+from tests.raster.scenes import fake_scene
 
 
 def test_init_creates_config_and_store(tmp_path: Path) -> None:
@@ -167,25 +167,9 @@ def test_failed_transaction_leaves_store_unchanged(tmp_path: Path) -> None:
 
     proj = init_project(tmp_path / "p", "ship")
     before = proj.store.counts()
-    values = {
-        "path": "/x.tif",
-        "name": "x",
-        "fingerprint": "f",
-        "driver": "GTiff",
-        "width": 10,
-        "height": 10,
-        "band_count": 1,
-        "dtype": "uint8",
-        "crs": None,
-        "transform": json.dumps([1, 0, 0, 0, 1, 0]),
-        "nodata": None,
-        "bands": "[1,1,1]",
-        "stretch": None,
-        "chip_size": 5,
-        "overlap": 0.0,
-    }
+    scene = fake_scene(0, "x", 10, 10, crs=None)
     chips = np.array([[0, 0, 5, 5], [0, 0, 5, 5]])  # duplicate chip violates UNIQUE
     with pytest.raises(sqlite3.IntegrityError):
-        proj.store.insert_scene(values, chips, np.ones(2))
+        proj.store.insert_scene(scene, chips, np.ones(2))
     assert proj.store.counts() == before
     proj.close()

@@ -33,6 +33,7 @@ from geoal.pipeline.scoring import (
     resolve_model,
 )
 from geoal.project import Project
+from geoal.raster.chip import Chip
 
 
 def write_new(
@@ -114,7 +115,8 @@ def score_project_ray(
         pool = WorkerPool(ray, ChipScorer, (spec, params, forwarded_env()), plan, ray_opts)
         bar = tqdm(total=len(todo), desc="scoring (ray)", unit="chip", disable=not progress)
         try:
-            tasks = plan_tasks(todo, scenes, ray_opts.batches_per_task * opts.batch, opts.batch)
+            chips = [Chip.at(scenes[s], i, w) for i, s, w in todo]
+            tasks = plan_tasks(chips, ray_opts.batches_per_task * opts.batch, opts.batch)
             for outcome in pool.run("score", tasks):
                 if outcome.error is not None:
                     raise outcome.error

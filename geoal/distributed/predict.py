@@ -9,6 +9,7 @@ the actors do not wait at scene boundaries.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,15 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from geoal.distributed.cluster import (
-    RayOptions,
-    WorkerPool,
-    forwarded_env,
-    plan_actors,
-    ray_session,
-    require_ray,
-)
-from geoal.distributed.work import ChipItem, Task, plan_tasks
+from geoal.distributed import cluster
+from geoal.distributed.cluster import RayOptions
+from geoal.distributed.work import Task, plan_tasks
 from geoal.distributed.worker import ChipPredictor, ModelSpec, PredictParams
 from geoal.errors import GeoalError
 from geoal.predict.scene import (
@@ -34,14 +29,15 @@ from geoal.predict.scene import (
     SceneDetections,
     with_model_input,
 )
-from geoal.store import SceneRecord
+from geoal.raster.chip import Chip
+from geoal.raster.scene import Scene, catalogue
 
 
 @dataclass
 class _SceneRun:
-    """A scene in progress: its record, its chips still out, what came back."""
+    """A scene in progress: the scene, its chips still out, what came back."""
 
-    scene: SceneRecord
+    scene: Scene
     chips: int
     t0: float
     open_tasks: int = 0
@@ -66,7 +62,7 @@ def predict_scenes_ray(
 
     from geoal.detect import load_detector
 
-    require_ray()
+    cluster.require_ray()
     opts = with_model_input(opts)
     # Loaded here too (on the CPU): checks the model, its classes and the hash workers must match.
     detector = load_detector(opts.model, classes, device="cpu", imgsz=opts.imgsz, backend="torch")
@@ -75,24 +71,19 @@ def predict_scenes_ray(
     runs: dict[int, _SceneRun] = {}
     done: dict[int, SceneDetections] = {}
     params = PredictParams(opts.conf, opts.iou, opts.batch, opts.workers)
-    with ray_session(ray_opts) as ray:
-        plan = plan_actors(ray.cluster_resources(), ray_opts)
-        model = Path(opts.model)  # absolute, for workers that start elsewhere
-        spec = ModelSpec(
-            str(model.resolve()) if model.exists() else opts.model,
-            names,
-            opts.imgsz,
-            detector.model_hash,
-            gpu=plan.gpus > 0,
-            threads=plan.threads,
-            backend=opts.backend or "auto",
-        )
-        pool = WorkerPool(ray, ChipPredictor, (spec, params, forwarded_env()), plan, ray_opts)
+    model = Path(opts.model)  # absolute, for workers that start elsewhere
+    shared = str(model.resolve()) if model.exists() else opts.model
+    with cluster.ray_session(ray_opts) as ray:
+        plan = cluster.plan_actors(ray.cluster_resources(), ray_opts)
+        gpu, threads, backend = plan.gpus > 0, plan.threads, opts.backend or "auto"
+        spec = ModelSpec(shared, names, opts.imgsz, detector.model_hash, gpu, threads, backend)
+        env = cluster.forwarded_env()
+        pool = cluster.WorkerPool(ray, ChipPredictor, (spec, params, env), plan, ray_opts)
         bar = tqdm(total=0, desc="predicting (ray)", unit="chip", disable=not progress)
         try:
             tasks = _tasks(paths, opts, ray_opts, runs, report, bar)
             for outcome in pool.run("predict", tasks):
-                key = next(iter(outcome.task.scenes))
+                key = outcome.task.chips[0].scene_id
                 run = runs[key]
                 run.open_tasks -= 1
                 if outcome.error is not None:
@@ -117,29 +108,23 @@ def _tasks(
     report: PredictReport,
     bar: Any,
 ) -> Iterator[Task]:
-    """Catalogue scenes one by one as the pool asks for work; yield their chips' tasks."""
-    from geoal.config import TilingConfig
-    from geoal.raster.scene import catalogue
+    """Catalogue scenes one by one as the pool asks for work; yield their chips' tasks.
 
-    tiling = TilingConfig(size=opts.size, overlap=opts.overlap, bands=opts.bands)
+    A scene's id is its position in ``paths`` (the key of ``runs``).
+    """
     for key, path in enumerate(paths):
         t0 = time.perf_counter()
         try:
-            cat = catalogue(path, tiling)
+            cat = catalogue(path, opts.tiling)
         except GeoalError as exc:
             report.errors.append(str(exc))
             continue
-        scene = SceneRecord.from_values(key, cat.values)
-        items: list[ChipItem] = [
-            (i, key, (int(w[0]), int(w[1]), int(w[2]), int(w[3])))
-            for i, w in enumerate(cat.windows)
-        ]
-        run = runs[key] = _SceneRun(scene, len(items), t0)
-        bar.total += len(items)
+        scene = dataclasses.replace(cat.scene, id=key)
+        chips = [Chip.at(scene, i, w) for i, w in enumerate(cat.windows)]
+        run = runs[key] = _SceneRun(scene, len(chips), t0)
+        bar.total += len(chips)
         bar.refresh()
-        tasks = list(
-            plan_tasks(items, {key: scene}, ray_opts.batches_per_task * opts.batch, opts.batch)
-        )
+        tasks = list(plan_tasks(chips, ray_opts.batches_per_task * opts.batch, opts.batch))
         run.open_tasks = len(tasks)
         run.planned = True
         yield from tasks
@@ -152,23 +137,10 @@ def _finish_ready(
     opts: PredictOptions,
 ) -> None:
     """Merge and report every scene whose chips are all back."""
-    from geoal.predict.merge import merge_detections
-
     for key in [k for k, r in runs.items() if r.planned and r.open_tasks == 0]:
         run = runs.pop(key)
         if run.error is not None:
             report.errors.append(run.error)
             continue
         parts = [run.parts[i] for i in sorted(run.parts)]  # chip order, as the local engine
-        raw = np.concatenate(parts) if parts else np.zeros((0, 7))
-        merged, _ = merge_detections(raw, opts.merge, opts.match, opts.threshold)
-        done[key] = SceneDetections(
-            path=run.scene.path,
-            name=run.scene.name,
-            crs=run.scene.crs,
-            transform=run.scene.transform,
-            objects=merged,
-            chips=run.chips,
-            raw_detections=len(raw),
-            seconds=time.perf_counter() - run.t0,
-        )
+        done[key] = SceneDetections.merged(run.scene, parts, run.chips, opts, run.t0)

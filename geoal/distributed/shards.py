@@ -32,6 +32,7 @@ from geoal.pipeline.scoring import (
     resolve_model,
 )
 from geoal.project import Project
+from geoal.raster.chip import Chip
 
 FORMAT = "geoal-shard/1"
 SHARD_SUFFIX = ".sqlite"
@@ -157,10 +158,10 @@ def score_shard(
     model_path, kind = chosen.path, chosen.kind
     path = Path(out) if out is not None else default_shard_path(project, detector.model_hash, shard)
     path.parent.mkdir(parents=True, exist_ok=True)
-    todo, _ = chips_to_score(project, detector.model_hash, opts.scene_ids)
-    todo = shard.select(todo)
-    check_scenes_unchanged(project, [item[1] for item in todo])
+    rows, _ = chips_to_score(project, detector.model_hash, opts.scene_ids)
     scenes = {s.id: s for s in project.store.scenes()}
+    todo = shard.select([Chip.at(scenes[s], i, w) for i, s, w in rows])
+    check_scenes_unchanged(project, [chip.scene_id for chip in todo])
     meta = {
         "format": FORMAT,
         "model_hash": detector.model_hash,
@@ -178,8 +179,8 @@ def score_shard(
         conn.execute("PRAGMA synchronous=NORMAL")
         _open_shard(conn, path, meta, {s.id: s.fingerprint for s in scenes.values()})
         have = {r[0] for r in conn.execute("SELECT chip_id FROM chip_scores")}
-        already = sum(1 for item in todo if item[0] in have)
-        todo = [item for item in todo if item[0] not in have]
+        already = sum(1 for chip in todo if chip.id in have)
+        todo = [chip for chip in todo if chip.id not in have]
         pending = len(todo)
         if opts.limit is not None:
             todo = todo[: opts.limit]
@@ -187,7 +188,7 @@ def score_shard(
         scored = 0
         bar = tqdm(total=len(todo), desc=f"shard {shard}", unit="chip", disable=not progress)
         try:
-            for chip_ids, records in score_chips(detector, scenes, todo, params):
+            for chip_ids, records in score_chips(detector, todo, params):
                 with _transaction(conn):  # a killed shard keeps every finished batch
                     insert_records(conn, detector.model_hash, opts.views, chip_ids, records)
                 scored += len(chip_ids)

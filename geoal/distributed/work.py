@@ -10,55 +10,43 @@ builds and the results match it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from geoal.errors import ConfigError
-from geoal.store import SceneRecord
-
-Window = tuple[int, int, int, int]  # [col_off, row_off, width, height] in scene pixels
-ChipItem = tuple[int, int, Window]  # (chip_id, scene_id, window)
+from geoal.raster.chip import Chip
 
 
 @dataclass(frozen=True)
 class Task:
-    """Chips for one worker call, with the scene records needed to read them."""
+    """Chips for one worker call; each carries the scene it is read from."""
 
-    scenes: dict[int, SceneRecord]
-    chips: tuple[ChipItem, ...]
+    chips: tuple[Chip, ...]
 
     def __len__(self) -> int:
         return len(self.chips)
 
 
-def group_by_size(items: Sequence[ChipItem]) -> list[list[ChipItem]]:
-    """Items grouped by (width, height), groups in order of first appearance, order kept."""
-    groups: dict[tuple[int, int], list[ChipItem]] = {}
-    for item in items:
-        groups.setdefault((item[2][2], item[2][3]), []).append(item)
+def group_by_size(chips: Sequence[Chip]) -> list[list[Chip]]:
+    """Chips grouped by (width, height), groups in order of first appearance, order kept."""
+    groups: dict[tuple[int, int], list[Chip]] = {}
+    for chip in chips:
+        groups.setdefault((chip.width, chip.height), []).append(chip)
     return list(groups.values())
 
 
-def plan_tasks(
-    items: Sequence[ChipItem],
-    scenes: Mapping[int, SceneRecord],
-    chips_per_task: int,
-    batch: int,
-) -> Iterator[Task]:
+def plan_tasks(chips: Sequence[Chip], chips_per_task: int, batch: int) -> Iterator[Task]:
     """Tasks of at most ``chips_per_task`` same-size chips (rounded up to whole batches).
 
-    Every chip of ``items`` is in exactly one task; within a size group, task k
-    holds chips [k * n, (k + 1) * n), so batches of ``batch`` line up with the
-    local engine's.
+    Every chip is in exactly one task; within a size group, task k holds chips
+    [k * n, (k + 1) * n), so batches of ``batch`` line up with the local engine's.
     """
     if chips_per_task < 1 or batch < 1:
         raise ValueError(f"chips_per_task and batch must be >= 1, got {chips_per_task}, {batch}")
     per_task = -(-chips_per_task // batch) * batch
-    for group in group_by_size(items):
+    for group in group_by_size(chips):
         for start in range(0, len(group), per_task):
-            chips = tuple(group[start : start + per_task])
-            used = {scene_id for _, scene_id, _ in chips}
-            yield Task({sid: scenes[sid] for sid in sorted(used)}, chips)
+            yield Task(tuple(group[start : start + per_task]))
 
 
 @dataclass(frozen=True)
@@ -82,9 +70,9 @@ class Shard:
         """Whether the chip belongs to this shard."""
         return chip_id % self.count == self.index
 
-    def select(self, items: Sequence[ChipItem]) -> list[ChipItem]:
-        """The items of this shard, order kept."""
-        return [item for item in items if item[0] % self.count == self.index]
+    def select(self, chips: Sequence[Chip]) -> list[Chip]:
+        """The chips of this shard, order kept."""
+        return [chip for chip in chips if self.holds(chip.id)]
 
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")

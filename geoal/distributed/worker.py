@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from geoal.distributed.work import ChipItem, Task, group_by_size
+from geoal.distributed.work import Task, group_by_size
 from geoal.errors import ModelError
-from geoal.store import SceneRecord
+from geoal.raster.chip import Chip
 
 
 @dataclass(frozen=True)
@@ -83,26 +83,25 @@ def load_worker_detector(spec: ModelSpec, device: str | None = None) -> Any:
 
 
 def iter_chip_batches(
-    scenes: Mapping[int, SceneRecord], items: Sequence[ChipItem], batch: int, readers: int
+    chips: Sequence[Chip], batch: int, readers: int
 ) -> Iterator[tuple[list[int], np.ndarray]]:
     """(chip_ids, (B, H, W, 3) uint8) batches of same-size chips, read ahead by threads."""
-    from geoal.raster.reader import iter_batches, iter_chips
+    from geoal.raster.reader import iter_batches, read_chips
 
-    for group in group_by_size(items):
-        yield from iter_batches(iter_chips(scenes, group, workers=readers), batch)
+    for group in group_by_size(chips):
+        yield from iter_batches(read_chips(group, workers=readers), batch)
 
 
 def score_chips(
     detector: Any,
-    scenes: Mapping[int, SceneRecord],
-    items: Sequence[ChipItem],
+    chips: Sequence[Chip],
     params: ScoreParams,
 ) -> Iterator[tuple[list[int], list[dict[str, Any]]]]:
     """(chip_ids, records) per batch: the local engine's read -> detect -> ``chip_record``."""
     from geoal.pipeline.scoring import chip_record
 
     stream = detector.iter_predict(
-        iter_chip_batches(scenes, items, params.batch, params.readers),
+        iter_chip_batches(chips, params.batch, params.readers),
         views=params.views,
         conf=params.conf,
         iou=params.iou,
@@ -135,7 +134,7 @@ class ChipScorer:
         """Read, detect and score the task's chips: (chip_ids, records), in batch order."""
         ids: list[int] = []
         records: list[dict[str, Any]] = []
-        for chip_ids, recs in score_chips(self.detector, task.scenes, task.chips, self.params):
+        for chip_ids, recs in score_chips(self.detector, task.chips, self.params):
             ids.extend(chip_ids)
             records.extend(recs)
         return ids, records
@@ -157,23 +156,16 @@ class ChipPredictor:
         """[(chip index, (N, 7) [x1, y1, x2, y2, score, class, entropy] in scene pixels)]."""
         from geoal.predict.scene import chip_objects
 
-        windows = {chip_id: window for chip_id, _, window in task.chips}
-        scene_of = {chip_id: task.scenes[scene_id] for chip_id, scene_id, _ in task.chips}
+        chip_of = {chip.id: chip for chip in task.chips}
         out: list[tuple[int, np.ndarray]] = []
         p = self.params
-        batches = iter_chip_batches(task.scenes, task.chips, p.batch, p.readers)
+        batches = iter_chip_batches(task.chips, p.batch, p.readers)
         stream = self.detector.iter_predict(batches, views=1, conf=p.conf, iou=p.iou, details=False)
         try:
             for chip_ids, results in stream:
                 for chip_id, res in zip(chip_ids, results, strict=True):
                     if len(res):
-                        scene = scene_of[chip_id]
-                        out.append(
-                            (
-                                chip_id,
-                                chip_objects(res, windows[chip_id], scene.width, scene.height),
-                            )
-                        )
+                        out.append((chip_id, chip_objects(res, chip_of[chip_id])))
         finally:
             stream.close()
         return out

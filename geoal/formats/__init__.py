@@ -1,6 +1,6 @@
 """geoal.formats: annotation formats as pure to_*/from_* functions over plain records.
 
-Exporters take chips (:class:`ChipInfo`), boxes per chip id (:class:`Boxes`, chip pixels)
+Exporters take chips (:class:`~geoal.raster.chip.Chip`), boxes per chip id (:class:`Boxes`, chip pixels)
 and the project's classes, and return plain dicts / strings; ``write_json`` /
 ``write_text`` write them atomically. Importers take parsed content and return an
 :class:`ImportResult` (labels per chip, :class:`Problem` list); they report bad content
@@ -15,19 +15,13 @@ from geoal.formats.coco import category_id, from_coco, to_coco
 from geoal.formats.geojson import auto_crs, from_geojson, read_geojson, to_geojson
 from geoal.formats.io import read_json, write_bytes, write_json, write_text
 from geoal.formats.labelstudio import from_labelstudio, labelstudio_config, to_labelstudio
-from geoal.formats.records import (
-    Boxes,
-    ChipInfo,
-    ImportResult,
-    Problem,
-    chip_file_name,
-    make_chip_info,
-)
+from geoal.formats.records import Boxes, ImportResult, Problem
 from geoal.formats.yolo import from_yolo_labels, to_yolo_labels, write_yolo_dataset
+from geoal.raster.chip import Chip, chip_file_name
 
 __all__ = [
     "Boxes",
-    "ChipInfo",
+    "Chip",
     "ImportResult",
     "Problem",
     "auto_crs",
@@ -39,7 +33,6 @@ __all__ = [
     "from_labelstudio",
     "from_yolo_labels",
     "labelstudio_config",
-    "make_chip_info",
     "read_geojson",
     "read_json",
     "to_coco",

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from geoal.errors import FormatError
-from geoal.formats.records import Boxes, ChipInfo
+from geoal.formats.records import Boxes
+from geoal.raster.chip import Chip
 
 EDGE_TOLERANCE_PX = 0.5
 """A box may stick out of its chip by this much (pixels) and is clipped; more is a problem."""
@@ -144,18 +145,18 @@ def normalise_rel_path(name: str) -> str:
 
 
 def check_export(
-    chips: Sequence[ChipInfo], boxes: dict[int, Boxes] | Any, classes: Sequence[str]
-) -> dict[int, ChipInfo]:
+    chips: Sequence[Chip], boxes: dict[int, Boxes] | Any, classes: Sequence[str]
+) -> dict[int, Chip]:
     """Index chips by id and refuse boxes an exporter cannot write faithfully.
 
     FormatError for: a chip id given twice, boxes for a chip not exported, a class index
     outside ``classes``, non-finite coordinates or scores.
     """
-    by_id: dict[int, ChipInfo] = {}
+    by_id: dict[int, Chip] = {}
     for chip in chips:
-        if chip.chip_id in by_id:
-            raise FormatError(f"chip {chip.chip_id} is listed twice in the export")
-        by_id[chip.chip_id] = chip
+        if chip.id in by_id:
+            raise FormatError(f"chip {chip.id} is listed twice in the export")
+        by_id[chip.id] = chip
     for chip_id, b in boxes.items():
         if chip_id not in by_id:
             raise FormatError(f"boxes given for chip {chip_id}, which is not among the chips")

@@ -31,7 +31,8 @@ from geoal.formats._check import (
     normalise_rel_path,
     unsafe_path_reason,
 )
-from geoal.formats.records import Boxes, ChipInfo, ImportResult, Problem
+from geoal.formats.records import Boxes, ImportResult, Problem
+from geoal.raster.chip import Chip
 
 
 def category_id(class_index: int) -> int:
@@ -39,14 +40,14 @@ def category_id(class_index: int) -> int:
     return class_index + 1
 
 
-def geoal_block(chip: ChipInfo) -> dict[str, Any]:
+def geoal_block(chip: Chip) -> dict[str, Any]:
     """The identity of a chip as written into exports, enough to find it again."""
     return {
-        "chip_id": chip.chip_id,
+        "chip_id": chip.id,
         "scene_id": chip.scene_id,
-        "scene": chip.scene_name,
-        "scene_path": chip.scene_path,
-        "fingerprint": chip.scene_fingerprint,
+        "scene": chip.scene.name,
+        "scene_path": chip.scene.path,
+        "fingerprint": chip.scene.fingerprint,
         "window": list(chip.window),
         "transform": list(chip.transform),
         "crs": chip.crs,
@@ -54,7 +55,7 @@ def geoal_block(chip: ChipInfo) -> dict[str, Any]:
 
 
 def to_coco(
-    chips: Sequence[ChipInfo], boxes: Mapping[int, Boxes], classes: Sequence[str]
+    chips: Sequence[Chip], boxes: Mapping[int, Boxes], classes: Sequence[str]
 ) -> dict[str, Any]:
     """A COCO detection dict: one image per chip (id = chip_id), one annotation per box.
 
@@ -67,21 +68,21 @@ def to_coco(
     for chip in by_id.values():
         images.append(
             {
-                "id": chip.chip_id,
+                "id": chip.id,
                 "file_name": chip.file_name,
                 "width": chip.width,
                 "height": chip.height,
                 "geoal": geoal_block(chip),
             }
         )
-        b = boxes.get(chip.chip_id)
+        b = boxes.get(chip.id)
         if b is None:
             continue
         for i in range(len(b)):
             x1, y1, x2, y2 = (float(v) for v in b.xyxy[i])
             ann: dict[str, Any] = {
                 "id": len(annotations) + 1,
-                "image_id": chip.chip_id,
+                "image_id": chip.id,
                 "category_id": category_id(int(b.cls[i])),
                 "bbox": [x1, y1, x2 - x1, y2 - y1],
                 "area": (x2 - x1) * (y2 - y1),
@@ -103,7 +104,7 @@ def to_coco(
 
 
 def from_coco(
-    data: Any, chips_by_id: Mapping[int, ChipInfo], classes: Sequence[str], source: str
+    data: Any, chips_by_id: Mapping[int, Chip], classes: Sequence[str], source: str
 ) -> ImportResult:
     """Labels from a parsed COCO dict; every bad entry becomes a Problem, nothing raises.
 
@@ -122,49 +123,20 @@ def from_coco(
         report("file", "not a COCO detection file: no 'images' list")
         return ImportResult({}, problems)
     categories = _categories(data.get("categories"), class_lookup(classes), report)
-    by_name = {
-        normalise_rel_path(c.file_name): c
-        for c in chips_by_id.values()
-        if not unsafe_path_reason(c.file_name)
-    }
-    by_base: dict[str, ChipInfo | None] = {}
-    for c in chips_by_id.values():
-        base = image_basenames(c.file_name)[0]
-        by_base[base] = None if base in by_base else c  # None: ambiguous
-
-    # An image id given twice makes its annotations ambiguous: all its entries are refused.
     ids = [as_int(im.get("id")) if isinstance(im, dict) else None for im in data["images"]]
-    seen: set[int | None] = set()
-    twice: set[int | None] = set()
-    for image_id in ids:
-        (twice if image_id in seen else seen).add(image_id)
-    accepted: list[tuple[int, int]] = []  # (COCO image id, chip id) in file order
-    for k, (image, image_id) in enumerate(zip(data["images"], ids, strict=True)):
-        where = f"image {image_id}" if image_id is not None else f"image #{k}"
-        if image_id is None:
-            report(where, "image without an integer 'id'")
-        elif image_id in twice:
-            report(where, f"image id {image_id} appears more than once in 'images'; refused")
-        else:
-            chip, why = _match_image(image, chips_by_id, by_name, by_base)
-            if chip is None:
-                report(where, why)
-            else:
-                accepted.append((image_id, chip.chip_id))
+    accepted = _accepted_images(data["images"], ids, chips_by_id, report)
     last = {chip_id: image_id for image_id, chip_id in accepted}
     duplicates: list[int] = []
-    for image_id, chip_id in accepted:
-        if last[chip_id] != image_id:
+    for accepted_id, chip_id in accepted:
+        if last[chip_id] != accepted_id:
             report(
-                f"image {image_id}",
+                f"image {accepted_id}",
                 f"chip {chip_id} is also image {last[chip_id]}; the last image is kept",
             )
             if chip_id not in duplicates:
                 duplicates.append(chip_id)
     chip_of_image = {image_id: chip_id for chip_id, image_id in last.items()}
-    order = list(last)
-
-    found: dict[int, list[tuple[tuple[float, float, float, float], int]]] = {c: [] for c in order}
+    found: dict[int, list[tuple[tuple[float, float, float, float], int]]] = {c: [] for c in last}
     anns = data.get("annotations", [])
     if not isinstance(anns, list):
         report("file", "'annotations' is not a list")
@@ -182,29 +154,78 @@ def from_coco(
                 report(where, f"image_id {ann.get('image_id')!r} is not one of the file's images")
             continue  # its image was refused and reported already
         chip = chips_by_id[chip_of_image[image_id]]
-        cat = as_int(ann.get("category_id"))
-        if cat not in categories:
-            report(where, f"unknown category id {ann.get('category_id')!r}: not in 'categories'")
+        box_cls, why = _annotation_box(ann, chip, categories, classes)
+        if box_cls is None:
+            report(where, why)
             continue
-        cls, cat_name = categories[cat]
-        if cls is None:
-            report(where, f"unknown category {cat_name!r}: not one of the classes {list(classes)}")
-            continue
-        bbox = as_numbers(ann.get("bbox"), 4)
-        if bbox is None:
-            report(where, f"bbox {ann.get('bbox')!r} is not 4 numbers [x, y, w, h]")
-            continue
-        x, y, w, h = bbox
-        box, why = check_box(x, y, x + w, y + h, chip.width, chip.height)
-        if box is None:
-            report(where, f"bbox [x, y, w, h] = [{x:.6g}, {y:.6g}, {w:.6g}, {h:.6g}]: {why}")
-            continue
-        found[chip.chip_id].append((box, cls))
+        found[chip.id].append(box_cls)
         if "score" in ann and ann["score"] is not None:
             predicted.append(Problem(source, where, "a model's pre-annotation (COCO 'score')"))
-
-    labels = {cid: _boxes(found[cid]) for cid in order}
+    labels = {cid: _boxes(found[cid]) for cid in last}
     return ImportResult(labels, problems, duplicates, predictions=predicted)
+
+
+def _accepted_images(
+    images: list[Any],
+    ids: list[int | None],
+    chips_by_id: Mapping[int, Chip],
+    report: Callable[[str, str], None],
+) -> list[tuple[int, int]]:
+    """(COCO image id, chip id) of the images that stand for a chip, in file order.
+
+    An image id given twice makes its annotations ambiguous: all its entries are refused.
+    Every image refused is reported.
+    """
+    by_name = {
+        normalise_rel_path(c.file_name): c
+        for c in chips_by_id.values()
+        if not unsafe_path_reason(c.file_name)
+    }
+    by_base: dict[str, Chip | None] = {}
+    for c in chips_by_id.values():
+        base = image_basenames(c.file_name)[0]
+        by_base[base] = None if base in by_base else c  # None: ambiguous
+    seen: set[int | None] = set()
+    twice: set[int | None] = set()
+    for image_id in ids:
+        (twice if image_id in seen else seen).add(image_id)
+    accepted: list[tuple[int, int]] = []
+    for k, (image, image_id) in enumerate(zip(images, ids, strict=True)):
+        where = f"image {image_id}" if image_id is not None else f"image #{k}"
+        if image_id is None:
+            report(where, "image without an integer 'id'")
+        elif image_id in twice:
+            report(where, f"image id {image_id} appears more than once in 'images'; refused")
+        else:
+            chip, why = _match_image(image, chips_by_id, by_name, by_base)
+            if chip is None:
+                report(where, why)
+            else:
+                accepted.append((image_id, chip.id))
+    return accepted
+
+
+def _annotation_box(
+    ann: dict[str, Any],
+    chip: Chip,
+    categories: Mapping[int, tuple[int | None, str]],
+    classes: Sequence[str],
+) -> tuple[tuple[tuple[float, float, float, float], int] | None, str]:
+    """((x1, y1, x2, y2) in chip pixels, class index) of an annotation, or (None, why not)."""
+    cat = as_int(ann.get("category_id"))
+    if cat is None or cat not in categories:
+        return None, f"unknown category id {ann.get('category_id')!r}: not in 'categories'"
+    cls, cat_name = categories[cat]
+    if cls is None:
+        return None, f"unknown category {cat_name!r}: not one of the classes {list(classes)}"
+    bbox = as_numbers(ann.get("bbox"), 4)
+    if bbox is None:
+        return None, f"bbox {ann.get('bbox')!r} is not 4 numbers [x, y, w, h]"
+    x, y, w, h = bbox
+    box, why = check_box(x, y, x + w, y + h, chip.width, chip.height)
+    if box is None:
+        return None, f"bbox [x, y, w, h] = [{x:.6g}, {y:.6g}, {w:.6g}, {h:.6g}]: {why}"
+    return (box, cls), ""
 
 
 def _categories(
@@ -229,10 +250,10 @@ def _categories(
 
 def _match_image(
     image: dict[str, Any],
-    chips_by_id: Mapping[int, ChipInfo],
-    by_name: Mapping[str, ChipInfo],
-    by_base: Mapping[str, ChipInfo | None],
-) -> tuple[ChipInfo | None, str]:
+    chips_by_id: Mapping[int, Chip],
+    by_name: Mapping[str, Chip],
+    by_base: Mapping[str, Chip | None],
+) -> tuple[Chip | None, str]:
     """The chip an image entry stands for, or (None, why not).
 
     With a ``geoal`` block: the chip it names. Without (another tool's file): the chip whose
@@ -269,19 +290,19 @@ def _match_image(
     if (w is not None and w != chip.width) or (h is not None and h != chip.height):
         return None, (
             f"image size {image.get('width')} x {image.get('height')} differs from chip "
-            f"{chip.chip_id} ({chip.width} x {chip.height})"
+            f"{chip.id} ({chip.width} x {chip.height})"
         )
     return chip, ""
 
 
-def _match_block(block: Any, chips_by_id: Mapping[int, ChipInfo]) -> ChipInfo | None:
+def _match_block(block: Any, chips_by_id: Mapping[int, Chip]) -> Chip | None:
     if not isinstance(block, dict):
         return None
     chip = chips_by_id.get(as_int(block.get("chip_id")))  # type: ignore[arg-type]
     if chip is None:
         return None
     window = block.get("window")
-    if block.get("fingerprint") != chip.scene_fingerprint or not isinstance(window, list):
+    if block.get("fingerprint") != chip.scene.fingerprint or not isinstance(window, list):
         return None
     return chip if [as_int(v) for v in window] == list(chip.window) else None
 

@@ -36,6 +36,7 @@ one that overlaps chips but is mostly outside each is neither (it belongs to a n
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,9 +44,9 @@ import numpy as np
 
 from geoal.errors import FormatError
 from geoal.formats._check import as_int, as_number, check_export, class_lookup
-from geoal.formats.records import Boxes, ChipInfo, ImportResult, Problem
+from geoal.formats.records import Boxes, ImportResult, Problem
+from geoal.raster.chip import Chip
 from geoal.raster.footprint import WGS84, crs_to_pixel, pixel_to_crs, to_wgs84
-from geoal.raster.grid import window_corners
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -58,7 +59,7 @@ VISIBLE_SLACK = 1e-9
 """Float slack on ``min_visible``: a box exactly at the threshold is kept."""
 
 
-def auto_crs(chips: Sequence[ChipInfo]) -> str:
+def auto_crs(chips: Sequence[Chip]) -> str:
     """``"scene"`` when all chips share one CRS with an EPSG code, else ``"EPSG:4326"``.
 
     A round with scenes in several UTM zones cannot be written in one projected CRS, and
@@ -75,7 +76,7 @@ def auto_crs(chips: Sequence[ChipInfo]) -> str:
 
 
 def to_geojson(
-    chips: Sequence[ChipInfo],
+    chips: Sequence[Chip],
     boxes: Mapping[int, Boxes],
     classes: Sequence[str],
     crs: str = "scene",
@@ -86,8 +87,6 @@ def to_geojson(
     FormatError for a pixel-only chip, for ``crs="scene"`` with chips in different CRSs or
     in a CRS without an EPSG code, and for an unknown ``crs``.
     """
-    from pyproj import CRS
-
     if crs == "auto":
         crs = auto_crs(chips)
     if crs not in GEOJSON_CRS:
@@ -96,71 +95,81 @@ def to_geojson(
     for chip in by_id.values():
         if chip.crs is None:
             raise FormatError(
-                f"chip {chip.chip_id} of scene {chip.scene_name!r} has no CRS (pixel "
+                f"chip {chip.id} of scene {chip.scene.name!r} has no CRS (pixel "
                 "coordinates only): GeoJSON needs georeferenced scenes; export COCO or YOLO"
             )
-    crs_objs = {c: CRS.from_user_input(c) for c in {chip.crs for chip in by_id.values()} if c}
     out: dict[str, Any] = {"type": "FeatureCollection"}
-    if crs == "scene" and crs_objs:
-        first = next(iter(crs_objs.values()))
-        if any(not first.equals(other) for other in crs_objs.values()):
-            names = sorted({chip.scene_name for chip in by_id.values()})
-            raise FormatError(
-                f"the chips' scenes {names} are in different CRSs: export with "
-                "--crs EPSG:4326 (or --crs auto)"
-            )
-        code = first.to_epsg()
-        if code is None:
-            raise FormatError(
-                f"the scenes' CRS ({first.name}) has no EPSG code to declare in GeoJSON: "
-                "export with --crs EPSG:4326 (or --crs auto)"
-            )
-        out["crs"] = {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{code}"}}
-
-    projectors: dict[str | None, Any] = {c: _projector(c, crs) for c in crs_objs}
+    if crs == "scene" and by_id:
+        out["crs"] = _scene_crs_member(list(by_id.values()))
+    projectors: dict[str | None, Any] = {c.crs: _projector(c.crs, crs) for c in by_id.values()}
     rings = _footprint_rings(list(by_id.values()), crs)
     features: list[dict[str, Any]] = []
     for chip, footprint in zip(by_id.values(), rings, strict=True):
-        project = projectors[chip.crs]
-        features.append(
-            _feature(
-                footprint,
-                {
-                    "kind": "chip",
-                    "chip_id": chip.chip_id,
-                    "scene": chip.scene_name,
-                    "scene_id": chip.scene_id,
-                    "window": list(chip.window),
-                },
-            )
-        )
-        b = boxes.get(chip.chip_id)
-        if b is None or len(b) == 0:
-            continue
-        x1, y1, x2, y2 = b.xyxy.T
-        cols = np.stack([x1, x2, x2, x1], axis=1)
-        rows = np.stack([y1, y1, y2, y2], axis=1)
-        xs, ys = pixel_to_crs(chip.transform, cols, rows)
-        xs, ys = project(xs, ys)
-        kind = "prediction" if b.score is not None else "label"
-        for i in range(len(b)):
-            features.append(
-                _feature(
-                    np.column_stack([xs[i], ys[i]]),
-                    {
-                        "kind": kind,
-                        "chip_id": chip.chip_id,
-                        "class": classes[int(b.cls[i])],
-                        "class_id": int(b.cls[i]),
-                        "score": None if b.score is None else float(b.score[i]),
-                    },
-                )
-            )
+        properties = {
+            "kind": "chip",
+            "chip_id": chip.id,
+            "scene": chip.scene.name,
+            "scene_id": chip.scene_id,
+            "window": list(chip.window),
+        }
+        features.append(_feature(footprint, properties))
+        b = boxes.get(chip.id)
+        if b is not None and len(b):
+            features.extend(_box_features(chip, b, classes, projectors[chip.crs]))
     out["features"] = features
     return out
 
 
-def _projector(src: str, dst: str) -> Any:
+def _scene_crs_member(chips: Sequence[Chip]) -> dict[str, Any]:
+    """The legacy ``crs`` member naming the chips' one scene CRS by its EPSG code.
+
+    FormatError when the chips' scenes are in different CRSs, or theirs has no EPSG code.
+    """
+    from pyproj import CRS
+
+    crs_objs = [CRS.from_user_input(c) for c in {chip.crs for chip in chips} if c]
+    first = crs_objs[0]
+    if any(not first.equals(other) for other in crs_objs[1:]):
+        names = sorted({chip.scene.name for chip in chips})
+        raise FormatError(
+            f"the chips' scenes {names} are in different CRSs: export with "
+            "--crs EPSG:4326 (or --crs auto)"
+        )
+    code = first.to_epsg()
+    if code is None:
+        raise FormatError(
+            f"the scenes' CRS ({first.name}) has no EPSG code to declare in GeoJSON: "
+            "export with --crs EPSG:4326 (or --crs auto)"
+        )
+    return {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{code}"}}
+
+
+def _box_features(
+    chip: Chip, b: Boxes, classes: Sequence[str], project: Any
+) -> list[dict[str, Any]]:
+    """One polygon feature per box of ``chip``: its 4 corners mapped exactly by ``project``."""
+    x1, y1, x2, y2 = b.xyxy.T
+    cols = np.stack([x1, x2, x2, x1], axis=1)
+    rows = np.stack([y1, y1, y2, y2], axis=1)
+    xs, ys = pixel_to_crs(chip.transform, cols, rows)
+    xs, ys = project(xs, ys)
+    kind = "prediction" if b.score is not None else "label"
+    return [
+        _feature(
+            np.column_stack([xs[i], ys[i]]),
+            {
+                "kind": kind,
+                "chip_id": chip.id,
+                "class": classes[int(b.cls[i])],
+                "class_id": int(b.cls[i]),
+                "score": None if b.score is None else float(b.score[i]),
+            },
+        )
+        for i in range(len(b))
+    ]
+
+
+def _projector(src: str | None, dst: str) -> Any:
     """(xs, ys) -> (xs, ys) from the chip's CRS to the export CRS (identity for "scene")."""
     if dst == "scene":
         return lambda xs, ys: (xs, ys)
@@ -170,7 +179,7 @@ def _projector(src: str, dst: str) -> Any:
     return t.transform
 
 
-def _footprint_rings(chips: Sequence[ChipInfo], crs: str) -> list[np.ndarray]:
+def _footprint_rings(chips: Sequence[Chip], crs: str) -> list[np.ndarray]:
     """Each chip's footprint as an open ring (K, 2) in the export CRS.
 
     In EPSG:4326 the edges are densified (:func:`geoal.raster.footprint.to_wgs84`), one
@@ -178,7 +187,7 @@ def _footprint_rings(chips: Sequence[ChipInfo], crs: str) -> list[np.ndarray]:
     """
     import shapely
 
-    corners = [window_corners(c.transform, np.array([[0, 0, c.width, c.height]]))[0] for c in chips]
+    corners = [c.corners for c in chips]
     if crs != WGS84:
         return corners
     out: list[np.ndarray] = list(corners)
@@ -259,9 +268,25 @@ MIN_COVERED = 0.5
 """Share of a chip that must lie inside the file's extent for an empty chip to be a negative."""
 
 
+@dataclass
+class _Found:
+    """Where the candidate features (K of them) landed, per labelled chip and per feature.
+
+    ``boxes``: chip id -> [(candidate position, clipped box in chip px, class index)];
+    ``seen`` (K,) overlaps some labelled chip; ``flat`` (K,) no area in pixel space;
+    ``broken`` (K,) could not be reprojected; ``uncovered``: chips the file does not cover.
+    """
+
+    boxes: dict[int, list[tuple[int, tuple[float, float, float, float], int]]]
+    seen: np.ndarray
+    flat: np.ndarray
+    broken: np.ndarray
+    uncovered: list[int] = field(default_factory=list)
+
+
 def from_geojson(
     features: gpd.GeoDataFrame,
-    chips: Sequence[ChipInfo],
+    chips: Sequence[Chip],
     classes: Sequence[str],
     class_field: str | None = "class",
     min_visible: float = 0.5,
@@ -275,12 +300,9 @@ def from_geojson(
     area in pixel space, a chip feature or chip_id naming an unknown chip. Features a model
     made are listed in ``predictions``; chips the file does not cover in ``uncovered``.
     """
-    import shapely
-
     if not 0.0 < min_visible <= 1.0:
         raise ValueError(f"min_visible must be in (0, 1], got {min_visible}")
     problems: list[Problem] = []
-    notes: list[Problem] = []
     info: list[str] = []
 
     def report(where: str, message: str) -> None:
@@ -289,29 +311,14 @@ def from_geojson(
     if features.crs is None:
         report("file", "the features have no CRS: cannot place them on the scenes")
         return ImportResult({}, problems)
-    chips_by_id = {c.chip_id: c for c in chips}
     n = len(features)
     kind = _column(features, "kind", n)
     chip_col = _column(features, "chip_id", n)
     is_chip = np.array([k == "chip" for k in kind], dtype=bool)
-
-    labelled: dict[int, ChipInfo] = {}
-    for i in np.flatnonzero(is_chip).tolist():
-        cid = as_int(chip_col[i])
-        if cid is None or cid not in chips_by_id:
-            report(f"feature {i}", f"chip feature names chip {chip_col[i]!r}, not one of the chips")
-        else:
-            labelled[cid] = chips_by_id[cid]
-    by_extent = not is_chip.any()  # no chip features: the features' extent says what is covered
-    if by_extent:
-        labelled = dict(chips_by_id)
-    for cid, chip in list(labelled.items()):
-        if chip.crs is None:
-            report(f"chip {cid}", "pixel-only scene: GeoJSON features cannot be placed on it")
-            del labelled[cid]
+    labelled = _labelled_chips(chips, chip_col, is_chip, report)
     lookup = class_lookup(classes)
-    field = _class_field(features, ~is_chip, class_field, lookup)
-    if field is None and not is_chip.all():
+    field_name = _class_field(features, ~is_chip, class_field, lookup)
+    if field_name is None and not is_chip.all():
         props = [str(c) for c in features.columns if c != "geometry"][:12]
         named = repr(class_field) if class_field else f"class ({', '.join(CLASS_FIELDS)})"
         report(
@@ -320,11 +327,75 @@ def from_geojson(
             "give --class-field NAME, or --class NAME to give every feature one class",
         )
         return ImportResult({}, problems)
-    if field is not None and class_field is None:
-        info.append(f"classes from property {field!r}")
+    if field_name is not None and class_field is None:
+        info.append(f"classes from property {field_name!r}")
+    names = _column(features, field_name, n) if field_name is not None else [None] * n
+    cand, cand_cls, target = _candidates(
+        features, names, field_name, chip_col, is_chip, classes, labelled, report
+    )
+    by_extent = not is_chip.any()  # no chip features: the features' extent says what is covered
+    found = _place(features, cand, cand_cls, target, labelled, min_visible, by_extent)
+    notes, predicted = _report_features(
+        found, cand, target, _prediction_marks(features, kind, n), source, report
+    )
+    labels: dict[int, Boxes] = {}
+    for cid, items in found.boxes.items():
+        items.sort(key=lambda t: t[0])  # file order, whatever the CRS groups' order
+        labels[cid] = (
+            Boxes(np.array([t[1] for t in items]), np.array([t[2] for t in items]))
+            if items
+            else Boxes.empty()
+        )
+    return ImportResult(
+        labels, problems, notes=notes, predictions=predicted, uncovered=found.uncovered, info=info
+    )
 
-    names = _column(features, field, n) if field is not None else [None] * n
-    marks = _prediction_marks(features, kind, n)
+
+def _labelled_chips(
+    chips: Sequence[Chip],
+    chip_col: list[Any],
+    is_chip: np.ndarray,
+    report: Callable[[str, str], None],
+) -> dict[int, Chip]:
+    """The chips the file labels: those its chip features name, or (none) every chip given.
+
+    A chip feature naming an unknown chip, and a pixel-only chip, are reported.
+    """
+    chips_by_id = {c.id: c for c in chips}
+    labelled: dict[int, Chip] = {}
+    for i in np.flatnonzero(is_chip).tolist():
+        cid = as_int(chip_col[i])
+        if cid is None or cid not in chips_by_id:
+            report(f"feature {i}", f"chip feature names chip {chip_col[i]!r}, not one of the chips")
+        else:
+            labelled[cid] = chips_by_id[cid]
+    if not is_chip.any():
+        labelled = dict(chips_by_id)
+    for cid, chip in list(labelled.items()):
+        if chip.crs is None:
+            report(f"chip {cid}", "pixel-only scene: GeoJSON features cannot be placed on it")
+            del labelled[cid]
+    return labelled
+
+
+def _candidates(
+    features: gpd.GeoDataFrame,
+    names: list[Any],
+    field_name: str | None,
+    chip_col: list[Any],
+    is_chip: np.ndarray,
+    classes: Sequence[str],
+    labelled: Mapping[int, Chip],
+    report: Callable[[str, str], None],
+) -> tuple[list[int], list[int], list[int | None]]:
+    """The box features worth placing: (feature rows, class indexes, fixed chip or None).
+
+    A feature with an unknown class, an empty or invalid geometry, or a ``chip_id`` that
+    names no labelled chip is reported and left out.
+    """
+    import shapely
+
+    lookup = class_lookup(classes)
     geoms = np.asarray(features.geometry.values, dtype=object)
     cand: list[int] = []
     cand_cls: list[int] = []
@@ -333,7 +404,7 @@ def from_geojson(
         where = f"feature {i}"
         name = names[i]
         if _missing(name):
-            report(where, f"no {field!r} value: unknown class")
+            report(where, f"no {field_name!r} value: unknown class")
             continue
         cls = lookup(name)
         if cls is None:
@@ -355,68 +426,103 @@ def from_geojson(
         cand.append(i)
         cand_cls.append(cls)
         target.append(fixed)
+    return cand, cand_cls, target
 
-    # per labelled chip: (candidate position, clipped box in chip px, class index)
-    found: dict[int, list[tuple[int, tuple[float, float, float, float], int]]] = {
-        c: [] for c in labelled
-    }
-    seen = np.zeros(len(cand), dtype=bool)  # overlaps some labelled chip
-    flat = np.zeros(len(cand), dtype=bool)  # no area in pixel space
+
+def _place(
+    features: gpd.GeoDataFrame,
+    cand: list[int],
+    cand_cls: list[int],
+    target: list[int | None],
+    labelled: Mapping[int, Chip],
+    min_visible: float,
+    by_extent: bool,
+) -> _Found:
+    """Map the candidate features onto the labelled chips, one scene CRS at a time."""
+    import shapely
+
+    found = _Found(
+        boxes={c: [] for c in labelled},
+        seen=np.zeros(len(cand), dtype=bool),
+        flat=np.zeros(len(cand), dtype=bool),
+        broken=np.zeros(len(cand), dtype=bool),
+    )
     fixed_arr = np.array([-1 if t is None else t for t in target], dtype=np.int64)
-    broken = np.zeros(len(cand), dtype=bool)  # could not be reprojected
-    uncovered: list[int] = []
-    groups: dict[str, list[ChipInfo]] = {}
+    groups: dict[str, list[Chip]] = {}
     for chip in labelled.values():
         groups.setdefault(chip.crs, []).append(chip)  # type: ignore[arg-type]
     for crs, group in groups.items():
         if not cand:
-            uncovered.extend(c.chip_id for c in group if by_extent)
+            found.uncovered.extend(c.id for c in group if by_extent)
             continue
         in_crs = np.asarray(features.geometry.iloc[cand].to_crs(crs).values, dtype=object)
         footprints = _footprints(group)
-        tree = shapely.STRtree(footprints)
-        feat_idx, chip_idx = tree.query(in_crs, predicate="intersects")
+        feat_idx, chip_idx = shapely.STRtree(footprints).query(in_crs, predicate="intersects")
         free = fixed_arr[feat_idx] < 0
         pairs: dict[int, list[int]] = {}
         for f, c in zip(feat_idx[free], chip_idx[free], strict=True):
             pairs.setdefault(int(c), []).append(int(f))
-        pos = {chip.chip_id: k for k, chip in enumerate(group)}
+        pos = {chip.id: k for k, chip in enumerate(group)}
         for f in np.flatnonzero(fixed_arr >= 0).tolist():
             if int(fixed_arr[f]) in pos:
                 pairs.setdefault(pos[int(fixed_arr[f])], []).append(int(f))
         for c, fs in sorted(pairs.items()):
-            chip = group[c]
-            fs_arr = np.array(sorted(fs), dtype=np.int64)
-            xyxy = _pixel_bounds(in_crs[fs_arr], chip)
-            kept, vis, area_ok = _clip(xyxy, chip.width, chip.height, min_visible)
-            finite = np.isfinite(xyxy).all(axis=1)
-            seen[fs_arr[vis]] = True
-            flat[fs_arr[finite & ~area_ok]] = True
-            broken[fs_arr[~finite]] = True
-            for fk, box in zip(fs_arr[kept].tolist(), xyxy[kept], strict=True):
-                clipped = (
-                    max(float(box[0]), 0.0),
-                    max(float(box[1]), 0.0),
-                    min(float(box[2]), float(chip.width)),
-                    min(float(box[3]), float(chip.height)),
-                )
-                found[chip.chip_id].append((fk, clipped, cand_cls[fk]))
+            _place_on_chip(
+                group[c], np.array(sorted(fs), dtype=np.int64), in_crs, cand_cls, found, min_visible
+            )
         if by_extent:
-            covered = _covered(group, footprints, in_crs, feat_idx, chip_idx, found)
-            uncovered.extend(c.chip_id for c, ok in zip(group, covered, strict=True) if not ok)
-    for cid in uncovered:
-        found.pop(cid, None)
+            covered = _covered(group, footprints, in_crs, feat_idx, chip_idx, found.boxes)
+            found.uncovered.extend(c.id for c, ok in zip(group, covered, strict=True) if not ok)
+    for cid in found.uncovered:
+        found.boxes.pop(cid, None)
+    return found
 
+
+def _place_on_chip(
+    chip: Chip,
+    fs: np.ndarray,
+    in_crs: np.ndarray,
+    cand_cls: list[int],
+    found: _Found,
+    min_visible: float,
+) -> None:
+    """Record the candidates ``fs`` (F,) that overlap ``chip``: kept boxes, and why not."""
+    xyxy = _pixel_bounds(in_crs[fs], chip)
+    kept, vis, area_ok = _clip(xyxy, chip.width, chip.height, min_visible)
+    finite = np.isfinite(xyxy).all(axis=1)
+    found.seen[fs[vis]] = True
+    found.flat[fs[finite & ~area_ok]] = True
+    found.broken[fs[~finite]] = True
+    for fk, box in zip(fs[kept].tolist(), xyxy[kept], strict=True):
+        clipped = (
+            max(float(box[0]), 0.0),
+            max(float(box[1]), 0.0),
+            min(float(box[2]), float(chip.width)),
+            min(float(box[3]), float(chip.height)),
+        )
+        found.boxes[chip.id].append((fk, clipped, cand_cls[fk]))
+
+
+def _report_features(
+    found: _Found,
+    cand: list[int],
+    target: list[int | None],
+    marks: list[str],
+    source: str,
+    report: Callable[[str, str], None],
+) -> tuple[list[Problem], list[Problem]]:
+    """Report the candidates that landed nowhere; returns (notes, model's detections kept)."""
+    notes: list[Problem] = []
     predicted: list[Problem] = []
-    kept_any = {fk for items in found.values() for fk, _, _ in items}
+    kept_any = {fk for items in found.boxes.values() for fk, _, _ in items}
     for k, i in enumerate(cand):
-        if broken[k]:
+        if found.broken[k]:
             report(f"feature {i}", "cannot be reprojected into the scene's CRS")
-        elif flat[k]:
+        elif found.flat[k]:
             report(f"feature {i}", "geometry has no area in pixel space (a point or a line?)")
-        elif not seen[k] and target[k] is not None:
+        elif not found.seen[k] and target[k] is not None:
             report(f"feature {i}", f"feature lies outside its chip {target[k]}")
-        elif not seen[k]:
+        elif not found.seen[k]:
             notes.append(
                 Problem(source, f"feature {i}", "feature lies outside every labelled chip")
             )
@@ -427,18 +533,7 @@ def from_geojson(
             "file",
             "no feature lies on any of the chips being labelled: is the file for this place?",
         )
-
-    labels: dict[int, Boxes] = {}
-    for cid, items in found.items():
-        items.sort(key=lambda t: t[0])  # file order, whatever the CRS groups' order
-        labels[cid] = (
-            Boxes(np.array([t[1] for t in items]), np.array([t[2] for t in items]))
-            if items
-            else Boxes.empty()
-        )
-    return ImportResult(
-        labels, problems, notes=notes, predictions=predicted, uncovered=uncovered, info=info
-    )
+    return notes, predicted
 
 
 def _class_field(
@@ -477,7 +572,7 @@ def _prediction_marks(features: gpd.GeoDataFrame, kind: list[Any], n: int) -> li
 
 
 def _covered(
-    group: Sequence[ChipInfo],
+    group: Sequence[Chip],
     footprints: np.ndarray,
     geoms: np.ndarray,
     feat_idx: np.ndarray,
@@ -489,7 +584,7 @@ def _covered(
     the bounding box of the features on that scene."""
     import shapely
 
-    out = np.array([bool(found.get(c.chip_id)) for c in group], dtype=bool)
+    out = np.array([bool(found.get(c.id)) for c in group], dtype=bool)
     bounds = shapely.bounds(geoms)
     scene_of = np.array([c.scene_id for c in group])
     for scene in np.unique(scene_of).tolist():
@@ -517,17 +612,14 @@ def _missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and v != v)
 
 
-def _footprints(group: Sequence[ChipInfo]) -> np.ndarray:
+def _footprints(group: Sequence[Chip]) -> np.ndarray:
     """Chip footprints (N,) shapely Polygons in their scene CRS, from each chip's transform."""
     import shapely
 
-    corners = np.stack(
-        [window_corners(c.transform, np.array([[0, 0, c.width, c.height]]))[0] for c in group]
-    )
-    return shapely.polygons(corners)
+    return shapely.polygons(np.stack([c.corners for c in group]))
 
 
-def _pixel_bounds(geoms: np.ndarray, chip: ChipInfo) -> np.ndarray:
+def _pixel_bounds(geoms: np.ndarray, chip: Chip) -> np.ndarray:
     """Bounding boxes (N, 4) [x1, y1, x2, y2] in chip pixels of geometries in the chip's CRS."""
     import shapely
 

@@ -27,7 +27,8 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from geoal.formats._check import as_int, as_number, check_box, check_export, class_lookup
-from geoal.formats.records import Boxes, ChipInfo, ImportResult, Problem
+from geoal.formats.records import Boxes, ImportResult, Problem
+from geoal.raster.chip import Chip
 
 FROM_NAME = "label"
 TO_NAME = "image"
@@ -47,10 +48,10 @@ def labelstudio_config(classes: Sequence[str]) -> str:
 
 
 def to_labelstudio(
-    chips: Sequence[ChipInfo],
+    chips: Sequence[Chip],
     boxes: Mapping[int, Boxes],
     classes: Sequence[str],
-    image_url: Callable[[ChipInfo], str],
+    image_url: Callable[[Chip], str],
     model_version: str,
 ) -> list[dict[str, Any]]:
     """One task per chip; chips with an entry in ``boxes`` get one prediction.
@@ -64,14 +65,14 @@ def to_labelstudio(
         task: dict[str, Any] = {
             "data": {
                 "image": image_url(chip),
-                "chip_id": chip.chip_id,
-                "scene": chip.scene_name,
+                "chip_id": chip.id,
+                "scene": chip.scene.name,
                 "scene_id": chip.scene_id,
-                "fingerprint": chip.scene_fingerprint,
+                "fingerprint": chip.scene.fingerprint,
                 "window": list(chip.window),
             }
         }
-        b = boxes.get(chip.chip_id)
+        b = boxes.get(chip.id)
         if b is not None:
             pred: dict[str, Any] = {
                 "model_version": model_version,
@@ -84,7 +85,7 @@ def to_labelstudio(
     return tasks
 
 
-def _results(chip: ChipInfo, b: Boxes, classes: Sequence[str]) -> list[dict[str, Any]]:
+def _results(chip: Chip, b: Boxes, classes: Sequence[str]) -> list[dict[str, Any]]:
     w, h = chip.width, chip.height
     xyxy = b.xyxy.copy()
     xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0.0, w)
@@ -92,7 +93,7 @@ def _results(chip: ChipInfo, b: Boxes, classes: Sequence[str]) -> list[dict[str,
     out = []
     for i, (x1, y1, x2, y2) in enumerate(xyxy.tolist()):
         r: dict[str, Any] = {
-            "id": f"{chip.chip_id}_{i}",
+            "id": f"{chip.id}_{i}",
             "type": "rectanglelabels",
             "from_name": FROM_NAME,
             "to_name": TO_NAME,
@@ -116,7 +117,7 @@ def _results(chip: ChipInfo, b: Boxes, classes: Sequence[str]) -> list[dict[str,
 
 def from_labelstudio(
     tasks: Any,
-    chips_by_id: Mapping[int, ChipInfo],
+    chips_by_id: Mapping[int, Chip],
     classes: Sequence[str],
     source: str,
     *,
@@ -175,14 +176,12 @@ def from_labelstudio(
             else:
                 xyxy.append(box[0])
                 cls.append(box[1])
-        if chip.chip_id in labels:
-            report(
-                where, f"chip {chip.chip_id} is also {labelled_by[chip.chip_id]}; the last is kept"
-            )
-            duplicates.append(chip.chip_id)
-            del labels[chip.chip_id]
-        labels[chip.chip_id] = Boxes(np.array(xyxy), np.array(cls)) if xyxy else Boxes.empty()
-        labelled_by[chip.chip_id] = where
+        if chip.id in labels:
+            report(where, f"chip {chip.id} is also {labelled_by[chip.id]}; the last is kept")
+            duplicates.append(chip.id)
+            del labels[chip.id]
+        labels[chip.id] = Boxes(np.array(xyxy), np.array(cls)) if xyxy else Boxes.empty()
+        labelled_by[chip.id] = where
     return ImportResult(
         labels,
         problems,
@@ -257,9 +256,7 @@ def tasks_from_json_min(rows: list[Any]) -> list[dict[str, Any]]:
     return list(tasks.values())
 
 
-def _task_chip(
-    task: dict[str, Any], chips_by_id: Mapping[int, ChipInfo]
-) -> tuple[ChipInfo | None, str]:
+def _task_chip(task: dict[str, Any], chips_by_id: Mapping[int, Chip]) -> tuple[Chip | None, str]:
     data = task.get("data")
     if not isinstance(data, dict):
         return None, "task without a 'data' object"
@@ -273,7 +270,7 @@ def _task_chip(
     if chip is None:
         return None, f"chip_id {cid} is not one of the project's chips"
     fp, window = data.get("fingerprint"), data.get("window")
-    if (fp is not None and fp != chip.scene_fingerprint) or (
+    if (fp is not None and fp != chip.scene.fingerprint) or (
         window is not None
         and (not isinstance(window, list) or [as_int(v) for v in window] != list(chip.window))
     ):
@@ -325,7 +322,7 @@ def _latest(annotations: Any) -> dict[str, Any] | None:
 
 
 def _result_box(
-    r: Any, chip: ChipInfo, class_index: Callable[[object], int | None], classes: Sequence[str]
+    r: Any, chip: Chip, class_index: Callable[[object], int | None], classes: Sequence[str]
 ) -> tuple[tuple[float, float, float, float], int] | str:
     """(box in chip px, class index) from one result, or what is wrong with it."""
     if not isinstance(r, dict):
@@ -351,7 +348,7 @@ def _result_box(
     if ow != chip.width or oh != chip.height:
         return (
             f"image size {r.get('original_width')} x {r.get('original_height')} differs from "
-            f"chip {chip.chip_id} ({chip.width} x {chip.height})"
+            f"chip {chip.id} ({chip.width} x {chip.height})"
         )
     nums = [as_number(value.get(key)) for key in ("x", "y", "width", "height")]
     if any(v is None for v in nums):

@@ -1,84 +1,15 @@
-"""Plain records the formats read and write: a chip, its boxes, an import's report.
+"""Plain records the formats read and write: a chip's boxes, an import's report.
 
-The store and the CLI build these; every ``to_*`` / ``from_*`` function takes and
-returns them, so the formats never touch the database or open a raster.
+With chips (:class:`geoal.raster.chip.Chip`), every ``to_*`` / ``from_*`` function takes
+and returns these, so the formats never touch the database or open a raster.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-from affine import Affine
-
-from geoal.raster.grid import window_transform
-from geoal.store import SceneRecord
-
-Transform6 = tuple[float, float, float, float, float, float]
-
-
-@dataclass(frozen=True)
-class ChipInfo:
-    """One chip as the formats see it: identity, window in its scene, and georeferencing.
-
-    ``window`` is ``(col_off, row_off, width, height)`` in scene pixels; ``transform`` is the
-    chip's own affine (chip pixel -> scene CRS), ``crs`` its WKT (None = pixel coordinates);
-    ``file_name`` the chip image's path relative to an export folder.
-    """
-
-    chip_id: int
-    scene_id: int
-    scene_name: str
-    scene_path: str
-    scene_fingerprint: str
-    window: tuple[int, int, int, int]
-    transform: Transform6
-    crs: str | None
-    file_name: str
-
-    @property
-    def width(self) -> int:
-        """Chip width in pixels."""
-        return int(self.window[2])
-
-    @property
-    def height(self) -> int:
-        """Chip height in pixels."""
-        return int(self.window[3])
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def chip_file_name(scene_name: str, chip_id: int, ext: str = "png") -> str:
-    """The default export path of a chip image: ``images/<scene>_<chip_id>.<ext>``.
-
-    Characters other than letters, digits, ``.``, ``_`` and ``-`` in the scene name become
-    ``_`` so the name is one safe path component on every OS.
-    """
-    stem = _UNSAFE.sub("_", scene_name).strip(".") or "scene"
-    return f"images/{stem}_{int(chip_id)}.{ext}"
-
-
-def make_chip_info(
-    scene: SceneRecord, chip_id: int, window: tuple[int, int, int, int] | npt.ArrayLike
-) -> ChipInfo:
-    """A :class:`ChipInfo` for the chip ``window`` (col, row, w, h) of a stored scene."""
-    win = tuple(int(v) for v in np.asarray(window).reshape(4))
-    transform = window_transform(Affine(*scene.transform), win)
-    return ChipInfo(
-        chip_id=int(chip_id),
-        scene_id=scene.id,
-        scene_name=scene.name,
-        scene_path=scene.path,
-        scene_fingerprint=scene.fingerprint,
-        window=(win[0], win[1], win[2], win[3]),
-        transform=tuple(float(v) for v in tuple(transform)[:6]),  # type: ignore[arg-type]
-        crs=scene.crs,
-        file_name=chip_file_name(scene.name, chip_id),
-    )
 
 
 @dataclass(frozen=True, eq=False)

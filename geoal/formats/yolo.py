@@ -17,7 +17,8 @@ import numpy as np
 from geoal.errors import FormatError
 from geoal.formats._check import as_int, as_numbers, check_box, check_export
 from geoal.formats.io import write_bytes, write_text
-from geoal.formats.records import Boxes, ChipInfo, Problem
+from geoal.formats.records import Boxes, Problem
+from geoal.raster.chip import Chip
 
 SPLITS = ("train", "val")
 
@@ -80,9 +81,9 @@ def from_yolo_labels(
 
 def write_yolo_dataset(
     out_dir: str | Path,
-    items: Sequence[tuple[ChipInfo, Boxes]],
+    items: Sequence[tuple[Chip, Boxes]],
     classes: Sequence[str],
-    images: Callable[[ChipInfo], np.ndarray],
+    images: Callable[[Chip], np.ndarray],
     val_ids: Collection[int] = frozenset(),
 ) -> Path:
     """Write an ultralytics dataset and return its ``data.yaml``.
@@ -97,26 +98,18 @@ def write_yolo_dataset(
     from PIL import Image
 
     out = Path(out_dir).resolve()
-    check_export([chip for chip, _ in items], {chip.chip_id: b for chip, b in items}, classes)
-    stems: dict[str, int] = {}
-    for chip, _ in items:
-        stem = Path(chip.file_name).stem
-        if stem in stems:
-            raise FormatError(
-                f"chips {stems[stem]} and {chip.chip_id} would both be written as {stem!r}"
-            )
-        stems[stem] = chip.chip_id
+    check_export([chip for chip, _ in items], {chip.id: b for chip, b in items}, classes)
     for split in SPLITS:
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
     n_val = 0
     for chip, boxes in items:
-        split = "val" if chip.chip_id in val_ids else "train"
+        split = "val" if chip.id in val_ids else "train"
         n_val += split == "val"
         pixels = np.asarray(images(chip))
         if pixels.dtype != np.uint8 or pixels.shape != (chip.height, chip.width, 3):
             raise FormatError(
-                f"chip {chip.chip_id}: image must be ({chip.height}, {chip.width}, 3) uint8, "
+                f"chip {chip.id}: image must be ({chip.height}, {chip.width}, 3) uint8, "
                 f"got {pixels.shape} {pixels.dtype}"
             )
         stem = Path(chip.file_name).stem

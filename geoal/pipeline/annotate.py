@@ -31,7 +31,7 @@ import numpy as np
 
 from geoal import formats
 from geoal.errors import ConfigError, FormatError, GeoalError
-from geoal.formats import Boxes, make_chip_info
+from geoal.formats import Boxes
 from geoal.pipeline.catalog import check_scenes_unchanged
 from geoal.project import Project
 from geoal.store import labels as label_store
@@ -99,10 +99,12 @@ class ImportReport:
 
 
 def chip_infos(project: Project, chip_ids: Sequence[int] | None = None) -> dict[int, Any]:
-    """ChipInfo of the given chips (default: every chip), keyed by chip id."""
+    """The Chip of the given chips (default: every chip), keyed by chip id."""
+    from geoal.raster.chip import Chip
+
     scenes = {s.id: s for s in project.store.scenes()}
     return {
-        c.id: make_chip_info(scenes[c.scene_id], c.id, c.window)
+        c.id: Chip.at(scenes[c.scene_id], c.id, c.window)
         for c in label_store.chip_rows(project.store.conn, chip_ids)
     }
 
@@ -139,7 +141,7 @@ def chip_images(project: Project) -> Any:
     """A :class:`~geoal.raster.reader.ChipImages` over the project's scenes (a context manager)."""
     from geoal.raster.reader import ChipImages
 
-    return ChipImages({s.id: s for s in project.store.scenes()})
+    return ChipImages()
 
 
 def _write_image(path: Path, pixels: np.ndarray, image_format: str) -> None:
@@ -181,7 +183,7 @@ def _write_geotiff(path: Path, pixels: np.ndarray, chip: Any) -> None:
 
 @dataclass(frozen=True)
 class _RoundExport:
-    """What an export of one round writes: its chips (ChipInfo, in selection order), the
+    """What an export of one round writes: its chips (Chip, in selection order), the
     model's boxes of each (at or above the threshold) and the model that made them."""
 
     round_id: int
@@ -265,7 +267,7 @@ def _round_export(project: Project, opts: ExportOptions, conf: float) -> _RoundE
     infos = chip_infos(project, ids)
     chips = [infos[i] for i in ids]
     if opts.image_format != "png":
-        chips = [replace(c, file_name=c.file_name[: -len("png")] + "jpg") for c in chips]
+        chips = [replace(c, image_ext=opts.image_format) for c in chips]
     boxes = predictions(project, ids, model_hash, conf)
     return _RoundExport(round_id, chips, boxes, model_hash, project.config.classes)
 
@@ -539,7 +541,7 @@ def _parse_geojson(project: Project, path: Path, opts: ImportOptions) -> tuple[A
 def _geojson_chips(
     project: Project, round_id: int | None, names_chips: bool
 ) -> tuple[list[Any], str]:
-    """The chips a vector file may label (ChipInfo) and how the summary names them.
+    """The chips a vector file may label (Chip) and how the summary names them.
 
     A file that names its chips (a geoal export) may label any chip; one that does not
     labels the chips of ``round_id`` (default: the latest open round, or every chip when

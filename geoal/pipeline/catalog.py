@@ -83,20 +83,20 @@ def tile_scenes(
                 report.already.append(f"{path}: already added as scene {known.id} ({known.name})")
                 continue
             cat = interruptible(catalogue, path, tiling)
-            known = store.find_scene(cat.values["path"], cat.values["fingerprint"])
+            known = store.find_scene(cat.scene.path, cat.scene.fingerprint)
             if known is not None and _gone(known.path):
                 # the tiled file moved: the same content here is that scene, chips and all
-                store.move_scene(known.id, cat.values["path"])
+                store.move_scene(known.id, cat.scene.path)
                 report.moved.append(
                     f"scene {known.id} ({known.name}) moved from {known.path} to "
-                    f"{cat.values['path']}; its chips, labels and scores stay as they were"
+                    f"{cat.scene.path}; its chips, labels and scores stay as they were"
                 )
                 continue
             if known is not None:
                 raise ProjectError(
                     f"{path}: same content as scene {known.id} ({known.path}); not added twice"
                 )
-            scene_id = store.insert_scene(cat.values, cat.windows, cat.valid)
+            scene_id = store.insert_scene(cat.scene, cat.windows, cat.valid)
         except GeoalError as exc:
             report.errors.append(str(exc))
             continue
@@ -117,7 +117,7 @@ def tile_scenes(
         report.added.append(
             {
                 "scene_id": scene_id,
-                "path": cat.values["path"],
+                "path": cat.scene.path,
                 "chips": len(cat.windows),
                 "skipped_nodata": cat.skipped,
             }

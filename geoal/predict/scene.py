@@ -19,6 +19,9 @@ import numpy as np
 from geoal.config import TilingConfig
 from geoal.errors import ConfigError, GeoalError
 from geoal.predict.merge import MATCH_METRICS, MERGE_METHODS, merge_detections
+from geoal.raster.chip import Chip
+from geoal.raster.reader import iter_batches, read_chips
+from geoal.raster.scene import Scene, catalogue
 
 MIN_CHIP, MAX_CHIP = 32, 8192  # pixels, as tiling.size
 
@@ -60,6 +63,11 @@ class PredictOptions:
         if not 0 <= self.overlap < 1:
             raise ConfigError(f"--overlap must be in [0, 1), got {self.overlap}")
 
+    @property
+    def tiling(self) -> TilingConfig:
+        """How scenes are cut into chips: ``size``, ``overlap``, ``bands``, the rest default."""
+        return TilingConfig(size=self.size, overlap=self.overlap, bands=self.bands)
+
 
 @dataclass
 class SceneDetections:
@@ -73,6 +81,19 @@ class SceneDetections:
     chips: int
     raw_detections: int
     seconds: float
+
+    @classmethod
+    def merged(
+        cls, scene: Scene, parts: Sequence[np.ndarray], chips: int, opts: PredictOptions, t0: float
+    ) -> SceneDetections:
+        """The scene's objects: its chips' detections ``parts`` (each (N, 7), in chip order)
+        merged with ``opts``' method; ``t0``: when the scene's work began (perf_counter)."""
+        raw = np.concatenate(parts) if len(parts) else np.zeros((0, 7))
+        merged, _ = merge_detections(raw, opts.merge, opts.match, opts.threshold)
+        seconds = time.perf_counter() - t0
+        return cls(
+            scene.path, scene.name, scene.crs, scene.transform, merged, chips, len(raw), seconds
+        )
 
 
 @dataclass
@@ -99,55 +120,34 @@ def predict_scene(
     """Detect and merge the objects of one scene."""
     from tqdm import tqdm
 
-    from geoal.raster.reader import iter_batches, iter_chips
-    from geoal.raster.scene import catalogue
-    from geoal.store import SceneRecord
-
     t0 = time.perf_counter()
-    tiling = TilingConfig(size=opts.size, overlap=opts.overlap, bands=opts.bands)
-    cat = catalogue(path, tiling, sample=False)
-    scene = SceneRecord.from_values(0, cat.values)
-    windows = cat.windows
-    items = [(i, 0, tuple(int(v) for v in w)) for i, w in enumerate(windows)]
-    batches = iter_batches(iter_chips({0: scene}, items, workers=opts.workers), opts.batch)
+    cat = catalogue(path, opts.tiling, sample=False)
+    chips = [Chip.at(cat.scene, i, w) for i, w in enumerate(cat.windows)]
+    batches = iter_batches(read_chips(chips, workers=opts.workers), opts.batch)
     parts: list[np.ndarray] = []
-    bar = tqdm(total=len(items), desc=scene.name[:24], unit="chip", disable=not progress)
+    bar = tqdm(total=len(chips), desc=cat.scene.name[:24], unit="chip", disable=not progress)
     stream = detector.iter_predict(batches, views=1, conf=opts.conf, iou=opts.iou, details=False)
     try:
         for chip_idx, results in stream:
             for idx, res in zip(chip_idx, results, strict=True):
                 if len(res):
-                    parts.append(chip_objects(res, windows[idx], scene.width, scene.height))
+                    parts.append(chip_objects(res, chips[idx]))
             bar.update(len(chip_idx))
     finally:
         stream.close()
         bar.close()
-    raw = np.concatenate(parts) if parts else np.zeros((0, 7))
-    merged, _ = merge_detections(raw, opts.merge, opts.match, opts.threshold)
-    return SceneDetections(
-        path=scene.path,
-        name=scene.name,
-        crs=scene.crs,
-        transform=scene.transform,
-        objects=merged,
-        chips=len(items),
-        raw_detections=len(raw),
-        seconds=time.perf_counter() - t0,
-    )
+    return SceneDetections.merged(cat.scene, parts, len(chips), opts, t0)
 
 
-def chip_objects(res: Any, window: Sequence[int], width: int, height: int) -> np.ndarray:
-    """A chip's detections in scene pixels: (N, 7) [x1, y1, x2, y2, score, class, entropy].
-
-    ``window``: the chip's [col_off, row_off, ...]; ``width``, ``height``: the scene's size.
-    """
+def chip_objects(res: Any, chip: Chip) -> np.ndarray:
+    """A chip's detections in scene pixels: (N, 7) [x1, y1, x2, y2, score, class, entropy]."""
     from geoal.uncertainty import entropy
 
-    col, row = window[0], window[1]
+    col, row = chip.window[0], chip.window[1]
     boxes = res.boxes.astype(np.float64) + np.array([col, row, col, row], dtype=np.float64)
     # a padded chip (scene smaller than a chip) may see boxes in the padding
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, chip.scene.width)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, chip.scene.height)
     return np.column_stack([boxes, res.conf, res.cls, entropy(res.probs)])
 
 

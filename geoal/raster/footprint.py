@@ -11,7 +11,7 @@ from affine import Affine
 
 from geoal.errors import ConfigError
 from geoal.raster.grid import clip_windows, window_corners
-from geoal.store import SceneRecord
+from geoal.raster.scene import Scene
 
 WGS84 = "EPSG:4326"
 
@@ -34,7 +34,7 @@ def crs_to_pixel(
     return pixel_to_crs(inv, xs, ys)
 
 
-def scene_footprints(scene: SceneRecord, windows: np.ndarray) -> np.ndarray:
+def scene_footprints(scene: Scene, windows: np.ndarray) -> np.ndarray:
     """Chip footprints (N,) shapely Polygons in the scene's CRS, cut to the scene extent.
 
     Exact from the affine transform: the corners of the window's pixel edges.

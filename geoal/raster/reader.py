@@ -1,7 +1,7 @@
 """Read chips as (H, W, 3) uint8 arrays: windows + stored stretch, fast.
 
 :class:`SceneReader` is a thin class that holds one open dataset and delegates
-to :func:`read_window`, a plain function over an open dataset. :func:`iter_chips`
+to :func:`read_window`, a plain function over an open dataset. :func:`read_chips`
 reads many chips with a small thread pool (GDAL releases the GIL while it
 decodes), each thread with its own dataset handles, in a bounded look-ahead so
 memory does not grow with the number of chips.
@@ -19,13 +19,13 @@ import numpy as np
 from affine import Affine
 
 from geoal.errors import RasterError
+from geoal.raster.chip import Chip
 from geoal.raster.grid import window_transform
-from geoal.raster.scene import open_scene
+from geoal.raster.scene import Scene, open_scene
 from geoal.raster.stretch import apply_stretch
-from geoal.store import SceneRecord
 
 
-def read_window(ds: Any, scene: SceneRecord, window: Iterable[int], mask_kind: str) -> np.ndarray:
+def read_window(ds: Any, scene: Scene, window: Iterable[int], mask_kind: str) -> np.ndarray:
     """One chip of an open dataset: (height, width, 3) uint8, stored bands and stretch applied.
 
     ``window``: [col_off, row_off, width, height] in scene pixels; the part beyond
@@ -60,7 +60,7 @@ def read_window(ds: Any, scene: SceneRecord, window: Iterable[int], mask_kind: s
 
 
 def _invalid_pixels(
-    data: np.ndarray, scene: SceneRecord, mask_kind: str, ds: Any, win: Any
+    data: np.ndarray, scene: Scene, mask_kind: str, ds: Any, win: Any
 ) -> np.ndarray | None:
     """(h, w) bool of pixels to show as 0, or None when the stretch already zeroes them.
 
@@ -98,7 +98,7 @@ def mask_kind(ds: Any) -> str:
 class SceneReader:
     """Holds one open scene and reads its chips."""
 
-    def __init__(self, scene: SceneRecord) -> None:
+    def __init__(self, scene: Scene) -> None:
         self.scene = scene
         self.ds = open_scene(scene)  # the file the chips, labels and scores refer to
         self.mask_kind = mask_kind(self.ds)
@@ -133,20 +133,18 @@ class SceneReader:
 
 
 class ChipImages:
-    """Reads chips of many scenes as (H, W, 3) uint8, keeping one open reader per scene.
+    """Reads chips (:class:`Chip`) of many scenes as (H, W, 3) uint8, one open reader per scene.
 
-    ``images(chip)`` takes anything with ``scene_id`` and ``window`` (a ChipInfo);
-    use it as a context manager so the datasets are closed.
+    Use it as a context manager so the datasets are closed.
     """
 
-    def __init__(self, scenes: Mapping[int, SceneRecord]) -> None:
-        self.scenes = scenes
+    def __init__(self) -> None:
         self._readers: dict[int, SceneReader] = {}
 
-    def __call__(self, chip: Any) -> np.ndarray:
+    def __call__(self, chip: Chip) -> np.ndarray:
         reader = self._readers.get(chip.scene_id)
         if reader is None:
-            reader = self._readers[chip.scene_id] = SceneReader(self.scenes[chip.scene_id])
+            reader = self._readers[chip.scene_id] = SceneReader(chip.scene)
         return reader.read(chip.window)
 
     def close(self) -> None:
@@ -162,35 +160,54 @@ class ChipImages:
         self.close()
 
 
-def read_chip(scene: SceneRecord, window: Iterable[int]) -> tuple[np.ndarray, Affine]:
+def read_chip(scene: Scene, window: Iterable[int]) -> tuple[np.ndarray, Affine]:
     """Read one chip: (H, W, 3) uint8 and its affine transform. Opens and closes the scene."""
     with SceneReader(scene) as reader:
         return reader.read(window), reader.transform(window)
 
 
+def read_chips(
+    chips: Iterable[Chip], *, workers: int = 2, lookahead: int = 8
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Read chips in order with a thread pool: yields (chip id, (H, W, 3) uint8).
+
+    At most ``workers * lookahead`` chips are in flight, so memory stays bounded for any
+    number of chips.
+    """
+    items = ((c.id, c.scene, c.window) for c in chips)
+    return _read_ahead(items, workers=workers, lookahead=lookahead)
+
+
 def iter_chips(
-    scenes: Mapping[int, SceneRecord],
+    scenes: Mapping[int, Scene],
     items: Iterable[tuple[int, int, Iterable[int]]],
     *,
     workers: int = 2,
     lookahead: int = 8,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Read chips in order with a thread pool: yields (chip_id, (H, W, 3) uint8).
+    """:func:`read_chips` of (chip_id, scene_id, window) rows of the scenes ``scenes``."""
+    triples = ((cid, scenes[sid], window) for cid, sid, window in items)
+    return _read_ahead(triples, workers=workers, lookahead=lookahead)
 
-    ``items``: (chip_id, scene_id, window) triples. At most ``workers * lookahead``
-    chips are in flight, so memory stays bounded for any number of chips.
+
+def _read_ahead(
+    items: Iterable[tuple[int, Scene, Iterable[int]]], *, workers: int, lookahead: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yields (chip_id, (H, W, 3) uint8) of (chip_id, scene, window) items, read by threads.
+
+    Each thread keeps its own open dataset per scene; all are closed at the end.
     """
     local = threading.local()
     readers: list[SceneReader] = []
     lock = threading.Lock()
 
-    def read(scene_id: int, window: Iterable[int]) -> np.ndarray:
+    def read(scene: Scene, window: Iterable[int]) -> np.ndarray:
         cache: dict[int, SceneReader] | None = getattr(local, "readers", None)
         if cache is None:
             cache = local.readers = {}
-        reader = cache.get(scene_id)
+        reader = cache.get(scene.id)
         if reader is None:
-            reader = cache[scene_id] = SceneReader(scenes[scene_id])
+            reader = cache[scene.id] = SceneReader(scene)
             with lock:
                 readers.append(reader)
         return reader.read(window)
@@ -199,8 +216,8 @@ def iter_chips(
     limit = max(1, workers * lookahead)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="geoal-read") as pool:
         try:
-            for chip_id, scene_id, window in items:
-                pending.append((chip_id, pool.submit(read, scene_id, tuple(window))))
+            for chip_id, scene, window in items:
+                pending.append((chip_id, pool.submit(read, scene, tuple(window))))
                 if len(pending) >= limit:
                     cid, fut = pending.popleft()
                     yield cid, fut.result()

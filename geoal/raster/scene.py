@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import json
 import os
 import threading
 import warnings
@@ -57,11 +56,42 @@ is to wait for ever, so a server that accepts and never answers would hang ``geo
 (holding the project's write lock) with no end and no message."""
 
 
+Transform6 = tuple[float, float, float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A scene: where its file is, its pixel grid, its CRS and how it is shown.
+
+    ``transform``: the affine (a, b, c, d, e, f), pixel -> CRS; ``crs``: WKT, None =
+    pixel coordinates; ``bands``: the 3 1-based bands shown as R, G, B; ``stretch``:
+    (lo, hi) per shown band, None = shown as stored; ``fingerprint``: the content hash
+    (:func:`fingerprint`). ``id`` is the project's scene id (0 for a scene not stored).
+    """
+
+    id: int
+    path: str
+    name: str
+    fingerprint: str
+    driver: str
+    width: int
+    height: int
+    band_count: int
+    dtype: str
+    crs: str | None
+    transform: Transform6
+    nodata: float | None
+    bands: tuple[int, int, int]
+    stretch: tuple[tuple[float, float], ...] | None
+    chip_size: int
+    overlap: float
+
+
 @dataclass(frozen=True)
 class Catalogued:
-    """A scene ready to be stored: its row values, chip windows and their valid fractions."""
+    """A scene ready to be stored (``scene.id`` 0), its chip windows and their valid fractions."""
 
-    values: dict[str, Any]
+    scene: Scene
     windows: np.ndarray  # (N, 4) int64 [col, row, w, h]
     valid: np.ndarray  # (N,) float, 0-1
     skipped: int  # chips dropped as (nearly) all nodata
@@ -142,12 +172,12 @@ def _stat_key(path: str) -> tuple[int, ...] | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def check_unchanged(scene: Any, ds: Any) -> None:
+def check_unchanged(scene: Scene, ds: Any) -> None:
     """RasterError unless ``ds`` (the open file of stored ``scene``) is the file that was tiled.
 
     Compares the content fingerprint stored at tile time (size, first and last MiB, grid):
     chips, labels and scores refer to the tiled pixels, so a file overwritten since must
-    not be read as if it were the same. ``scene``: a SceneRecord. Cheap: each scene is
+    not be read as if it were the same. Cheap: each scene is
     hashed once per process, later calls only stat the file.
     """
     key = (scene.path, scene.fingerprint)
@@ -178,8 +208,8 @@ def check_unchanged(scene: Any, ds: Any) -> None:
     )
 
 
-def open_scene(scene: Any) -> Any:
-    """Open a stored scene's file (a SceneRecord), checked to be the file that was tiled.
+def open_scene(scene: Scene) -> Any:
+    """Open a stored scene's file, checked to be the file that was tiled.
 
     A file that is gone, or changed since tiling, raises RasterError saying what to do.
     """
@@ -198,8 +228,8 @@ def open_scene(scene: Any) -> Any:
     return ds
 
 
-def check_scenes(scenes: Iterable[Any]) -> None:
-    """:func:`open_scene` for each SceneRecord (once each); the first problem raises."""
+def check_scenes(scenes: Iterable[Scene]) -> None:
+    """:func:`open_scene` for each scene (once each); the first problem raises."""
     for scene in scenes:
         open_scene(scene).close()
 
@@ -427,8 +457,6 @@ def catalogue(path: str, tiling: TilingConfig, *, sample: bool = True) -> Catalo
     by the chip reads (``RasterError`` there) instead of here. ``geoal predict`` uses
     it: for a 3,200 px deflate scene the read costs as much as 5 % of the prediction.
     """
-    from rasterio.enums import MaskFlags
-
     ds = open_raster(path)
     notes: list[str] = []
     try:
@@ -438,22 +466,8 @@ def catalogue(path: str, tiling: TilingConfig, *, sample: bool = True) -> Catalo
         _check_readable(ds, path)
         dtype = ds.dtypes[bands[0] - 1]
         mode = tiling.stretch.mode
-        stretch = None
         needs_stretch = mode == "always" or (mode == "auto" and dtype != "uint8")
-        all_valid = all(f == [MaskFlags.all_valid] for f in ds.mask_flag_enums)
-        if sample or needs_stretch or not all_valid:
-            try:
-                data, valid = decimated_sample(ds, bands, tiling.overview_max)
-            except RasterError:
-                raise
-            except Exception as exc:
-                msg = str(exc).split("\n")[0]
-                raise RasterError(
-                    f"{path}: cannot read pixels (truncated or corrupt file: {msg})"
-                ) from None
-        else:
-            data, valid = np.zeros((len(bands), 1, 1), dtype=dtype), np.ones((1, 1), dtype=bool)
-        grid = (ds.width, ds.height, tiling.size, tiling.overlap)
+        data, valid = _sample(ds, path, bands, tiling, sample or needs_stretch)
         rects = vrt_source_rects(path, ds)
         # a decimated pixel wider than a quarter chip cannot tell one chip's data from gaps
         coarse = max(ds.width, ds.height) / max(valid.shape) > tiling.size / 4
@@ -465,51 +479,14 @@ def catalogue(path: str, tiling: TilingConfig, *, sample: bool = True) -> Catalo
                 valid = valid & rect_mask(rects, valid.shape, ds.width, ds.height)
         if not valid.any():
             raise RasterError(f"{path}: scene holds no valid pixels (all nodata); nothing to tile")
+        stretch = None
         if needs_stretch:
             stretch = percentile_clip(data, valid, tiling.stretch.low, tiling.stretch.high)
-        if ds.crs is None:
-            notes.append(f"{path}: no CRS; using pixel coordinates (footprints are in pixels)")
-        if ds.width < tiling.size or ds.height < tiling.size:
-            notes.append(
-                f"{path}: scene ({ds.width} x {ds.height}) is smaller than the chip size "
-                f"{tiling.size}; it becomes one padded chip"
-            )
-        if rects is None:
-            _check_chip_count(path, ds, tiling, grid_count(*grid))
-            windows = chip_grid(*grid)
-            frac = valid_fractions(valid, windows, ds.width, ds.height)
-        else:
-            windows = covered_grid(*grid, rects)
-            _check_chip_count(path, ds, tiling, len(windows))
-            uncovered = grid_count(*grid) - len(windows)
-            if uncovered:
-                notes.append(
-                    f"{path}: {uncovered:,} chips of the grid lie where none of the VRT's "
-                    f"{len(rects)} sources is; skipped"
-                )
-            frac = covered_fractions(windows, rects, ds.width, ds.height)
-            if not coarse:  # the sample sees nodata inside the sources too
-                frac = np.minimum(frac, valid_fractions(valid, windows, ds.width, ds.height))
+        notes.extend(_scene_notes(path, ds, tiling.size))
+        windows, frac = _chip_windows(path, ds, tiling, valid, rects, coarse, notes)
         keep = frac >= max(tiling.min_valid, 1e-9)
-        values = {
-            "path": canonical_path(path),
-            "name": Path(path).stem if not path.startswith("/vsi") else path.rsplit("/", 1)[-1],
-            "fingerprint": fingerprint(path, ds),
-            "driver": ds.driver,
-            "width": ds.width,
-            "height": ds.height,
-            "band_count": ds.count,
-            "dtype": dtype,
-            "crs": ds.crs.to_wkt() if ds.crs is not None else None,
-            "transform": json.dumps(list(tuple(ds.transform)[:6])),
-            "nodata": None if ds.nodata is None else float(ds.nodata),
-            "bands": json.dumps(list(bands)),
-            "stretch": None if stretch is None else json.dumps([list(s) for s in stretch]),
-            "chip_size": tiling.size,
-            "overlap": tiling.overlap,
-        }
         return Catalogued(
-            values=values,
+            scene=_scene(path, ds, tiling, dtype, bands, stretch),
             windows=windows[keep],
             valid=frac[keep],
             skipped=int((~keep).sum()),
@@ -517,3 +494,105 @@ def catalogue(path: str, tiling: TilingConfig, *, sample: bool = True) -> Catalo
         )
     finally:
         ds.close()
+
+
+def _sample(
+    ds: Any, path: str, bands: tuple[int, int, int], tiling: TilingConfig, wanted: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The decimated sample (B, h, w) and valid mask (h, w), or a 1-pixel stand-in.
+
+    The read is skipped (a stand-in of one valid pixel) unless ``wanted`` or the file's
+    mask flags say some pixels may be invalid.
+    """
+    from rasterio.enums import MaskFlags
+
+    all_valid = all(f == [MaskFlags.all_valid] for f in ds.mask_flag_enums)
+    if not wanted and all_valid:
+        dtype = ds.dtypes[bands[0] - 1]
+        return np.zeros((len(bands), 1, 1), dtype=dtype), np.ones((1, 1), dtype=bool)
+    try:
+        return decimated_sample(ds, bands, tiling.overview_max)
+    except RasterError:
+        raise
+    except Exception as exc:
+        msg = str(exc).split("\n")[0]
+        raise RasterError(
+            f"{path}: cannot read pixels (truncated or corrupt file: {msg})"
+        ) from None
+
+
+def _scene_notes(path: str, ds: Any, size: int) -> list[str]:
+    """What is worth telling about a scene: no CRS, smaller than a chip."""
+    notes = []
+    if ds.crs is None:
+        notes.append(f"{path}: no CRS; using pixel coordinates (footprints are in pixels)")
+    if ds.width < size or ds.height < size:
+        notes.append(
+            f"{path}: scene ({ds.width} x {ds.height}) is smaller than the chip size "
+            f"{size}; it becomes one padded chip"
+        )
+    return notes
+
+
+def _chip_windows(
+    path: str,
+    ds: Any,
+    tiling: TilingConfig,
+    valid: np.ndarray,
+    rects: np.ndarray | None,
+    coarse: bool,
+    notes: list[str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The chip windows (N, 4) [col, row, w, h] and their valid fractions (N,) 0-1.
+
+    ``valid``: the decimated (h, w) mask; ``rects``: a VRT's source rectangles (M, 4) or
+    None; ``coarse``: the sample is too coarse to see nodata inside the sources. A note
+    on the chips that lie where no source is goes to ``notes``.
+    """
+    grid = (ds.width, ds.height, tiling.size, tiling.overlap)
+    if rects is None:
+        _check_chip_count(path, ds, tiling, grid_count(*grid))
+        windows = chip_grid(*grid)
+        return windows, valid_fractions(valid, windows, ds.width, ds.height)
+    windows = covered_grid(*grid, rects)
+    _check_chip_count(path, ds, tiling, len(windows))
+    uncovered = grid_count(*grid) - len(windows)
+    if uncovered:
+        notes.append(
+            f"{path}: {uncovered:,} chips of the grid lie where none of the VRT's "
+            f"{len(rects)} sources is; skipped"
+        )
+    frac = covered_fractions(windows, rects, ds.width, ds.height)
+    if not coarse:  # the sample sees nodata inside the sources too
+        frac = np.minimum(frac, valid_fractions(valid, windows, ds.width, ds.height))
+    return windows, frac
+
+
+def _scene(
+    path: str,
+    ds: Any,
+    tiling: TilingConfig,
+    dtype: str,
+    bands: tuple[int, int, int],
+    stretch: list[tuple[float, float]] | None,
+) -> Scene:
+    """The :class:`Scene` (id 0: not stored yet) of the open dataset ``ds`` of ``path``."""
+    a, b, c, d, e, f = (float(v) for v in tuple(ds.transform)[:6])
+    return Scene(
+        id=0,
+        path=canonical_path(path),
+        name=Path(path).stem if not path.startswith("/vsi") else path.rsplit("/", 1)[-1],
+        fingerprint=fingerprint(path, ds),
+        driver=ds.driver,
+        width=int(ds.width),
+        height=int(ds.height),
+        band_count=int(ds.count),
+        dtype=str(dtype),
+        crs=ds.crs.to_wkt() if ds.crs is not None else None,
+        transform=(a, b, c, d, e, f),
+        nodata=None if ds.nodata is None else float(ds.nodata),
+        bands=(int(bands[0]), int(bands[1]), int(bands[2])),
+        stretch=None if stretch is None else tuple((float(lo), float(hi)) for lo, hi in stretch),
+        chip_size=tiling.size,
+        overlap=tiling.overlap,
+    )

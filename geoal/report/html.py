@@ -259,7 +259,7 @@ def _gallery_section(project: Project, gallery: int, min_score: float) -> list[s
             info = infos[cid]
             boxes, texts, hidden = _shown_detections(preds.get(cid), classes, min_score)
             known = truth[cid].xyxy if cid in truth else None
-            title = f"#{rank + 1} chip {cid} ({info.scene_name})"
+            title = f"#{rank + 1} chip {cid} ({info.scene.name})"
             caption = (
                 f"score {_fmt(score)}; {_count(len(boxes), 'detection')} shown"
                 + (f" ({hidden} below {min_score:g} not drawn)" if hidden else "")

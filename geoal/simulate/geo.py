@@ -19,6 +19,7 @@ settings); running again with the same inputs reuses it, other inputs are refuse
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -29,7 +30,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from geoal.errors import ConfigError, FormatError
+from geoal.config import TilingConfig
+from geoal.errors import ConfigError, FormatError, GeoalError
+from geoal.formats import from_geojson, read_geojson
+from geoal.raster.chip import Chip
+from geoal.raster.reader import read_chips
+from geoal.raster.scene import Catalogued, catalogue, expand_inputs
 
 Split = Literal["scene", "chip"]
 
@@ -105,13 +111,6 @@ class GeoDataset:
     summary: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class _Chip:
-    chip_id: int
-    scene: int  # index into the scene list
-    window: tuple[int, int, int, int]
-
-
 def prepare_geo_dataset(source: GeoSource, folder: Path, *, progress: bool = False) -> GeoDataset:
     """Write (or reuse) ``folder`` with ``pool.json``, ``test.json`` and ``images/``.
 
@@ -130,15 +129,13 @@ def prepare_geo_dataset(source: GeoSource, folder: Path, *, progress: bool = Fal
                 "give another --out, or the same inputs to resume"
             )
         return _dataset(folder, saved["summary"])
-    placed = [
-        (s, tuple(int(v) for v in w)) for s, (_, cat) in enumerate(scenes) for w in cat.windows
-    ]
-    chips = [_Chip(i, s, w) for i, (s, w) in enumerate(placed)]  # type: ignore[arg-type]
+    placed = [(cat.scene, w) for cat in scenes for w in cat.windows]
+    chips = [Chip.at(scene, i, w) for i, (scene, w) in enumerate(placed)]
     if not chips:
         raise ConfigError(f"{', '.join(source.scenes)}: no chip with valid pixels")
-    classes, labels, notes = _labels(source, scenes, chips)
+    classes, labels, notes = _labels(source, chips)
     test_ids, dropped = split_chips(
-        np.array([c.scene for c in chips]),
+        np.array([c.scene_id for c in chips]),
         np.array([c.window for c in chips], dtype=np.int64).reshape(-1, 4),
         source.split,
         source.test_fraction,
@@ -146,7 +143,7 @@ def prepare_geo_dataset(source: GeoSource, folder: Path, *, progress: bool = Fal
     )
     is_test = np.zeros(len(chips), dtype=bool)
     is_test[test_ids] = True
-    pool_ids = [c.chip_id for c in chips if not is_test[c.chip_id] and c.chip_id not in dropped]
+    pool_ids = [c.id for c in chips if not is_test[c.id] and c.id not in dropped]
     if len(pool_ids) < 2:
         raise ConfigError(
             f"the split leaves {len(pool_ids)} pool chips: use smaller chips, a smaller "
@@ -161,7 +158,7 @@ def prepare_geo_dataset(source: GeoSource, folder: Path, *, progress: bool = Fal
             "--split-seed or --test-fraction, or --split chip"
         )
     summary = {
-        "scenes": [str(cat.values["path"]) for _, cat in scenes],
+        "scenes": [cat.scene.path for cat in scenes],
         "classes": list(classes),
         "chips": len(chips),
         "pool_chips": len(pool_ids),
@@ -174,9 +171,9 @@ def prepare_geo_dataset(source: GeoSource, folder: Path, *, progress: bool = Fal
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / IMAGES).mkdir(parents=True)
-    names = _write_chips(tmp / IMAGES, scenes, chips, [*pool_ids, *test_ids.tolist()], progress)
+    names = _write_chips(tmp / IMAGES, chips, [*pool_ids, *test_ids.tolist()], progress)
     for name, ids in ((POOL_JSON, pool_ids), (TEST_JSON, test_ids.tolist())):
-        coco = _coco(chips, ids, names, labels, classes, scenes)
+        coco = _coco(chips, ids, names, labels, classes)
         (tmp / name).write_text(json.dumps(coco))
     (tmp / MANIFEST).write_text(json.dumps({**manifest, "summary": summary}, indent=1))
     if folder.exists():
@@ -234,40 +231,36 @@ def split_chips(
     return test, dropped
 
 
-def _catalogue(source: GeoSource) -> list[tuple[Any, Any]]:
-    """(SceneRecord, Catalogued) of every scene; ConfigError listing the unreadable ones."""
-    from geoal.config import TilingConfig
-    from geoal.errors import GeoalError
-    from geoal.raster.scene import catalogue, expand_inputs
-    from geoal.store import SceneRecord
-
+def _catalogue(source: GeoSource) -> list[Catalogued]:
+    """Every scene catalogued, scene id = its position; ConfigError listing the unreadable ones."""
     paths, problems = expand_inputs(source.scenes)
     tiling = TilingConfig(size=source.size, overlap=source.overlap, bands=source.bands)
-    out = []
-    for i, path in enumerate(paths):
+    out: list[Catalogued] = []
+    for path in paths:
         try:
             cat = catalogue(path, tiling)
         except GeoalError as error:
             problems.append(str(error))
             continue
-        if cat.values.get("crs") is None:
+        if cat.scene.crs is None:
             problems.append(f"{path}: no CRS, so GeoJSON labels cannot be placed on it")
             continue
-        out.append((SceneRecord.from_values(i, cat.values), cat))
+        scene = dataclasses.replace(cat.scene, id=len(out))
+        out.append(dataclasses.replace(cat, scene=scene))
     if problems:
         raise ConfigError("cannot use the scenes:\n  " + "\n  ".join(problems))
     if not out:
         raise ConfigError(f"--scenes {' '.join(source.scenes)}: no raster found")
-    names = [rec.name for rec, _ in out]
+    names = [cat.scene.name for cat in out]
     if len(set(names)) != len(names):
         raise ConfigError(f"two scenes share a name: {sorted(names)}; rename one")
     return out
 
 
-def _manifest(source: GeoSource, scenes: list[tuple[Any, Any]]) -> dict[str, Any]:
+def _manifest(source: GeoSource, scenes: list[Catalogued]) -> dict[str, Any]:
     settings = asdict(source)
     settings["labels"] = [str(p.resolve()) for p in source.labels]
-    settings["scenes"] = [rec.fingerprint for rec, _ in scenes]
+    settings["scenes"] = [cat.scene.fingerprint for cat in scenes]
     settings["label_sha256"] = [_sha256(p) for p in source.labels]
     return {"key": json.loads(json.dumps(settings))}
 
@@ -282,11 +275,9 @@ def _sha256(path: Path) -> str:
 
 
 def _labels(
-    source: GeoSource, scenes: list[tuple[Any, Any]], chips: list[_Chip]
+    source: GeoSource, chips: list[Chip]
 ) -> tuple[tuple[str, ...], dict[int, tuple[np.ndarray, np.ndarray]], int]:
     """(classes, chip id -> ((n, 4) xyxy chip px, (n,) class index), features on no chip)."""
-    from geoal.formats import from_geojson, make_chip_info, read_geojson
-
     frames = []
     for path in source.labels:
         gdf = read_geojson(path)
@@ -305,13 +296,12 @@ def _labels(
     classes = source.classes or tuple(found)
     if not classes:
         raise FormatError(f"{', '.join(map(str, source.labels))}: no labelled feature")
-    infos = [make_chip_info(scenes[c.scene][0], c.chip_id, c.window) for c in chips]
-    boxes: dict[int, list[np.ndarray]] = {c.chip_id: [] for c in chips}
-    cls: dict[int, list[np.ndarray]] = {c.chip_id: [] for c in chips}
+    boxes: dict[int, list[np.ndarray]] = {c.id: [] for c in chips}
+    cls: dict[int, list[np.ndarray]] = {c.id: [] for c in chips}
     outside = 0
     for path, gdf in frames:
         result = from_geojson(
-            gdf, infos, classes, source.class_field, source.min_visible, source=str(path)
+            gdf, chips, classes, source.class_field, source.min_visible, source=str(path)
         )
         if result.problems:
             shown = "\n  ".join(str(p) for p in result.problems[:10])
@@ -335,11 +325,7 @@ def _labels(
 
 
 def _write_chips(
-    folder: Path,
-    scenes: list[tuple[Any, Any]],
-    chips: list[_Chip],
-    ids: list[int],
-    progress: bool,
+    folder: Path, chips: list[Chip], ids: list[int], progress: bool
 ) -> dict[int, tuple[str, int, int]]:
     """Write the chips ``ids`` as PNG (the stretched RGB the model sees).
 
@@ -348,17 +334,12 @@ def _write_chips(
     from PIL import Image
     from tqdm import tqdm
 
-    from geoal.formats import chip_file_name
-    from geoal.raster.reader import iter_chips
-
-    records = {i: rec for i, (rec, _) in enumerate(scenes)}
-    items = [(cid, chips[cid].scene, chips[cid].window) for cid in sorted(ids)]
     names: dict[int, tuple[str, int, int]] = {}
-    stream = iter_chips(records, items)
-    bar = tqdm(total=len(items), desc="writing chips", unit="chip", disable=not progress)
+    stream = read_chips(chips[cid] for cid in sorted(ids))
+    bar = tqdm(total=len(ids), desc="writing chips", unit="chip", disable=not progress)
     try:
         for cid, pixels in stream:
-            name = Path(chip_file_name(records[chips[cid].scene].name, cid)).name
+            name = Path(chips[cid].file_name).name
             Image.fromarray(pixels).save(folder / name, format="PNG")
             names[cid] = (name, int(pixels.shape[1]), int(pixels.shape[0]))
             bar.update(1)
@@ -368,19 +349,17 @@ def _write_chips(
 
 
 def _coco(
-    chips: list[_Chip],
+    chips: list[Chip],
     ids: Sequence[int],
     names: dict[int, tuple[str, int, int]],
     labels: dict[int, tuple[np.ndarray, np.ndarray]],
     classes: tuple[str, ...],
-    scenes: list[tuple[Any, Any]],
 ) -> dict[str, Any]:
     """A COCO dict of the chips ``ids`` (image id = chip id + 1, category id = class + 1)."""
     images: list[dict[str, Any]] = []
     anns: list[dict[str, Any]] = []
     for cid in sorted(int(i) for i in ids):
         chip = chips[cid]
-        rec = scenes[chip.scene][0]
         file_name, width, height = names[cid]
         images.append(
             {
@@ -388,7 +367,7 @@ def _coco(
                 "file_name": file_name,
                 "width": width,
                 "height": height,
-                "scene": rec.name,
+                "scene": chip.scene.name,
                 "window": list(chip.window),
             }
         )

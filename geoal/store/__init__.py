@@ -9,18 +9,19 @@ process leaves either all of a step or none of it. The schema version lives in
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from geoal.errors import ProjectError, ProjectLockedError, environment_problem
+from geoal.raster.scene import Scene
 from geoal.store.states import RoundState
 
 # Each entry upgrades the store from version i to i + 1: an SQL script, or a function
@@ -168,54 +169,42 @@ MIGRATIONS: tuple[Migration, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-@dataclass(frozen=True)
-class SceneRecord:
-    """A scene as stored: where it is, its grid, its CRS and how it is shown."""
+SceneRecord = Scene  # the scene value is geoal.raster.scene.Scene; the store only encodes it
 
-    id: int
-    path: str
-    name: str
-    fingerprint: str
-    driver: str
-    width: int
-    height: int
-    band_count: int
-    dtype: str
-    crs: str | None
-    transform: tuple[float, float, float, float, float, float]
-    nodata: float | None
-    bands: tuple[int, int, int]
-    stretch: tuple[tuple[float, float], ...] | None
-    chip_size: int
-    overlap: float
+_SCENE_JSON = ("transform", "bands", "stretch")  # scene columns stored as JSON text
 
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> SceneRecord:
-        """Build from a ``scenes`` row."""
-        return cls.from_values(row["id"], dict(row))
 
-    @classmethod
-    def from_values(cls, scene_id: int, v: dict[str, Any]) -> SceneRecord:
-        """Build from column values as stored (JSON text for transform, bands, stretch)."""
-        stretch = json.loads(v["stretch"]) if v["stretch"] else None
-        return cls(
-            id=scene_id,
-            path=v["path"],
-            name=v["name"],
-            fingerprint=v["fingerprint"],
-            driver=v["driver"],
-            width=v["width"],
-            height=v["height"],
-            band_count=v["band_count"],
-            dtype=v["dtype"],
-            crs=v["crs"],
-            transform=tuple(json.loads(v["transform"])),
-            nodata=v["nodata"],
-            bands=tuple(json.loads(v["bands"])),
-            stretch=tuple(tuple(b) for b in stretch) if stretch else None,
-            chip_size=v["chip_size"],
-            overlap=v["overlap"],
-        )
+def scene_from_row(row: sqlite3.Row) -> Scene:
+    """A :class:`Scene` from a ``scenes`` row (JSON text for transform, bands, stretch)."""
+    v = dict(row)
+    stretch = json.loads(v["stretch"]) if v["stretch"] else None
+    return Scene(
+        id=v["id"],
+        path=v["path"],
+        name=v["name"],
+        fingerprint=v["fingerprint"],
+        driver=v["driver"],
+        width=v["width"],
+        height=v["height"],
+        band_count=v["band_count"],
+        dtype=v["dtype"],
+        crs=v["crs"],
+        transform=tuple(json.loads(v["transform"])),
+        nodata=v["nodata"],
+        bands=tuple(json.loads(v["bands"])),
+        stretch=tuple(tuple(b) for b in stretch) if stretch else None,
+        chip_size=v["chip_size"],
+        overlap=v["overlap"],
+    )
+
+
+def scene_values(scene: Scene) -> dict[str, Any]:
+    """The ``scenes`` column values of a scene, id left out (the store gives it)."""
+    values = {k: v for k, v in dataclasses.asdict(scene).items() if k != "id"}
+    for key in _SCENE_JSON:
+        if values[key] is not None:
+            values[key] = json.dumps([list(v) if isinstance(v, tuple) else v for v in values[key]])
+    return values
 
 
 class Store:
@@ -312,28 +301,31 @@ class Store:
     def scenes(self) -> list[SceneRecord]:
         """All scenes, in the order they were added."""
         rows = self.conn.execute("SELECT * FROM scenes ORDER BY id").fetchall()
-        return [SceneRecord.from_row(r) for r in rows]
+        return [scene_from_row(r) for r in rows]
 
     def scene(self, scene_id: int) -> SceneRecord:
         """One scene by id."""
         row = self.conn.execute("SELECT * FROM scenes WHERE id = ?", (scene_id,)).fetchone()
         if row is None:
             raise ProjectError(f"{self.path}: no scene with id {scene_id}")
-        return SceneRecord.from_row(row)
+        return scene_from_row(row)
 
     def find_scene(self, path: str, fingerprint: str | None = None) -> SceneRecord | None:
         """The scene stored under this path or with this content, if any."""
         row = self.conn.execute(
             "SELECT * FROM scenes WHERE path = ? OR fingerprint = ?", (path, fingerprint)
         ).fetchone()
-        return None if row is None else SceneRecord.from_row(row)
+        return None if row is None else scene_from_row(row)
 
-    def insert_scene(self, values: dict[str, Any], chips: np.ndarray, valid: np.ndarray) -> int:
-        """Insert a scene and its chip grid in one transaction; returns the scene id.
+    def insert_scene(self, scene: Scene, chips: np.ndarray, valid: np.ndarray) -> int:
+        """Insert a scene (its ``id`` is not used) and its chip grid in one transaction.
+
+        Returns the scene id.
 
         ``chips``: (N, 4) int [col_off, row_off, width, height] in scene pixels;
         ``valid``: (N,) float valid-pixel fraction of each chip, 0-1.
         """
+        values = scene_values(scene)
         cols = ", ".join(values)
         marks = ", ".join("?" for _ in values)
         with self.transaction() as conn:

@@ -12,62 +12,41 @@ from hypothesis import strategies as st
 from geoal.distributed.cluster import RayOptions, plan_actors, require_ray
 from geoal.distributed.work import Shard, group_by_size, parse_shard, plan_tasks
 from geoal.errors import ConfigError, GeoalError
-from geoal.store import SceneRecord
+from geoal.raster.chip import Chip
+from tests.raster.scenes import fake_scene
 
 from .conftest import run_cli
 
-
-def _scene(scene_id: int) -> SceneRecord:
-    return SceneRecord(
-        id=scene_id,
-        path=f"/data/s{scene_id}.tif",
-        name=f"s{scene_id}",
-        fingerprint=f"f{scene_id}",
-        driver="GTiff",
-        width=1000,
-        height=1000,
-        band_count=3,
-        dtype="uint8",
-        crs=None,
-        transform=(1.0, 0.0, 0.0, 0.0, -1.0, 0.0),
-        nodata=None,
-        bands=(1, 2, 3),
-        stretch=None,
-        chip_size=64,
-        overlap=0.0,
-    )
-
-
+SCENES = [fake_scene(i, f"s{i}", 1000, 1000) for i in range(4)]
 items_strategy = st.lists(
     st.tuples(st.integers(0, 3), st.sampled_from([64, 128])), min_size=0, max_size=120
-).map(lambda rows: [(i, s, (i, 0, size, size)) for i, (s, size) in enumerate(rows)])
+).map(lambda rows: [Chip(i, SCENES[s], (i, 0, size, size)) for i, (s, size) in enumerate(rows)])
 
 
 @given(items=items_strategy, per_task=st.integers(1, 40), batch=st.integers(1, 16))
 def test_tasks_cover_every_chip_once_in_local_batches(items, per_task, batch) -> None:
-    scenes = {i: _scene(i) for i in range(4)}
-    tasks = list(plan_tasks(items, scenes, per_task, batch))
+    tasks = list(plan_tasks(items, per_task, batch))
     flat = [chip for task in tasks for chip in task.chips]
-    assert sorted(flat) == sorted(items)
+    assert sorted(c.id for c in flat) == sorted(c.id for c in items)
+    assert set(flat) == set(items)
     for task in tasks:
-        assert {c[2][2:] for c in task.chips} == {task.chips[0][2][2:]}  # one chip size
-        assert set(task.scenes) == {c[1] for c in task.chips}
+        assert {c.window[2:] for c in task.chips} == {task.chips[0].window[2:]}  # one chip size
         assert len(task) <= -(-per_task // batch) * batch
     # concatenating the tasks of each size group gives the group: local batches line up
     for group in group_by_size(items):
-        size = group[0][2][2:]
-        chunks = [t.chips for t in tasks if t.chips[0][2][2:] == size]
+        size = group[0].window[2:]
+        chunks = [t.chips for t in tasks if t.chips[0].window[2:] == size]
         assert [c for chunk in chunks for c in chunk] == group
         assert all(len(chunk) % batch == 0 for chunk in chunks[:-1])
 
 
 @given(ids=st.lists(st.integers(1, 10**6), unique=True, max_size=200), n=st.integers(1, 9))
 def test_shards_partition_the_chips(ids, n) -> None:
-    items = [(i, 1, (0, 0, 64, 64)) for i in ids]
+    items = [Chip(i, SCENES[1], (0, 0, 64, 64)) for i in ids]
     parts = [Shard(i, n).select(items) for i in range(n)]
-    assert sorted(c for part in parts for c in part) == sorted(items)
+    assert sorted(c.id for part in parts for c in part) == sorted(ids)
     assert sum(len(p) for p in parts) == len(items)
-    assert all(Shard(i, n).holds(c[0]) for i, part in enumerate(parts) for c in part)
+    assert all(Shard(i, n).holds(c.id) for i, part in enumerate(parts) for c in part)
 
 
 def test_parse_shard() -> None:

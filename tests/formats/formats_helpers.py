@@ -7,55 +7,26 @@ from pathlib import Path
 import numpy as np
 from hypothesis import strategies as st
 
-from geoal.formats import Boxes, ChipInfo, make_chip_info
+from geoal.formats import Boxes, Chip
 from geoal.raster.grid import chip_grid
-from geoal.store import SceneRecord
+from geoal.raster.scene import Scene
+from tests.raster.scenes import fake_scene
 
 CLASSES = ("ship", "tank", "plane")
-UTM17 = "EPSG:32617"
 
 
-def scene_record(
-    scene_id: int = 1,
-    name: str = "scene",
-    width: int = 200,
-    height: int = 150,
-    transform: tuple[float, ...] = (0.5, 0.0, 404000.0, 0.0, -0.5, 3285000.0),
-    crs: str | None = UTM17,
-) -> SceneRecord:
-    """A stored-scene record without a file behind it."""
-    return SceneRecord(
-        id=scene_id,
-        path=f"/data/{name}.tif",
-        name=name,
-        fingerprint=f"fp-{name}",
-        driver="GTiff",
-        width=width,
-        height=height,
-        band_count=3,
-        dtype="uint8",
-        crs=crs,
-        transform=tuple(transform),  # type: ignore[arg-type]
-        nodata=None,
-        bands=(1, 2, 3),
-        stretch=None,
-        chip_size=64,
-        overlap=0.25,
-    )
-
-
-def grid_chips(scene: SceneRecord, size: int, overlap: float, first_id: int = 1) -> list[ChipInfo]:
-    """ChipInfo for every chip of the scene's grid, ids from ``first_id``."""
+def grid_chips(scene: Scene, size: int, overlap: float, first_id: int = 1) -> list[Chip]:
+    """The Chip of every chip of the scene's grid, ids from ``first_id``."""
     windows = chip_grid(scene.width, scene.height, size, overlap)
-    return [make_chip_info(scene, first_id + k, w) for k, w in enumerate(windows)]
+    return [Chip.at(scene, first_id + k, w) for k, w in enumerate(windows)]
 
 
-def real_scene(path: Path, scene_id: int = 1) -> SceneRecord:
-    """A SceneRecord for a real GeoTIFF (grid and CRS read with rasterio)."""
+def real_scene(path: Path, scene_id: int = 1) -> Scene:
+    """A Scene for a real GeoTIFF (grid and CRS read with rasterio)."""
     import rasterio
 
     with rasterio.open(path) as ds:
-        return scene_record(
+        return fake_scene(
             scene_id=scene_id,
             name=path.stem,
             width=ds.width,

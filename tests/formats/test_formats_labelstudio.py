@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from geoal.formats import (
     Boxes,
-    ChipInfo,
+    Chip,
     from_labelstudio,
     labelstudio_config,
     to_labelstudio,
@@ -24,7 +24,7 @@ from geoal.formats import (
 SRC = "export.json"
 
 
-def _url(chip: ChipInfo) -> str:
+def _url(chip: Chip) -> str:
     return f"/data/local-files/?d=round1/{chip.file_name}"
 
 
@@ -57,17 +57,17 @@ def _accept(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
-def test_accepted_predictions_round_trip(chips: list[ChipInfo], data: st.DataObject) -> None:
-    boxes = {c.chip_id: data.draw(boxes_in(c.width, c.height, scored=True)) for c in chips[:4]}
+def test_accepted_predictions_round_trip(chips: list[Chip], data: st.DataObject) -> None:
+    boxes = {c.id: data.draw(boxes_in(c.width, c.height, scored=True)) for c in chips[:4]}
     tasks = _accept(to_labelstudio(chips, boxes, CLASSES, _url, "m1"))
-    result = from_labelstudio(tasks, {c.chip_id: c for c in chips}, CLASSES, SRC)
+    result = from_labelstudio(tasks, {c.id: c for c in chips}, CLASSES, SRC)
     assert result.problems == []
     assert set(result.labels) == set(boxes)  # chips without a prediction stay unlabelled
     for cid, want in boxes.items():
         assert_same_boxes(result.labels[cid], want, 1e-6)
 
 
-def test_task_layout(chips: list[ChipInfo]) -> None:
+def test_task_layout(chips: list[Chip]) -> None:
     boxes = {1: Boxes([[16, 8, 48, 40], [-2, 0, 8, 70]], [2, 0], [0.9, 0.5])}
     tasks = to_labelstudio(chips[:2], boxes, CLASSES, _url, "model-abc")
     assert tasks[0]["data"] == {
@@ -139,7 +139,7 @@ def _ann(result: list[dict], cancelled: bool = False, at: str = "2024-05-01T10:0
     return {"result": result, "was_cancelled": cancelled, "created_at": at, "updated_at": at}
 
 
-def test_which_annotation_counts(chips: list[ChipInfo]) -> None:
+def test_which_annotation_counts(chips: list[Chip]) -> None:
     tasks = [
         _task(
             1,
@@ -154,7 +154,7 @@ def test_which_annotation_counts(chips: list[ChipInfo]) -> None:
         _task(4, None),
         _task(5, [_ann([_rect(0, 0, 25, 25)], cancelled=True)]),  # only cancelled
     ]
-    result = from_labelstudio(tasks, {c.chip_id: c for c in chips}, CLASSES, SRC)
+    result = from_labelstudio(tasks, {c.id: c for c in chips}, CLASSES, SRC)
     assert result.problems == []
     assert set(result.labels) == {1, 2}
     np.testing.assert_allclose(result.labels[1].xyxy, [[0, 0, 16, 16]])
@@ -180,16 +180,16 @@ def _one_problem(result: Any, where: str, text: str) -> None:
         (_rect(0, 0, 10, 10, rectanglelabels=["ship", "tank"]), "exactly one label"),
     ],
 )
-def test_bad_results_are_reported(chips: list[ChipInfo], rect: dict, text: str) -> None:
+def test_bad_results_are_reported(chips: list[Chip], rect: dict, text: str) -> None:
     tasks = [_task(1, [_ann([rect, _rect(50, 50, 25, 25, "tank")])])]
-    result = from_labelstudio(tasks, {c.chip_id: c for c in chips}, CLASSES, SRC)
+    result = from_labelstudio(tasks, {c.id: c for c in chips}, CLASSES, SRC)
     _one_problem(result, "task 51 result 0", text)
     assert result.labels[1].cls.tolist() == [1]  # the good box still imports
 
 
-def test_boxes_within_half_a_pixel_are_clipped(chips: list[ChipInfo]) -> None:
+def test_boxes_within_half_a_pixel_are_clipped(chips: list[Chip]) -> None:
     tasks = [_task(1, [_ann([_rect(-0.5, 50, 25, 50.5)])])]  # -0.32 px .. 64.32 px
-    result = from_labelstudio(tasks, {c.chip_id: c for c in chips}, CLASSES, SRC)
+    result = from_labelstudio(tasks, {c.id: c for c in chips}, CLASSES, SRC)
     assert result.problems == []
     np.testing.assert_allclose(result.labels[1].xyxy, [[0, 32, 15.68, 64]])
 
@@ -206,21 +206,21 @@ def test_boxes_within_half_a_pixel_are_clipped(chips: list[ChipInfo]) -> None:
     ],
 )
 def test_bad_tasks_are_reported(chips, task: Any, where: str, text: str) -> None:
-    result = from_labelstudio([task], {c.chip_id: c for c in chips}, CLASSES, SRC)
+    result = from_labelstudio([task], {c.id: c for c in chips}, CLASSES, SRC)
     _one_problem(result, where, text)
     assert result.labels == {}
 
 
-def test_a_chip_in_two_tasks_is_reported_and_the_last_kept(chips: list[ChipInfo]) -> None:
+def test_a_chip_in_two_tasks_is_reported_and_the_last_kept(chips: list[Chip]) -> None:
     first = _task(1, [_ann([_rect(0, 0, 25, 25)])])
     second = copy.deepcopy(first)
     second["id"] = 99
     second["annotations"] = [_ann([])]
-    result = from_labelstudio([first, second], {c.chip_id: c for c in chips}, CLASSES, SRC)
+    result = from_labelstudio([first, second], {c.id: c for c in chips}, CLASSES, SRC)
     _one_problem(result, "task 99", "chip 1 is also task 51")
     assert result.duplicates == [1] and len(result.labels[1]) == 0
 
 
-def test_a_file_that_is_not_an_export_is_one_problem(chips: list[ChipInfo]) -> None:
-    result = from_labelstudio({"tasks": []}, {c.chip_id: c for c in chips}, CLASSES, SRC)
+def test_a_file_that_is_not_an_export_is_one_problem(chips: list[Chip]) -> None:
+    result = from_labelstudio({"tasks": []}, {c.id: c for c in chips}, CLASSES, SRC)
     _one_problem(result, "file", "expected a list of tasks")

@@ -19,9 +19,10 @@ from click.testing import CliRunner
 from geoal.cli import main
 from geoal.errors import ConfigError
 from geoal.formats.labelstudio import from_labelstudio
-from geoal.formats.records import ChipInfo
 from geoal.labelstudio import Client, LabelStudioError
 from geoal.labelstudio.client import normalize_url
+from geoal.raster.chip import Chip
+from tests.raster.scenes import fake_scene
 
 TOKEN = "0123456789abcdef0123456789abcdef01234567"  # a legacy token, 40 characters
 PASSWORD = "s3cr3t-pa55"
@@ -97,18 +98,9 @@ def test_cli_never_prints_the_password(tmp_path: Path) -> None:
         assert PASSWORD not in res.output and TOKEN not in res.output
 
 
-def chip() -> ChipInfo:
-    return ChipInfo(
-        chip_id=7,
-        scene_id=1,
-        scene_name="s",
-        scene_path="/data/s.tif",
-        scene_fingerprint="f" * 64,
-        window=(0, 0, 64, 64),
-        transform=(1.0, 0.0, 0.0, 0.0, -1.0, 0.0),
-        crs=None,
-        file_name="images/s_7.png",
-    )
+def chip() -> Chip:
+    scene = fake_scene(1, "s", 64, 64, (1.0, 0.0, 0.0, 0.0, -1.0, 0.0), crs=None)
+    return Chip(7, scene, (0, 0, 64, 64))
 
 
 @pytest.mark.parametrize(

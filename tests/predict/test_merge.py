@@ -49,26 +49,35 @@ def clustered_dets(seed: int, objects: int) -> np.ndarray:
     return np.array(rows).reshape(-1, 6)
 
 
+def merged_in_any_order(
+    dets: np.ndarray, seed: int, method: str, metric: str, **kwargs: bool
+) -> np.ndarray:
+    """``merge_detections(dets)`` at 0.5, checked: the same for shuffled input, groups a partition."""
+    once, groups = merge_detections(dets, method, metric, 0.5, **kwargs)
+    perm = np.random.default_rng(seed + 1).permutation(len(dets))
+    shuffled, _ = merge_detections(dets[perm], method, metric, 0.5, **kwargs)
+    np.testing.assert_array_equal(canon(once), canon(shuffled))
+    assert sorted(i for g in groups for i in g) == list(range(len(dets)))
+    return once
+
+
+SEEDED_MERGES = {
+    "seed": st.integers(0, 10_000),
+    "method": st.sampled_from(MERGE_METHODS),
+    "metric": st.sampled_from(["iou", "ios"]),
+}
+
+
 @settings(max_examples=40, deadline=None)
-@given(
-    seed=st.integers(0, 10_000),
-    n=st.integers(0, 40),
-    method=st.sampled_from(MERGE_METHODS),
-    metric=st.sampled_from(["iou", "ios"]),
-)
+@given(n=st.integers(0, 40), **SEEDED_MERGES)
 def test_symmetric_and_idempotent_on_objects_seen_by_several_chips(
     seed: int, n: int, method: str, metric: str
 ) -> None:
-    dets = clustered_dets(seed, n)
-    once, groups = merge_detections(dets, method, metric, 0.5)
-    perm = np.random.default_rng(seed + 1).permutation(len(dets))
-    shuffled, _ = merge_detections(dets[perm], method, metric, 0.5)
-    np.testing.assert_array_equal(canon(once), canon(shuffled))
+    once = merged_in_any_order(clustered_dets(seed, n), seed, method, metric)
     if method == "nms" or metric == "ios":
         # with IoU a union box can cross the threshold against a borderline cut view
         twice, _ = merge_detections(once, method, metric, 0.5)
         np.testing.assert_array_equal(canon(once), canon(twice))
-    assert sorted(i for g in groups for i in g) == list(range(len(dets)))
     if metric == "ios":
         assert (
             len(once) == n
@@ -76,23 +85,13 @@ def test_symmetric_and_idempotent_on_objects_seen_by_several_chips(
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    seed=st.integers(0, 10_000),
-    n=st.integers(0, 60),
-    method=st.sampled_from(MERGE_METHODS),
-    metric=st.sampled_from(["iou", "ios"]),
-)
+@given(n=st.integers(0, 60), **SEEDED_MERGES)
 def test_until_stable_is_idempotent_on_any_boxes(
     seed: int, n: int, method: str, metric: str
 ) -> None:
-    dets = random_dets(seed, n)
-    once, groups = merge_detections(dets, method, metric, 0.5, until_stable=True)
-    perm = np.random.default_rng(seed + 1).permutation(n)
-    shuffled, _ = merge_detections(dets[perm], method, metric, 0.5, until_stable=True)
-    np.testing.assert_array_equal(canon(once), canon(shuffled))
+    once = merged_in_any_order(random_dets(seed, n), seed, method, metric, until_stable=True)
     twice, _ = merge_detections(once, method, metric, 0.5, until_stable=True)
     np.testing.assert_array_equal(canon(once), canon(twice))
-    assert sorted(i for g in groups for i in g) == list(range(n))
     if len(once):
         i, j = candidate_pairs(once[:, :4], metric, 0.5)
         assert np.all(once[i, 5] != once[j, 5]), "no two merged objects of one class still match"

@@ -11,7 +11,8 @@ from rasterio.windows import Window
 from rasterio.windows import transform as rio_window_transform
 
 from geoal.config import TilingConfig
-from geoal.raster.reader import SceneReader, iter_batches, iter_chips, read_chip
+from geoal.raster.chip import Chip
+from geoal.raster.reader import SceneReader, iter_batches, iter_chips, read_chip, read_chips
 from geoal.raster.scene import catalogue
 from tests.raster.test_scene import record
 
@@ -108,6 +109,11 @@ def test_iter_chips_keeps_order_and_batches(make_raster) -> None:
     got = list(iter_chips(scenes, items, workers=3, lookahead=2))
     assert [c for c, _ in got] == [c for c, _ in expected]
     for (_, a), (_, b) in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+    chips = [Chip.at(scenes[sid], cid, w) for cid, sid, w in items]
+    again = list(read_chips(chips, workers=2, lookahead=1))
+    assert [c for c, _ in again] == [c for c, _ in expected]
+    for (_, a), (_, b) in zip(again, expected, strict=True):
         np.testing.assert_array_equal(a, b)
     batches = list(iter_batches(iter(got), 4))
     assert [len(ids) for ids, _ in batches][:-1] == [4] * (len(batches) - 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -15,15 +16,15 @@ from geoal.config import StretchConfig, TilingConfig
 from geoal.errors import RasterError
 from geoal.raster.footprint import crs_to_pixel, pixel_to_crs, scene_footprints, to_wgs84
 from geoal.raster.grid import window_bounds
-from geoal.raster.scene import catalogue, expand_inputs
-from geoal.store import SceneRecord
+from geoal.raster.scene import Scene, catalogue, expand_inputs
+from geoal.store import Store
 
 TILING = TilingConfig(size=64, overlap=0.25)
 
 
-def record(cat, scene_id: int = 1) -> SceneRecord:
-    """The SceneRecord the store would hold for a catalogued scene."""
-    return SceneRecord.from_values(scene_id, cat.values)
+def record(cat, scene_id: int = 1) -> Scene:
+    """The Scene the store would hold for a catalogued scene."""
+    return dataclasses.replace(cat.scene, id=scene_id)
 
 
 @pytest.mark.parametrize("kind", ["nodata", "internal", "alpha"])
@@ -87,7 +88,7 @@ def test_fingerprint_identifies_content(make_raster, tmp_path: Path) -> None:
     copy = tmp_path / "copy.tif"
     shutil.copy(path, copy)
     other, _ = make_raster(seed=3)
-    a, b, c = (catalogue(str(p), TILING).values["fingerprint"] for p in (path, copy, other))
+    a, b, c = (catalogue(str(p), TILING).scene.fingerprint for p in (path, copy, other))
     assert a == b != c
 
 
@@ -147,9 +148,9 @@ def test_png_without_crs_lives_in_pixels(tmp_path: Path) -> None:
     path = tmp_path / "photo.png"
     Image.fromarray(arr).save(path)
     cat = catalogue(str(path), TILING)
-    assert cat.values["crs"] is None
+    assert cat.scene.crs is None
     assert any("no CRS" in w for w in cat.warnings)
-    assert cat.values["stretch"] is None  # uint8: shown as it is
+    assert cat.scene.stretch is None  # uint8: shown as it is
 
 
 # -- the real rasters in ../shared/data/geotiff ---------------------------------
@@ -198,14 +199,14 @@ def test_real_rasters_tile_in_their_own_crs(
 def test_real_nodata_255_is_honoured(shared_data: Path) -> None:
     path = shared_data / "geotiff" / "osbs029_rgb_10cm.tif"
     cat = catalogue(str(path), TILING)
-    assert cat.values["nodata"] == 255.0
-    assert cat.values["stretch"] is None
+    assert cat.scene.nodata == 255.0
+    assert cat.scene.stretch is None
 
 
 def test_stretch_mode_never_keeps_uint16_clipped(make_raster) -> None:
     path, _ = make_raster(dtype="uint16")
     cat = catalogue(str(path), TilingConfig(size=64, stretch=StretchConfig(mode="never")))
-    assert cat.values["stretch"] is None
+    assert cat.scene.stretch is None
 
 
 @pytest.mark.parametrize(
@@ -219,7 +220,7 @@ def test_without_sample_the_same_catalogue(make_raster, kwargs: dict) -> None:
     lazy = catalogue(str(path), TILING, sample=False)
     np.testing.assert_array_equal(full.windows, lazy.windows)
     np.testing.assert_array_equal(full.valid, lazy.valid)
-    assert full.values == lazy.values and full.skipped == lazy.skipped
+    assert full.scene == lazy.scene and full.skipped == lazy.skipped
 
 
 def test_without_sample_a_corrupt_block_is_found_by_the_chip_read(
@@ -239,3 +240,15 @@ def test_without_sample_a_corrupt_block_is_found_by_the_chip_read(
     cat = catalogue(str(bad), TILING, sample=False)
     with pytest.raises(RasterError, match=r"bad_block\.tif: cannot read pixels of window \[256, "):
         read_chip(record(cat), [256, 0, 64, 64])
+
+
+def test_the_store_keeps_the_catalogued_scene(make_raster, tmp_path: Path) -> None:
+    path, _ = make_raster(dtype="uint16", nodata=0)
+    cat = catalogue(str(path), TILING)
+    scene = cat.scene
+    assert scene.id == 0 and scene.stretch is not None and scene.nodata == 0.0
+    assert isinstance(scene.transform[0], float) and scene.bands == (1, 2, 3)
+    with Store(tmp_path / "geoal.db") as store:
+        scene_id = store.insert_scene(scene, cat.windows, cat.valid)
+        assert store.scene(scene_id) == dataclasses.replace(scene, id=scene_id)
+        assert store.find_scene(scene.path) == store.scenes()[0]
