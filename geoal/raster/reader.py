@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
+from geoal.closing import Closing
 from geoal.errors import RasterError
 from geoal.raster.grid import window_transform
 from geoal.raster.scene import open_scene
@@ -95,7 +96,7 @@ def mask_kind(ds: Any) -> str:
     return "mask"
 
 
-class SceneReader:
+class SceneReader(Closing):
     """Holds one open scene and reads its chips."""
 
     def __init__(self, scene: SceneRecord) -> None:
@@ -125,14 +126,8 @@ class SceneReader:
         """Close the dataset."""
         self.ds.close()
 
-    def __enter__(self) -> SceneReader:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class ChipImages:
+class ChipImages(Closing):
     """Reads chips of many scenes as (H, W, 3) uint8, keeping one open reader per scene.
 
     ``images(chip)`` takes anything with ``scene_id`` and ``window`` (a ChipInfo);
@@ -154,12 +149,6 @@ class ChipImages:
         for reader in self._readers.values():
             reader.close()
         self._readers.clear()
-
-    def __enter__(self) -> ChipImages:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def read_chip(scene: SceneRecord, window: Iterable[int]) -> tuple[np.ndarray, Affine]:

@@ -158,10 +158,10 @@ def test_a_corrupt_block_is_a_scene_error(tmp_path: Path) -> None:
     """Prediction skips the catalogue's decimated read of an 8-bit scene: the chip reads
     find a block GDAL cannot decode, and say so in one line (RasterError, not a traceback)."""
     from geoal.errors import RasterError
-    from geoal.synthetic import write_scene
+    from geoal.synthetic import SceneSpec, write_scene
 
     path = tmp_path / "scene.tif"
-    write_scene(path, width=600, height=600)  # 3 x 3 tiles of 256 px, deflate
+    write_scene(path, SceneSpec(width=600, height=600))  # 3 x 3 tiles of 256 px, deflate
     with rasterio.open(path) as ds:
         offset = int(ds.get_tag_item("BLOCK_OFFSET_1_0", "TIFF", bidx=1))
     data = bytearray(path.read_bytes())
