@@ -78,7 +78,7 @@ def train_project(project: Project, opts: TrainOptions) -> TrainReport:
     from geoal import formats
     from geoal.pipeline.annotate import chip_images, chip_infos, labelled_chip_ids, labels
     from geoal.pipeline.catalog import check_scenes_unchanged
-    from geoal.train import split_train_val, train_detector
+    from geoal.train import TrainConfig, split_train_val, train_detector
 
     if opts.split not in ("scene", "chip"):
         raise ConfigError(f"--split {opts.split}: choose scene or chip")
@@ -112,14 +112,16 @@ def train_project(project: Project, opts: TrainOptions) -> TrainReport:
         init=init,
         classes=project.config.classes,
         out_dir=work / "runs",
-        epochs=opts.epochs,
-        imgsz=imgsz,
-        batch=opts.batch,
-        device=opts.device,
-        seed=opts.seed,
+        config=TrainConfig(
+            epochs=opts.epochs,
+            imgsz=imgsz,
+            batch=opts.batch,
+            device=opts.device,
+            seed=opts.seed,
+            optim=opts.optim,
+            keep=opts.keep,
+        ),
         progress=opts.progress,
-        optim=opts.optim,
-        keep=opts.keep,
     )
     # the input size travels with the file (geoal predict) and with the store's record
     project.models_dir.mkdir(parents=True, exist_ok=True)
@@ -190,7 +192,7 @@ def evaluate_project(
     ``imgsz``: the model's input size in pixels; None = the size it was trained at.
     """
     from geoal.pipeline.scoring import model_imgsz
-    from geoal.train import evaluate_coco, load_coco, predict_coco
+    from geoal.train import PredictConfig, evaluate_coco, load_coco, predict_coco
 
     classes = project.config.classes
     size: int | None  # the model's input size, pixels
@@ -227,8 +229,7 @@ def evaluate_project(
             classes,
             image_ids=[img["id"] for img in gt["images"]],
             category_ids=category_ids,
-            imgsz=size or DEFAULT_IMGSZ,
-            device=device,
+            config=PredictConfig(imgsz=size or DEFAULT_IMGSZ, device=device),
         )
         source = str(data)
     else:
