@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -49,21 +52,34 @@ def clustered_dets(seed: int, objects: int) -> np.ndarray:
     return np.array(rows).reshape(-1, 6)
 
 
-@settings(max_examples=40, deadline=None)
-@given(
-    seed=st.integers(0, 10_000),
-    n=st.integers(0, 40),
-    method=st.sampled_from(MERGE_METHODS),
-    metric=st.sampled_from(["iou", "ios"]),
-)
+def merge_cases(most: int) -> Callable[[Callable[..., None]], Any]:
+    """40 hypothesis cases: a seed, up to ``most`` objects or boxes, a merge method, a metric."""
+    cases = given(
+        seed=st.integers(0, 10_000),
+        n=st.integers(0, most),
+        method=st.sampled_from(MERGE_METHODS),
+        metric=st.sampled_from(["iou", "ios"]),
+    )
+    return lambda test: settings(max_examples=40, deadline=None)(cases(test))
+
+
+def merged_in_any_order(
+    dets: np.ndarray, seed: int, method: str, metric: str, **kwargs: Any
+) -> tuple[np.ndarray, list[list[int]]]:
+    """``merge_detections`` of (N, 6) ``dets``, checked to give the same boxes shuffled."""
+    once, groups = merge_detections(dets, method, metric, 0.5, **kwargs)
+    perm = np.random.default_rng(seed + 1).permutation(len(dets))
+    shuffled, _ = merge_detections(dets[perm], method, metric, 0.5, **kwargs)
+    np.testing.assert_array_equal(canon(once), canon(shuffled))
+    return once, groups
+
+
+@merge_cases(40)
 def test_symmetric_and_idempotent_on_objects_seen_by_several_chips(
     seed: int, n: int, method: str, metric: str
 ) -> None:
     dets = clustered_dets(seed, n)
-    once, groups = merge_detections(dets, method, metric, 0.5)
-    perm = np.random.default_rng(seed + 1).permutation(len(dets))
-    shuffled, _ = merge_detections(dets[perm], method, metric, 0.5)
-    np.testing.assert_array_equal(canon(once), canon(shuffled))
+    once, groups = merged_in_any_order(dets, seed, method, metric)
     if method == "nms" or metric == "ios":
         # with IoU a union box can cross the threshold against a borderline cut view
         twice, _ = merge_detections(once, method, metric, 0.5)
@@ -75,21 +91,13 @@ def test_symmetric_and_idempotent_on_objects_seen_by_several_chips(
         )  # each object once: a cut view lies inside the whole one (IoU may keep it)
 
 
-@settings(max_examples=40, deadline=None)
-@given(
-    seed=st.integers(0, 10_000),
-    n=st.integers(0, 60),
-    method=st.sampled_from(MERGE_METHODS),
-    metric=st.sampled_from(["iou", "ios"]),
-)
+@merge_cases(60)
 def test_until_stable_is_idempotent_on_any_boxes(
     seed: int, n: int, method: str, metric: str
 ) -> None:
-    dets = random_dets(seed, n)
-    once, groups = merge_detections(dets, method, metric, 0.5, until_stable=True)
-    perm = np.random.default_rng(seed + 1).permutation(n)
-    shuffled, _ = merge_detections(dets[perm], method, metric, 0.5, until_stable=True)
-    np.testing.assert_array_equal(canon(once), canon(shuffled))
+    once, groups = merged_in_any_order(
+        random_dets(seed, n), seed, method, metric, until_stable=True
+    )
     twice, _ = merge_detections(once, method, metric, 0.5, until_stable=True)
     np.testing.assert_array_equal(canon(once), canon(twice))
     assert sorted(i for g in groups for i in g) == list(range(n))

@@ -59,17 +59,10 @@ def scene_with_object(path: Path, box: tuple[int, int, int, int], crs: str = "EP
     data = np.full((3, 200, 260), 20, np.uint8)
     x1, y1, x2, y2 = box
     data[:, y1:y2, x1:x2] = 255
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=260,
-        height=200,
-        count=3,
-        dtype="uint8",
-        crs=crs,
-        transform=from_origin(400_000.0, 5_000_000.0, 0.5, 0.5),
-    ) as ds:
+    count, height, width = data.shape
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": count, "crs": crs}
+    transform = from_origin(400_000.0, 5_000_000.0, 0.5, 0.5)
+    with rasterio.open(path, "w", dtype="uint8", transform=transform, **profile) as ds:
         ds.write(data)
 
 
