@@ -113,13 +113,7 @@ def train_project(project: Project, opts: TrainOptions) -> TrainReport:
         classes=project.config.classes,
         out_dir=work / "runs",
         config=TrainConfig(
-            epochs=opts.epochs,
-            imgsz=imgsz,
-            batch=opts.batch,
-            device=opts.device,
-            seed=opts.seed,
-            optim=opts.optim,
-            keep=opts.keep,
+            opts.epochs, imgsz, opts.batch, opts.device, opts.seed, optim=opts.optim, keep=opts.keep
         ),
         progress=opts.progress,
     )
