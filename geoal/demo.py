@@ -22,13 +22,13 @@ import logging
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from geoal.errors import ProjectError
 from geoal.project import Project, init_project
-from geoal.synthetic import CLASSES, Box, write_scene
+from geoal.synthetic import CLASSES, Box, SceneSpec, write_scene
 
 DEMO_MARK = ".geoal-demo"
 GEOAL_ARM = "geoal"
@@ -103,19 +103,25 @@ def annotate_from_truth(
     out = dict(coco)
     annotations: list[dict[str, Any]] = []
     for image in coco["images"]:
-        for _, (x1, y1, x2, y2), cls in visible_truth(image["geoal"]["window"], truth, min_visible):
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": image["id"],
-                    "category_id": cls + 1,
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "area": (x2 - x1) * (y2 - y1),
-                    "iscrowd": 0,
-                }
-            )
+        for _, box, cls in visible_truth(image["geoal"]["window"], truth, min_visible):
+            annotations.append(_coco_box(len(annotations) + 1, image["id"], cls, box))
     out["annotations"] = annotations
     return out
+
+
+def _coco_box(
+    ann_id: int, image_id: int, cls: int, box: tuple[int, int, int, int]
+) -> dict[str, Any]:
+    """A COCO annotation of an xyxy ``box`` in image pixels, class index ``cls``."""
+    x1, y1, x2, y2 = box
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": cls + 1,
+        "bbox": [x1, y1, x2 - x1, y2 - y1],
+        "area": (x2 - x1) * (y2 - y1),
+        "iscrowd": 0,
+    }
 
 
 def write_test_set(scene: Path, truth: Sequence[Box], tiling: Any, folder: Path) -> Path:
@@ -142,17 +148,8 @@ def write_test_set(scene: Path, truth: Sequence[Box], tiling: Any, folder: Path)
         images.append(
             {"id": i + 1, "file_name": name, "width": pixels.shape[1], "height": pixels.shape[0]}
         )
-        for _, (x1, y1, x2, y2), cls in visible_truth(chips[i].window, truth):
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": i + 1,
-                    "category_id": cls + 1,
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "area": (x2 - x1) * (y2 - y1),
-                    "iscrowd": 0,
-                }
-            )
+        for _, box, cls in visible_truth(chips[i].window, truth):
+            annotations.append(_coco_box(len(annotations) + 1, i + 1, cls, box))
     coco = {
         "images": images,
         "annotations": annotations,
@@ -340,6 +337,34 @@ def _worker_init() -> None:
     _quiet_empty_val()
 
 
+@dataclass(frozen=True)
+class Survey:
+    """The demo's two synthetic scenes and their ground truth (boxes in scene pixels)."""
+
+    scene: Path
+    truth: tuple[Box, ...]
+    test_scene: Path
+    test_truth: tuple[Box, ...]
+
+
+@dataclass
+class Arms:
+    """The two arms as the rounds go: project folders, strategies and each round's row."""
+
+    folders: dict[str, Path]
+    strategies: dict[str, str] = field(default_factory=dict)
+    rounds: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {GEOAL_ARM: [], RANDOM_ARM: []}
+    )
+    test_json: Path = Path()
+    n_chips: int = 0
+
+    def add(self, name: str, row: dict[str, Any]) -> str:
+        """Record ``row`` as ``name``'s next round; its printed line."""
+        self.rounds[name].append(row)
+        return _round_line(name, self.strategies[name], row)
+
+
 def run_demo(
     out: Path, *, seed: int = 0, progress: bool = True, options: DemoOptions | None = None
 ) -> Iterator[str]:
@@ -348,25 +373,39 @@ def run_demo(
     The arms' rounds run side by side in two worker processes (``options.workers``); the
     results do not depend on it.
     """
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    from geoal.pipeline.catalog import write_chip_map
-    from geoal.pipeline.rounds import SelectOptions, select_round
-    from geoal.pipeline.training import evaluate_project, train_project
-    from geoal.project import open_project
-    from geoal.report.html import build_report
-
     started = time.perf_counter()
     opts = options or DemoOptions()
     out = Path(out)
+    _fresh_demo_folder(out)
+    survey = write_survey(out / "scenes", opts, seed)
+    side = opts.test_side
+    yield (
+        f"wrote a synthetic survey: {survey.scene.name} ({opts.width} x {opts.height} px, uint16, "
+        f"{len(survey.truth)} ships and tanks in {opts.clusters} clusters, open sea elsewhere) "
+        f"and a held-out test scene ({side} x {side} px, {len(survey.test_truth)} objects)"
+    )
+    arms = Arms({GEOAL_ARM: out / GEOAL_ARM, RANDOM_ARM: out / RANDOM_ARM})
+    yield from _start_arms(arms, survey, out, opts, seed)
+    yield from _run_rounds(arms, survey, opts, seed)
+    summary = _summary(arms, survey, opts)
+    yield from _write_outputs(out, summary, arms, started)
+
+
+def _fresh_demo_folder(out: Path) -> None:
+    """Make ``out`` empty (an earlier demo there is removed; any other folder is refused)."""
     if out.exists():
         if not (out / DEMO_MARK).exists():
             raise ProjectError(f"{out}: exists and is not a previous demo; choose another --out")
         shutil.rmtree(out)
     (out / "scenes").mkdir(parents=True)
     (out / DEMO_MARK).write_text("made by geoal demo; safe to delete\n")
-    survey = dict(
+
+
+def write_survey(folder: Path, opts: DemoOptions, seed: int) -> Survey:
+    """Write the survey scene and the held-out test scene (as dense in objects) into ``folder``."""
+    survey = SceneSpec(
+        width=opts.width,
+        height=opts.height,
         bands=3,
         dtype="uint16",
         crs="EPSG:32631",
@@ -374,65 +413,58 @@ def run_demo(
         border=32,
         overviews=True,
         size=(20, 44),
-    )
-    scene = out / "scenes" / "survey_uint16.tif"
-    truth = write_scene(
-        scene,
-        width=opts.width,
-        height=opts.height,
         objects=opts.objects,
         clusters=opts.clusters,
         spread=opts.spread,
         seed=seed,
-        **survey,  # type: ignore[arg-type]
     )
-    test_scene = out / "scenes" / "test_survey_uint16.tif"
-    side = opts.test_side
-    n_test = max(1, round(opts.objects * side * side / (opts.width * opts.height)))
-    test_truth = write_scene(
-        test_scene,
+    side, area = opts.test_side, opts.width * opts.height
+    test = dataclasses.replace(
+        survey,
         width=side,
         height=side,
-        objects=n_test,
-        clusters=max(1, round(opts.clusters * side * side / (opts.width * opts.height))),
-        spread=opts.spread,
+        objects=max(1, round(opts.objects * side * side / area)),
+        clusters=max(1, round(opts.clusters * side * side / area)),
         seed=seed + 1,
         origin=(520_000.0, 4_000_000.0),
-        **survey,  # type: ignore[arg-type]
     )
-    yield (
-        f"wrote a synthetic survey: {scene.name} ({opts.width} x {opts.height} px, uint16, "
-        f"{len(truth)} ships and tanks in {opts.clusters} clusters, open sea elsewhere) "
-        f"and a held-out test scene ({side} x {side} px, {len(test_truth)} objects)"
-    )
+    scene, test_scene = folder / "survey_uint16.tif", folder / "test_survey_uint16.tif"
+    truth = write_scene(scene, survey)
+    return Survey(scene, tuple(truth), test_scene, tuple(write_scene(test_scene, test)))
 
-    folders = {GEOAL_ARM: out / GEOAL_ARM, RANDOM_ARM: out / RANDOM_ARM}
-    strategies: dict[str, str] = {}
-    rounds: dict[str, list[dict[str, Any]]] = {GEOAL_ARM: [], RANDOM_ARM: []}
+
+def _start_arms(
+    arms: Arms, survey: Survey, out: Path, opts: DemoOptions, seed: int
+) -> Iterator[str]:
+    """Make both projects, label the same seed chips, train the shared first model (round 0)."""
+    from geoal.pipeline.rounds import SelectOptions, select_round
+    from geoal.pipeline.training import evaluate_project, train_project
+
+    truth = survey.truth
     with (
-        _make_project(folders[GEOAL_ARM], scene, opts) as main,
-        _make_project(folders[RANDOM_ARM], scene, opts) as other,
+        _make_project(arms.folders[GEOAL_ARM], survey.scene, opts) as main,
+        _make_project(arms.folders[RANDOM_ARM], survey.scene, opts) as other,
     ):
         # the geoal arm selects with the project's default strategy, whatever it is
-        strategies = {GEOAL_ARM: main.config.select.strategy, RANDOM_ARM: "random"}
-        test_json = write_test_set(test_scene, test_truth, main.config.tiling, out / "test")
-        n_chips = len(main.store.chip_windows(main.store.scenes()[0].id)[0])
+        arms.strategies = {GEOAL_ARM: main.config.select.strategy, RANDOM_ARM: "random"}
+        arms.test_json = write_test_set(
+            survey.test_scene, survey.test_truth, main.config.tiling, out / "test"
+        )
+        arms.n_chips = len(main.store.chip_windows(main.store.scenes()[0].id)[0])
         yield (
-            f"two projects, '{GEOAL_ARM}' and '{RANDOM_ARM}', tiled it into {n_chips} chips of "
-            f"{opts.chip} px; {sum(1 for _ in _chips_with_objects(main, truth))} of them show "
+            f"two projects, '{GEOAL_ARM}' and '{RANDOM_ARM}', tiled it into {arms.n_chips} chips "
+            f"of {opts.chip} px; {sum(1 for _ in _chips_with_objects(main, truth))} of them show "
             "objects"
         )
+        seed_set = SelectOptions(
+            strategy="random", budget=opts.seed_chips, seed=seed, min_distance=None
+        )
         for project in (main, other):
-            r = select_round(
-                project,
-                SelectOptions(
-                    strategy="random", budget=opts.seed_chips, seed=seed, min_distance=None
-                ),
-            )
+            r = select_round(project, seed_set)
             _label_round(project, r.round_id, project.root / "round1", truth)
         _quiet_empty_val()
         t0 = train_project(main, _train_options(main, opts, seed, start=True))
-        ev0 = evaluate_project(main, t0.model_hash, data=test_json, device=opts.device)
+        ev0 = evaluate_project(main, t0.model_hash, data=arms.test_json, device=opts.device)
         _copy_model(main, other, t0.model_hash)
         yield (
             f"both arms labelled the same {opts.seed_chips} random seed chips and share the "
@@ -446,43 +478,70 @@ def run_demo(
                 "mAP50": float(ev0["mAP50"]),
                 "model": t0.model_hash,
             }
-            rounds[name].append(row)
-            yield _round_line(name, strategies[name], row)
+            yield arms.add(name, row)
+
+
+def _run_rounds(arms: Arms, survey: Survey, opts: DemoOptions, seed: int) -> Iterator[str]:
+    """The arms' rounds 1..``opts.rounds``, each arm's round in a worker process."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
 
     workers = max(1, min(opts.workers, 2))
     with ProcessPoolExecutor(workers, get_context("spawn"), initializer=_worker_init) as pool:
         for rnd in range(1, opts.rounds + 1):
-            jobs = {
-                name: RoundJob(
-                    folders[name], strategies[name], rnd, seed, opts, tuple(truth), test_json
+            futures = {
+                name: pool.submit(
+                    run_round,
+                    RoundJob(
+                        arms.folders[name],
+                        arms.strategies[name],
+                        rnd,
+                        seed,
+                        opts,
+                        survey.truth,
+                        arms.test_json,
+                    ),
                 )
                 for name in (GEOAL_ARM, RANDOM_ARM)
             }
-            futures = {name: pool.submit(run_round, job) for name, job in jobs.items()}
             for name, future in futures.items():
-                row = future.result()
-                rounds[name].append(row)
-                yield _round_line(name, strategies[name], row)
+                yield arms.add(name, future.result())
 
+
+def _summary(arms: Arms, survey: Survey, opts: DemoOptions) -> dict[str, Any]:
+    """``summary.json``: the scenes, the options, both arms' rounds and the comparison."""
     summary: dict[str, Any] = {
         "scene": {
-            "path": str(scene),
+            "path": str(survey.scene),
             "width": opts.width,
             "height": opts.height,
-            "chips": n_chips,
-            "objects": len(truth),
+            "chips": arms.n_chips,
+            "objects": len(survey.truth),
         },
-        "test": {"path": str(test_json), "objects": len(test_truth)},
+        "test": {"path": str(arms.test_json), "objects": len(survey.test_truth)},
         "options": dataclasses.asdict(opts),
         "arms": {
-            name: {"strategy": strategies[name], "project": str(folders[name]), "rounds": rows}
-            for name, rows in rounds.items()
+            name: {
+                "strategy": arms.strategies[name],
+                "project": str(arms.folders[name]),
+                "rounds": rows,
+            }
+            for name, rows in arms.rounds.items()
         },
     }
     summary["comparison"] = comparison(summary)
+    return summary
+
+
+def _write_outputs(out: Path, summary: dict[str, Any], arms: Arms, started: float) -> Iterator[str]:
+    """Write the learning curves, the chip map, the report and ``summary.json``."""
+    from geoal.pipeline.catalog import write_chip_map
+    from geoal.project import open_project
+    from geoal.report.html import build_report
+
     curves = out / "learning_curves.csv"
     _write_curves(curves, summary)
-    with open_project(folders[GEOAL_ARM]) as main:
+    with open_project(arms.folders[GEOAL_ARM]) as main:
         layers = write_chip_map(main, out / "chips.gpkg")
         page = build_report(main, out / "report.html", simulation=curves)
     summary["seconds"] = round(time.perf_counter() - started, 1)
@@ -490,7 +549,7 @@ def run_demo(
     yield (
         f"wrote {out / 'summary.json'}, the chip map {out / 'chips.gpkg'} ({len(layers)} layers) "
         f"and the report {page} (open it in a browser); each arm is a project: "
-        f"'geoal --project {folders[GEOAL_ARM]} status'"
+        f"'geoal --project {arms.folders[GEOAL_ARM]} status'"
     )
     yield str(summary["comparison"])
 

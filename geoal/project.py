@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from geoal.closing import Closing
 from geoal.config import (
     ProjectConfig,
     config_from_dict,
@@ -39,7 +40,7 @@ _HEADER = (
 
 
 @dataclass
-class Project:
+class Project(Closing):
     """An open project: root folder, validated config and store connection."""
 
     root: Path
@@ -71,12 +72,6 @@ class Project:
     def close(self) -> None:
         """Close the store."""
         self.store.close()
-
-    def __enter__(self) -> Project:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @contextmanager
     def write_lock(self, command: str) -> Iterator[None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -130,90 +131,131 @@ def _draw(block: np.ndarray, row0: int, boxes: list[Box]) -> None:
             sub[paint] = value[paint] * (1.0 - 0.05 * band)
 
 
-def write_scene(
-    path: Path,
-    *,
-    width: int,
-    height: int,
-    bands: int = 3,
-    dtype: str = "uint8",
-    crs: str | None = "EPSG:32631",
-    origin: tuple[float, float] = (500_000.0, 4_000_000.0),
-    resolution: float = 0.5,
-    nodata: float | None = None,
-    border: int = 0,
-    mask: str | None = None,
-    overviews: bool = False,
-    tiled: bool = True,
-    compress: str | None = "deflate",
-    objects: int = 0,
-    seed: int = 0,
-    strip: int = 512,
-    clusters: int = 0,
-    spread: float = 120.0,
-    size: tuple[int, int] = (18, 48),
-) -> list[Box]:
-    """Write a synthetic scene; returns its ground-truth objects in pixels.
+@dataclass(frozen=True)
+class SceneSpec:
+    """What :func:`write_scene` writes.
 
-    ``border``: width in pixels of an invalid frame around the scene, marked by
-    ``nodata`` (a value), or by ``mask='internal'`` (GDAL internal mask) or
-    ``mask='alpha'`` (an extra alpha band). ``overviews`` builds 2x..32x overviews.
-    ``objects``, ``size`` (long side, px), ``clusters`` and ``spread``: see :func:`place_objects`.
+    Attributes:
+        width, height: the scene in pixels; ``bands`` of ``dtype`` (uint8 0-255, uint16
+            12-bit 0-4095, float32 0-1), in ``crs`` (None: none) from the top-left
+            ``origin`` (CRS units) at ``resolution`` CRS units a pixel.
+        nodata, border, mask: ``border`` is the width in pixels of an invalid frame around
+            the scene, marked by ``nodata`` (a value), or by ``mask='internal'`` (GDAL
+            internal mask) or ``mask='alpha'`` (an extra alpha band).
+        overviews, tiled, compress, strip: 2x..32x overviews, 256 px tiles, the
+            compression, and the rows written at a time.
+        objects, seed, clusters, spread, size: ``objects`` ground-truth objects (``size``:
+            range of the long side, px; ``clusters``, ``spread``: see :func:`place_objects`);
+            ``seed`` fixes the objects and the background noise.
     """
+
+    width: int
+    height: int
+    bands: int = 3
+    dtype: str = "uint8"
+    crs: str | None = "EPSG:32631"
+    origin: tuple[float, float] = (500_000.0, 4_000_000.0)
+    resolution: float = 0.5
+    nodata: float | None = None
+    border: int = 0
+    mask: str | None = None
+    overviews: bool = False
+    tiled: bool = True
+    compress: str | None = "deflate"
+    strip: int = 512
+    objects: int = 0
+    seed: int = 0
+    clusters: int = 0
+    spread: float = 120.0
+    size: tuple[int, int] = (18, 48)
+
+
+def write_scene(path: Path, spec: SceneSpec) -> list[Box]:
+    """Write the synthetic scene ``spec`` to ``path``; returns its ground-truth objects in pixels."""
     import rasterio
-    from rasterio.enums import ColorInterp, Resampling
+    from rasterio.enums import ColorInterp
+
+    rng = np.random.default_rng(spec.seed)
+    boxes = place_objects(
+        spec.width,
+        spec.height,
+        spec.objects,
+        rng,
+        margin=spec.border + 2,
+        size=spec.size,
+        clusters=spec.clusters,
+        spread=spec.spread,
+    )
+    env = rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True)
+    with env, rasterio.open(path, "w", **_profile(spec)) as ds:
+        if spec.mask == "alpha":
+            ds.colorinterp = [*list(ds.colorinterp)[: spec.bands], ColorInterp.alpha]
+        for row0 in range(0, spec.height, spec.strip):
+            _write_strip(ds, spec, row0, boxes, rng)
+        if spec.overviews:
+            _build_overviews(ds, spec)
+    return boxes
+
+
+def _profile(spec: SceneSpec) -> dict[str, object]:
+    """The rasterio creation profile of ``spec``."""
     from rasterio.transform import from_origin
 
-    rng = np.random.default_rng(seed)
-    boxes = place_objects(
-        width, height, objects, rng, margin=border + 2, size=size, clusters=clusters, spread=spread
-    )
-    lo, hi = _value_range(dtype)
-    count = bands + (1 if mask == "alpha" else 0)
     profile: dict[str, object] = {
         "driver": "GTiff",
-        "width": width,
-        "height": height,
-        "count": count,
-        "dtype": dtype,
-        "transform": from_origin(origin[0], origin[1], resolution, resolution),
+        "width": spec.width,
+        "height": spec.height,
+        "count": spec.bands + (1 if spec.mask == "alpha" else 0),
+        "dtype": spec.dtype,
+        "transform": from_origin(*spec.origin, spec.resolution, spec.resolution),
     }
-    if crs is not None:
-        profile["crs"] = crs
-    if nodata is not None:
-        profile["nodata"] = nodata
-    if tiled:
+    if spec.crs is not None:
+        profile["crs"] = spec.crs
+    if spec.nodata is not None:
+        profile["nodata"] = spec.nodata
+    if spec.tiled:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
-    if compress:
-        profile["compress"] = compress
-    if mask == "alpha" and dtype == "uint8":
-        profile["photometric"] = "RGB" if bands == 3 else "MINISBLACK"
-    env = rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True)
-    with env, rasterio.open(path, "w", **profile) as ds:
-        if mask == "alpha":
-            ds.colorinterp = [*list(ds.colorinterp)[:bands], ColorInterp.alpha]
-        for row0 in range(0, height, strip):
-            h = min(strip, height - row0)
-            rows = np.arange(row0, row0 + h)
-            block = _background(rows, np.arange(width), bands, rng)
-            _draw(block, row0, boxes)
-            data = (lo + np.clip(block, 0, 1) * (hi - lo)).astype(dtype)
-            valid = np.ones((h, width), dtype=bool)
-            if border:
-                valid[:, :border] = False
-                valid[:, width - border :] = False
-                valid[(rows < border) | (rows >= height - border)] = False
-            if nodata is not None:
-                data[:, ~valid] = np.asarray(nodata).astype(dtype)
-            window = rasterio.windows.Window(0, row0, width, h)
-            ds.write(data, indexes=list(range(1, bands + 1)), window=window)
-            alpha = (valid * (255 if dtype == "uint8" else hi)).astype(dtype)
-            if mask == "alpha":
-                ds.write(alpha, indexes=count, window=window)
-            elif mask == "internal":
-                ds.write_mask(valid.astype(np.uint8) * 255, window=window)
-        if overviews:
-            factors = [f for f in (2, 4, 8, 16, 32) if max(width, height) // f >= 64]
-            if factors:
-                ds.build_overviews(factors, Resampling.nearest)
-    return boxes
+    if spec.compress:
+        profile["compress"] = spec.compress
+    if spec.mask == "alpha" and spec.dtype == "uint8":
+        profile["photometric"] = "RGB" if spec.bands == 3 else "MINISBLACK"
+    return profile
+
+
+def _write_strip(
+    ds: Any, spec: SceneSpec, row0: int, boxes: list[Box], rng: np.random.Generator
+) -> None:
+    """Write the rows from ``row0`` (at most ``spec.strip``): pixels, then nodata / mask / alpha."""
+    import rasterio
+
+    width, height, dtype = spec.width, spec.height, spec.dtype
+    lo, hi = _value_range(dtype)
+    h = min(spec.strip, height - row0)
+    rows = np.arange(row0, row0 + h)
+    block = _background(rows, np.arange(width), spec.bands, rng)
+    _draw(block, row0, boxes)
+    data = (lo + np.clip(block, 0, 1) * (hi - lo)).astype(dtype)
+    valid = np.ones((h, width), dtype=bool)
+    if spec.border:
+        border = spec.border
+        valid[:, :border] = False
+        valid[:, width - border :] = False
+        valid[(rows < border) | (rows >= height - border)] = False
+    if spec.nodata is not None:
+        data[:, ~valid] = np.asarray(spec.nodata).astype(dtype)
+    window = rasterio.windows.Window(0, row0, width, h)
+    ds.write(data, indexes=list(range(1, spec.bands + 1)), window=window)
+    if spec.mask == "alpha":
+        alpha = (valid * (255 if dtype == "uint8" else hi)).astype(dtype)
+        ds.write(alpha, indexes=spec.bands + 1, window=window)
+    elif spec.mask == "internal":
+        ds.write_mask(valid.astype(np.uint8) * 255, window=window)
+
+
+def _build_overviews(ds: Any, spec: SceneSpec) -> None:
+    """2x..32x nearest-neighbour overviews, down to 64 px on the long side."""
+    from rasterio.enums import Resampling
+
+    factors = [f for f in (2, 4, 8, 16, 32) if max(spec.width, spec.height) // f >= 64]
+    if factors:
+        ds.build_overviews(factors, Resampling.nearest)

@@ -168,13 +168,15 @@ class Bench:
         from geoal.config import with_tiling
         from geoal.pipeline.catalog import tile_scenes
         from geoal.project import init_project
-        from geoal.synthetic import CLASSES, write_scene
+        from geoal.synthetic import CLASSES, SceneSpec, write_scene
 
         self.work = Path(tempfile.mkdtemp(prefix="geoal-bench-dist-"))
         self.batch, self.views = batch, views
         side = int(np.ceil(np.sqrt(max_chips))) * imgsz
         scene = self.work / "scene.tif"
-        write_scene(scene, width=side, height=side, dtype="uint8", objects=max_chips * 4, seed=1)
+        write_scene(
+            scene, SceneSpec(width=side, height=side, dtype="uint8", objects=max_chips * 4, seed=1)
+        )
         self.weights = self.work / "model.pt"
         make_checkpoint(self.weights, CLASSES, imgsz)
         base = init_project(self.work / "base", list(CLASSES))

@@ -221,7 +221,7 @@ def main() -> None:
 
     from geoal.detect import load_detector
     from geoal.detect.backends import resolve_backend
-    from geoal.synthetic import CLASSES, write_scene
+    from geoal.synthetic import CLASSES, SceneSpec, write_scene
 
     load_start = os.getloadavg()
     side = 1600 if args.quick else args.side
@@ -231,8 +231,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="geoal-bench-predict-"))
     scene = work / "scene.tif"
     big = work / "scene_4x.tif"
-    write_scene(scene, width=side, height=side, dtype="uint8", objects=side // 20, seed=2)
-    write_scene(big, width=2 * side, height=2 * side, dtype="uint8", objects=side // 10, seed=3)
+    write_scene(scene, SceneSpec(width=side, height=side, objects=side // 20, seed=2))
+    write_scene(big, SceneSpec(width=2 * side, height=2 * side, objects=side // 10, seed=3))
     weights = work / "model.pt"
     make_checkpoint(weights, CLASSES, SIZE, logit_scale=0.03)
     export_s = {}

@@ -290,12 +290,12 @@ def main() -> None:
     from geoal.detect.backends import resolve_backend
     from geoal.pipeline.catalog import tile_scenes
     from geoal.project import init_project
-    from geoal.synthetic import CLASSES, write_scene
+    from geoal.synthetic import CLASSES, SceneSpec, write_scene
 
     work = Path(tempfile.mkdtemp(prefix="geoal-bench-score-"))
     side = int(np.ceil(np.sqrt(n_chips))) * args.imgsz
     scene = work / "scene.tif"
-    write_scene(scene, width=side, height=side, dtype="uint8", objects=n_chips * 4, seed=1)
+    write_scene(scene, SceneSpec(width=side, height=side, objects=n_chips * 4, seed=1))
     template = init_project(work / "template", list(CLASSES))
     template.config = with_tiling(template.config, size=args.imgsz, overlap=0.0)
     tile_scenes(template, [str(scene)], template.config.tiling, progress=False)

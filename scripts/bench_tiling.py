@@ -134,7 +134,7 @@ def main() -> None:
         print(json.dumps(out))
         return
 
-    from geoal.synthetic import write_scene
+    from geoal.synthetic import SceneSpec, write_scene
 
     side = 6000 if args.quick else args.size
     folder = args.keep or Path(tempfile.mkdtemp(prefix="geoal-bench-"))
@@ -146,8 +146,7 @@ def main() -> None:
             f"writing {side} x {side} x 3 uint8 scene (deflate, 256 px tiles, overviews)...",
             file=sys.stderr,
         )
-        write_scene(
-            scene,
+        spec = SceneSpec(
             width=side,
             height=side,
             bands=3,
@@ -158,6 +157,7 @@ def main() -> None:
             objects=200,
             strip=1024,
         )
+        write_scene(scene, spec)
     build_s = time.perf_counter() - t0
 
     # Alternate the two readers, each in a fresh process, and keep the median of

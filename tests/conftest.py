@@ -36,7 +36,7 @@ def make_raster(tmp_path: Path):
 
     Returns (path, boxes) where boxes are the ground-truth objects in pixels.
     """
-    from geoal.synthetic import write_scene
+    from geoal.synthetic import SceneSpec, write_scene
 
     counter = iter(range(10_000))
 
@@ -44,7 +44,7 @@ def make_raster(tmp_path: Path):
         path = tmp_path / (name or f"scene_{next(counter)}.tif")
         kwargs.setdefault("width", 300)
         kwargs.setdefault("height", 200)
-        boxes = write_scene(path, **kwargs)
+        boxes = write_scene(path, SceneSpec(**kwargs))
         return path, boxes
 
     return make

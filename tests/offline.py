@@ -47,3 +47,12 @@ def _keep_torch_threads() -> Iterator[None]:
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+def assert_imports_none_of(statement: str, heavy: tuple[str, ...]) -> None:
+    """Run ``statement`` in a fresh interpreter; fail if it imported any module of ``heavy``."""
+    import subprocess
+    import sys
+
+    code = f"import sys; {statement}; bad = [m for m in {heavy!r} if m in sys.modules]; "
+    subprocess.run([sys.executable, "-c", code + "assert not bad, bad"], check=True)

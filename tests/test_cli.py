@@ -9,16 +9,8 @@ from pathlib import Path
 import geopandas as gpd
 import pyogrio
 import pytest
-from click.testing import CliRunner
 
-from geoal.cli import main
-
-
-def run(*args: str, ok: bool = True):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+from tests.cli_run import run
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from geoal.cli.options import attach, option, option_group
 from geoal.errors import ConfigError, GeoalError, environment_problem
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,13 +61,13 @@ def open_cli_project(ctx: click.Context) -> Iterator[Any]:
         project.close()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--project",
-    "-p",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Project folder (default: the current folder).",
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@attach(
+    option(
+        "--project -p",
+        "Project folder (default: the current folder).",
+        type=click.Path(file_okay=False, path_type=Path),
+    ),
 )
 @click.version_option(package_name="geoal")
 @click.pass_context
@@ -80,20 +81,6 @@ def main(ctx: click.Context, project: Path | None) -> None:
     _offline_ultralytics()
     ctx.ensure_object(dict)
     ctx.obj["project"] = project
-
-
-def backend_option(func: F) -> F:
-    """--backend: the runtime of the detector's forward pass (``geoal.detect.backends``)."""
-    from geoal.detect.backends import AUTO, list_backends
-
-    return click.option(
-        "--backend",
-        type=click.Choice([AUTO, *list_backends()]),
-        default=AUTO,
-        show_default=True,
-        help="Runtime of the forward pass; auto: OpenVINO on a CPU when installed "
-        "(else ONNX Runtime, else torch), torch on a GPU, or $GEOAL_BACKEND.",
-    )(func)
 
 
 @contextmanager
@@ -112,53 +99,46 @@ def echo_warnings() -> Iterator[None]:
             click.echo(f"geoal: warning: {text}", err=True)
 
 
-def ray_engine_options(verb: str) -> Callable[[F], F]:
-    """The --engine / Ray options shared by ``geoal score`` and ``geoal predict``."""
-    options = [
-        click.option(
+def ray_group(verb: str) -> Callable[[F], F]:
+    """--engine and the Ray options of ``geoal score`` and ``geoal predict``, as ``ray``.
+
+    The command gets ``ray``: RayOptions for --engine ray, None for the local engine.
+    """
+    return option_group(
+        "ray",
+        ray_options,
+        option(
             "--engine",
+            f"ray: {verb} on a Ray cluster, a worker per GPU (pip install 'geoal[ray]').",
             type=click.Choice(["local", "ray"]),
             default="local",
-            show_default=True,
-            help=f"ray: {verb} on a Ray cluster, a worker per GPU (pip install 'geoal[ray]').",
         ),
-        click.option(
+        option(
             "--address",
-            default=None,
-            help="Ray cluster: auto, or ray://HOST:10001 (default: start Ray on this machine).",
+            "Ray cluster: auto, or ray://HOST:10001 (default: start Ray on this machine).",
         ),
-        click.option(
+        option(
             "--ray-workers",
+            "Ray workers, each loads the model once (default: one per GPU, else per CPU).",
             type=click.IntRange(1),
-            default=None,
-            help="Ray workers, each loads the model once (default: one per GPU, else per CPU).",
         ),
-        click.option(
+        option(
             "--gpus-per-worker",
+            "GPUs per Ray worker (default: 1 if the cluster has GPUs, else 0).",
             type=click.FloatRange(0),
-            default=None,
-            help="GPUs per Ray worker (default: 1 if the cluster has GPUs, else 0).",
         ),
-        click.option(
+        option(
             "--cpus-per-worker",
+            "CPUs per Ray worker (default 1).",
             type=click.FloatRange(0, min_open=True),
-            default=None,
-            help="CPUs per Ray worker (default 1).",
         ),
-    ]
-
-    def decorate(func: F) -> F:
-        for option in reversed(options):
-            func = option(func)
-        return func
-
-    return decorate
+    )
 
 
 def ray_options(
     engine: str,
     address: str | None,
-    workers: int | None,
+    ray_workers: int | None,
     gpus_per_worker: float | None,
     cpus_per_worker: float | None,
 ) -> Any:
@@ -168,7 +148,7 @@ def ray_options(
             name
             for name, value in (
                 ("--address", address),
-                ("--ray-workers", workers),
+                ("--ray-workers", ray_workers),
                 ("--gpus-per-worker", gpus_per_worker),
                 ("--cpus-per-worker", cpus_per_worker),
             )
@@ -181,7 +161,7 @@ def ray_options(
 
     return RayOptions(
         address=address,
-        workers=workers,
+        workers=ray_workers,
         gpus_per_worker=gpus_per_worker,
         cpus_per_worker=cpus_per_worker or 1.0,
     )

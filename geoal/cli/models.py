@@ -9,85 +9,52 @@ from typing import Any
 
 import click
 
-from geoal.cli.base import (
-    backend_option,
-    echo_warnings,
-    friendly,
-    main,
-    open_cli_project,
-    ray_engine_options,
-    ray_options,
-)
+from geoal.cli import options as opt
+from geoal.cli.base import echo_warnings, friendly, main, open_cli_project, ray_group
+from geoal.cli.options import FILE, FOLDER, attach, option, option_group, values
 from geoal.errors import ConfigError
 
 DEFAULT_IMGSZ = 640  # simulate on COCO images: ultralytics' default input size
 
 
+def _train_options(quiet: bool, **fields: Any) -> Any:
+    """TrainOptions of ``geoal train``'s options (--quiet: no training log)."""
+    from geoal.pipeline.training import TrainOptions
+
+    return TrainOptions(progress=not quiet, **fields)
+
+
 @main.command()
-@click.option(
-    "--from",
-    "init",
-    default="last",
-    show_default=True,
-    help="last (the latest trained model, else the config's arch), a local .pt, or a model .yaml.",
-)
-@click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
-@click.option(
-    "--imgsz",
-    type=click.IntRange(32),
-    default=None,
-    help="Training input size in pixels, a multiple of 32 (default: config model.imgsz, else the "
-    "chip size); recorded with the model, which score, evaluate and predict then use.",
-)
-@click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda:N.")
-@click.option(
-    "--val-fraction",
-    type=click.FloatRange(0, 0.9),
-    default=0.2,
-    show_default=True,
-    help="Share of labelled chips held out for validation.",
-)
-@click.option(
-    "--split",
-    default="scene",
-    show_default=True,
-    help="Hold out whole scenes (when there are several) or chips.",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--quiet", "-q", is_flag=True, help="No training log.")
 @click.pass_context
 @friendly
-def train(
-    ctx: click.Context,
-    init: str,
-    epochs: int,
-    imgsz: int | None,
-    batch: int,
-    device: str,
-    val_fraction: float,
-    split: str,
-    seed: int,
-    quiet: bool,
-) -> None:
+@option_group(
+    "opts",
+    _train_options,
+    option(
+        "--from init",
+        "last (the latest trained model, else the config's arch), a local .pt, or a model .yaml.",
+        default="last",
+    ),
+    opt.epochs(30),
+    opt.imgsz(
+        "Training input size in pixels, a multiple of 32 (default: config model.imgsz, else the "
+        "chip size); recorded with the model, which score, evaluate and predict then use."
+    ),
+    opt.batch(8),
+    opt.device(),
+    opt.val_fraction("Share of labelled chips held out for validation."),
+    option("--split", "Hold out whole scenes (when there are several) or chips.", default="scene"),
+    opt.seed(0),
+    opt.quiet("No training log."),
+)
+def train(ctx: click.Context, opts: Any) -> None:
     """Fine-tune the detector on every labelled chip and register the new model.
 
     Augmentation suits overhead imagery: flips both ways and 90-degree turns.
     Never needs the internet.
     """
-    from geoal.pipeline.training import TrainOptions, train_project
+    from geoal.pipeline.training import train_project
 
-    opts = TrainOptions(
-        init=init,
-        epochs=epochs,
-        imgsz=imgsz,
-        batch=batch,
-        device=device,
-        val_fraction=val_fraction,
-        split=split,
-        seed=seed,
-        progress=not quiet,
-    )
     with open_cli_project(ctx) as project, project.write_lock("train"):
         report = train_project(project, opts)
     m = report.metrics["train"]
@@ -99,39 +66,15 @@ def train(
 
 
 @main.command()
-@click.option(
-    "--model",
-    "-m",
-    default=None,
-    help="Registered model (hash prefix) or a .pt (default: latest trained).",
+@attach(
+    opt.model("Registered model (hash prefix) or a .pt (default: latest trained)."),
+    option("--data", "COCO JSON ground truth (default: the model's held-out chips).", type=FILE),
+    option("--images", "Folder of the COCO file's images (default: beside it).", type=FOLDER),
+    opt.device(help=None),
+    opt.conf("Operating threshold for recall.", default=0.25),
+    opt.imgsz(opt.TRAINED_IMGSZ),
+    opt.as_json(),
 )
-@click.option(
-    "--data",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="COCO JSON ground truth (default: the model's held-out chips).",
-)
-@click.option(
-    "--images",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder of the COCO file's images (default: beside it).",
-)
-@click.option("--device", default="cpu", show_default=True)
-@click.option(
-    "--conf",
-    type=click.FloatRange(0, 1),
-    default=0.25,
-    show_default=True,
-    help="Operating threshold for recall.",
-)
-@click.option(
-    "--imgsz",
-    type=click.IntRange(32),
-    default=None,
-    help="Model input size in pixels (default: the size the model was trained at).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_context
 @friendly
 def evaluate(
@@ -163,32 +106,22 @@ def evaluate(
 
 
 @main.command()
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("report.html"),
-    show_default=True,
-)
-@click.option(
-    "--simulation",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="A 'geoal simulate' output folder (or its results.csv) to plot too.",
-)
-@click.option(
-    "--gallery",
-    type=click.IntRange(0, 500),
-    default=24,
-    show_default=True,
-    help="Selected chips shown.",
-)
-@click.option(
-    "--min-score",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.25,
-    show_default=True,
-    help="Lowest detection score drawn on the gallery's chips.",
+@attach(
+    option(
+        "--out -o", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html")
+    ),
+    option(
+        "--simulation",
+        "A 'geoal simulate' output folder (or its results.csv) to plot too.",
+        type=click.Path(path_type=Path),
+    ),
+    option("--gallery", "Selected chips shown.", type=click.IntRange(0, 500), default=24),
+    option(
+        "--min-score",
+        "Lowest detection score drawn on the gallery's chips.",
+        type=click.FloatRange(0.0, 1.0),
+        default=0.25,
+    ),
 )
 @click.pass_context
 @friendly
@@ -213,185 +146,154 @@ def _csv(text: str, kind: type, option: str) -> tuple[Any, ...]:
         raise ConfigError(f"{option}: expected a comma-separated list, got {text!r}") from None
 
 
-@main.command()
-@click.option(
-    "--data",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="COCO JSON of the pool (its labels are hidden, then revealed by the oracle).",
-)
-@click.option(
-    "--images",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder of the pool's images.",
-)
-@click.option(
-    "--test-data",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="COCO JSON of the fixed test set (evaluation only).",
-)
-@click.option(
-    "--test-images",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder of the test images (default: --images).",
-)
-@click.option(
-    "--scenes",
-    multiple=True,
-    help="Instead of COCO: GeoTIFF scenes (files, folders or globs; repeat the option).",
-)
-@click.option(
-    "--labels",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="With --scenes: GeoJSON files of the scenes' objects, any CRS (repeat the option).",
-)
-@click.option(
-    "--chip-size",
-    type=int,
-    default=640,
-    show_default=True,
-    help="With --scenes: chip side in pixels.",
-)
-@click.option(
-    "--chip-overlap",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="With --scenes: chip overlap fraction (0: no object is bought twice).",
-)
-@click.option(
-    "--class-field", default="class", show_default=True, help="With --labels: class property."
-)
-@click.option(
-    "--default-class",
-    default=None,
-    help="With --labels: class of the features of a file without --class-field.",
-)
-@click.option(
-    "--split",
-    type=click.Choice(["scene", "chip"]),
-    default="scene",
-    show_default=True,
-    help="With --scenes: hold out whole scenes, or random chips (overlapping pool chips dropped).",
-)
-@click.option(
-    "--test-fraction",
-    type=float,
-    default=0.25,
-    show_default=True,
-    help="With --scenes: share of the chips held out as the test set.",
-)
-@click.option(
-    "--split-seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="With --scenes: seed of the test split (one fixed test set for every run).",
-)
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder; run the same command again to resume.",
-)
-@click.option("--strategies", default="random,adaptive", show_default=True)
-@click.option("--seeds", default="0,1,2", show_default=True)
-@click.option(
-    "--budgets",
-    default="0.05,0.10,0.15,0.20,0.30",
-    show_default=True,
-    help="Cumulative labelled fractions of the pool, one per round.",
-)
-@click.option(
-    "--budget-unit", type=click.Choice(["images", "boxes"]), default="images", show_default=True
-)
-@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True, help="Per round.")
-@click.option(
-    "--min-iterations",
-    type=click.IntRange(0),
-    default=0,
-    show_default=True,
-    help="Each round trains at least this many optimiser steps (more epochs for small rounds).",
-)
-@click.option(
-    "--full-epochs",
-    type=click.IntRange(1),
-    default=None,
-    help="Epochs of the --full-pool ceiling (default: epochs x rounds).",
-)
-@click.option(
-    "--imgsz",
-    type=click.IntRange(32),
-    default=None,
-    help="Training and inference size in pixels (default: the chip size with --scenes, else 640).",
-)
-@click.option("--batch", type=click.IntRange(1), default=16, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda:N.")
-@backend_option
-@click.option(
-    "--init",
-    default="yolov8n.yaml",
-    show_default=True,
-    help="A model .yaml, or a local .pt (other classes: its weights under a new head).",
-)
-@click.option(
-    "--start",
-    type=click.Choice(["previous", "init"]),
-    default="previous",
-    show_default=True,
-    help="Each round fine-tunes the previous round's weights, or trains afresh from --init.",
-)
-@click.option("--views", type=click.IntRange(1, 8), default=2, show_default=True)
-@click.option("--aggregation", default="miaod", show_default=True, help="Chip score to rank by.")
-@click.option(
-    "--class-balance",
-    is_flag=True,
-    help="Weight each image's score towards classes rare among the labels so far.",
-)
-@click.option(
-    "--random-rounds",
-    type=click.IntRange(0),
-    default=0,
-    show_default=True,
-    help="The first N acquisitions of every arm are random (a warm-up), then the strategy's.",
-)
-@click.option("--full-pool", is_flag=True, help="Also train once on the whole pool (the ceiling).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-@friendly
-def simulate(
-    data: Path | None,
-    images: Path | None,
-    test_data: Path | None,
-    test_images: Path | None,
+def _geo_source(
     scenes: tuple[str, ...],
     labels: tuple[Path, ...],
     chip_size: int,
     chip_overlap: float,
-    class_field: str,
-    default_class: str | None,
-    split: str,
-    test_fraction: float,
-    split_seed: int,
+    **rest: Any,
+) -> Any:
+    """The GeoSource of --scenes and --labels (and how to cut and split them); None without."""
+    if not (scenes or labels):
+        return None
+    from geoal.simulate.geo import GeoSource
+
+    return GeoSource(scenes=scenes, labels=labels, size=chip_size, overlap=chip_overlap, **rest)
+
+
+def _simulation_run(strategies: str, seeds: str, budgets: str, **rest: Any) -> dict[str, Any]:
+    """SimConfig's fields from the options of the runs (the lists parsed)."""
+    return {
+        "strategies": _csv(strategies, str, "--strategies"),
+        "seeds": _csv(seeds, int, "--seeds"),
+        "budgets": _csv(budgets, float, "--budgets"),
+        **rest,
+    }
+
+
+@main.command()
+@friendly
+@option_group(
+    "coco",
+    values,
+    option(
+        "--data",
+        "COCO JSON of the pool (its labels are hidden, then revealed by the oracle).",
+        type=FILE,
+    ),
+    option("--images", "Folder of the pool's images.", type=FOLDER),
+    option("--test-data", "COCO JSON of the fixed test set (evaluation only).", type=FILE),
+    option("--test-images", "Folder of the test images (default: --images).", type=FOLDER),
+)
+@option_group(
+    "geo",
+    _geo_source,
+    option(
+        "--scenes",
+        "Instead of COCO: GeoTIFF scenes (files, folders or globs; repeat the option).",
+        multiple=True,
+    ),
+    option(
+        "--labels",
+        "With --scenes: GeoJSON files of the scenes' objects, any CRS (repeat the option).",
+        multiple=True,
+        type=FILE,
+    ),
+    option("--chip-size", "With --scenes: chip side in pixels.", type=int, default=640),
+    option(
+        "--chip-overlap",
+        "With --scenes: chip overlap fraction (0: no object is bought twice).",
+        type=float,
+        default=0.0,
+    ),
+    option("--class-field", "With --labels: class property.", default="class"),
+    option(
+        "--default-class", "With --labels: class of the features of a file without --class-field."
+    ),
+    option(
+        "--split",
+        "With --scenes: hold out whole scenes, or random chips (overlapping pool chips dropped).",
+        type=click.Choice(["scene", "chip"]),
+        default="scene",
+    ),
+    option(
+        "--test-fraction",
+        "With --scenes: share of the chips held out as the test set.",
+        type=float,
+        default=0.25,
+    ),
+    option(
+        "--split-seed",
+        "With --scenes: seed of the test split (one fixed test set for every run).",
+        type=int,
+        default=0,
+    ),
+)
+@attach(
+    option(
+        "--out", "Output folder; run the same command again to resume.", required=True, type=FOLDER
+    ),
+    opt.imgsz(
+        "Training and inference size in pixels (default: the chip size with --scenes, else 640)."
+    ),
+)
+@option_group(
+    "run",
+    _simulation_run,
+    option("--strategies", default="random,adaptive"),
+    option("--seeds", default="0,1,2"),
+    option(
+        "--budgets",
+        "Cumulative labelled fractions of the pool, one per round.",
+        default="0.05,0.10,0.15,0.20,0.30",
+    ),
+    option("--budget-unit", type=click.Choice(["images", "boxes"]), default="images"),
+    opt.epochs(10, help="Per round."),
+    option(
+        "--min-iterations",
+        "Each round trains at least this many optimiser steps (more epochs for small rounds).",
+        type=click.IntRange(0),
+        default=0,
+    ),
+    option(
+        "--full-epochs",
+        "Epochs of the --full-pool ceiling (default: epochs x rounds).",
+        type=click.IntRange(1),
+    ),
+    opt.batch(16),
+    opt.device(),
+    opt.backend(),
+    option(
+        "--init",
+        "A model .yaml, or a local .pt (other classes: its weights under a new head).",
+        default="yolov8n.yaml",
+    ),
+    option(
+        "--start",
+        "Each round fine-tunes the previous round's weights, or trains afresh from --init.",
+        type=click.Choice(["previous", "init"]),
+        default="previous",
+    ),
+    option("--views", type=click.IntRange(1, 8), default=2),
+    option("--aggregation", "Chip score to rank by.", default="miaod"),
+    opt.class_balance("Weight each image's score towards classes rare among the labels so far."),
+    option(
+        "--random-rounds",
+        "The first N acquisitions of every arm are random (a warm-up), then the strategy's.",
+        type=click.IntRange(0),
+        default=0,
+    ),
+    option("--full-pool", "Also train once on the whole pool (the ceiling).", is_flag=True),
+)
+@attach(
+    opt.quiet("No progress bars."),
+)
+def simulate(
+    coco: dict[str, Any],
+    geo: Any,
     out: Path,
-    strategies: str,
-    seeds: str,
-    budgets: str,
-    budget_unit: str,
-    epochs: int,
-    min_iterations: int,
-    full_epochs: int | None,
     imgsz: int | None,
-    batch: int,
-    device: str,
-    backend: str,
-    init: str,
-    start: str,
-    views: int,
-    aggregation: str,
-    class_balance: bool,
-    random_rounds: int,
-    full_pool: bool,
+    run: dict[str, Any],
     quiet: bool,
 ) -> None:
     """Label-efficiency simulation on a labelled data set: learning curves per strategy.
@@ -408,69 +310,14 @@ def simulate(
     """
     from geoal.simulate import SimConfig, run_simulation
 
-    if scenes or labels:
-        if data or images or test_data or test_images:
-            raise ConfigError("give either --scenes and --labels, or --data/--images/--test-data")
-        from geoal.simulate.geo import GeoSource, prepare_geo_dataset
-
-        geo = prepare_geo_dataset(
-            GeoSource(
-                scenes=scenes,
-                labels=labels,
-                size=chip_size,
-                overlap=chip_overlap,
-                class_field=class_field,
-                default_class=default_class,
-                split=split,  # type: ignore[arg-type]
-                test_fraction=test_fraction,
-                split_seed=split_seed,
-            ),
-            out / "dataset",
-            progress=not quiet,
-        )
-        summary = geo.summary
-        click.echo(
-            f"data set: {summary['pool_chips']} pool chips ({summary['pool_boxes']} boxes), "
-            f"{summary['test_chips']} test chips ({summary['test_boxes']} boxes), classes "
-            f"{', '.join(summary['classes'])}; {summary['dropped_overlapping_test']} chips "
-            "dropped for overlapping the test set"
-        )
-        data, images, test_data = geo.pool_json, geo.images, geo.test_json
-        if imgsz is None:  # the chips at their own size: no silent up- or downsampling
-            from geoal.detect.loading import stride_size
-
-            imgsz = stride_size(chip_size)
-    elif not (data and images and test_data):
+    if geo is not None:
+        coco, imgsz = _prepare_geo_dataset(geo, coco, out, imgsz, quiet)
+    elif not (coco["data"] and coco["images"] and coco["test_data"]):
         raise ConfigError(
             "give --data, --images and --test-data (a COCO data set), "
             "or --scenes and --labels (GeoTIFFs + GeoJSON)"
         )
-
-    cfg = SimConfig(
-        data=data,
-        images=images,
-        test_data=test_data,
-        test_images=test_images,
-        out=out,
-        strategies=_csv(strategies, str, "--strategies"),
-        seeds=_csv(seeds, int, "--seeds"),
-        budgets=_csv(budgets, float, "--budgets"),
-        budget_unit=budget_unit,  # type: ignore[arg-type]
-        epochs=epochs,
-        min_iterations=min_iterations,
-        full_epochs=full_epochs,
-        imgsz=imgsz or DEFAULT_IMGSZ,
-        batch=batch,
-        device=device,
-        backend=backend,
-        init=init,
-        start=start,  # type: ignore[arg-type]
-        views=views,
-        aggregation=aggregation,
-        class_balance=class_balance,
-        random_rounds=random_rounds,
-        full_pool=full_pool,
-    )
+    cfg = SimConfig(**coco, out=out, imgsz=imgsz or DEFAULT_IMGSZ, **run)
     with echo_warnings():
         summary = run_simulation(cfg, progress=not quiet)
     for name, arm in summary["strategies"].items():
@@ -483,77 +330,77 @@ def simulate(
     )
 
 
+def _prepare_geo_dataset(
+    geo: Any, coco: dict[str, Any], out: Path, imgsz: int | None, quiet: bool
+) -> tuple[dict[str, Any], int]:
+    """Tile --scenes and map --labels into a COCO pool and test set under ``out/dataset``.
+
+    Returns the COCO paths for SimConfig and the input size (the chips' own by default).
+    """
+    if any(coco.values()):
+        raise ConfigError("give either --scenes and --labels, or --data/--images/--test-data")
+    from geoal.detect.loading import stride_size
+    from geoal.simulate.geo import prepare_geo_dataset
+
+    dataset = prepare_geo_dataset(geo, out / "dataset", progress=not quiet)
+    summary = dataset.summary
+    click.echo(
+        f"data set: {summary['pool_chips']} pool chips ({summary['pool_boxes']} boxes), "
+        f"{summary['test_chips']} test chips ({summary['test_boxes']} boxes), classes "
+        f"{', '.join(summary['classes'])}; {summary['dropped_overlapping_test']} chips "
+        "dropped for overlapping the test set"
+    )
+    paths = {"data": dataset.pool_json, "images": dataset.images, "test_data": dataset.test_json}
+    # the chips at their own size: no silent up- or downsampling
+    return {**paths, "test_images": None}, imgsz or stride_size(geo.size)
+
+
+def _predict_options(model: str, bands: str | None, **rest: Any) -> Any:
+    """PredictOptions of the --model, sizes, merging and runtime options."""
+    from geoal.config import parse_bands
+    from geoal.predict.scene import PredictOptions
+
+    return PredictOptions(model=model, bands=parse_bands(bands) if bands else None, **rest)
+
+
 @main.command()
 @click.argument("scenes", nargs=-1, required=True)
-@click.option("--model", "-m", required=True, help="Local .pt (its class names are used).")
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("detections.gpkg"),
-    show_default=True,
-    help=".gpkg (a layer per scene, its CRS) or .geojson (EPSG:4326).",
+@attach(
+    option(
+        "--out",
+        ".gpkg (a layer per scene, its CRS) or .geojson (EPSG:4326).",
+        type=FILE,
+        default=Path("detections.gpkg"),
+    ),
 )
-@click.option("--conf", type=float, default=0.25, show_default=True, help="Minimum confidence.")
-@click.option("--size", type=int, default=640, show_default=True, help="Chip side in pixels.")
-@click.option(
-    "--imgsz",
-    type=click.IntRange(32),
-    default=None,
-    help="Model input size in pixels (default: the model's trained scale; chips are resized).",
-)
-@click.option(
-    "--overlap", type=float, default=0.2, show_default=True, help="Overlap between chips, 0-1."
-)
-@click.option(
-    "--merge",
-    default="greedy-nmm",
-    show_default=True,
-    help="nms, nmm or greedy-nmm (SAHI's options).",
-)
-@click.option(
-    "--match",
-    default="ios",
-    show_default=True,
-    help="iou, or ios (intersection over the smaller box).",
-)
-@click.option(
-    "--threshold", type=float, default=0.5, show_default=True, help="Match threshold for merging."
-)
-@click.option("--batch", type=click.IntRange(1, 1024), default=16, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda:N.")
-@backend_option
-@click.option("--bands", default=None, help="1-based bands shown as R,G,B.")
-@click.option(
-    "--summary",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write counts per scene and class to this CSV.",
-)
-@ray_engine_options("detect")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @friendly
+@option_group(
+    "opts",
+    _predict_options,
+    opt.model("Local .pt (its class names are used).", required=True),
+    option("--conf", "Minimum confidence.", type=float, default=0.25),
+    opt.chip_size(640, "Chip side in pixels."),
+    opt.imgsz(
+        "Model input size in pixels (default: the model's trained scale; chips are resized)."
+    ),
+    opt.overlap(0.2, "Overlap between chips, 0-1."),
+    option("--merge", "nms, nmm or greedy-nmm (SAHI's options).", default="greedy-nmm"),
+    option("--match", "iou, or ios (intersection over the smaller box).", default="ios"),
+    option("--threshold", "Match threshold for merging.", type=float, default=0.5),
+    opt.batch(16, most=1024),
+    opt.device(),
+    opt.backend(),
+    opt.bands("1-based bands shown as R,G,B."),
+)
+@attach(
+    option("--summary", "Write counts per scene and class to this CSV.", type=FILE),
+)
+@ray_group("detect")
+@attach(
+    opt.quiet("No progress bars."),
+)
 def predict(
-    scenes: tuple[str, ...],
-    model: str,
-    out: Path,
-    conf: float,
-    size: int,
-    imgsz: int | None,
-    overlap: float,
-    merge: str,
-    match: str,
-    threshold: float,
-    batch: int,
-    device: str,
-    backend: str,
-    bands: str | None,
-    summary: Path | None,
-    engine: str,
-    address: str | None,
-    ray_workers: int | None,
-    gpus_per_worker: float | None,
-    cpus_per_worker: float | None,
-    quiet: bool,
+    scenes: tuple[str, ...], out: Path, opts: Any, summary: Path | None, ray: Any, quiet: bool
 ) -> None:
     """Detect objects over whole SCENES: sliced inference, cross-chip merging, georeferenced output.
 
@@ -561,33 +408,17 @@ def predict(
     neighbouring chip, so each appears once. Prints counts per scene and class.
     --engine ray detects on a Ray cluster (the scenes' paths must be readable there).
     """
-    from geoal.config import parse_bands
     from geoal.pipeline.catalog import expand_inputs
-    from geoal.predict.scene import PredictOptions, predict_scenes, write_detections, write_summary
+    from geoal.predict.scene import predict_scenes, write_detections, write_summary
 
-    opts = PredictOptions(
-        model=model,
-        conf=conf,
-        size=size,
-        imgsz=imgsz,
-        overlap=overlap,
-        merge=merge,
-        match=match,
-        threshold=threshold,
-        batch=batch,
-        device=device,
-        bands=parse_bands(bands) if bands else None,
-        backend=backend,
-    )
-    ray_opts = ray_options(engine, address, ray_workers, gpus_per_worker, cpus_per_worker)
     paths, problems = expand_inputs(scenes)
     with echo_warnings():
-        if ray_opts is None:
+        if ray is None:
             report = predict_scenes(paths, opts, progress=not quiet)
         else:
             from geoal.distributed import predict_scenes_ray
 
-            report = predict_scenes_ray(paths, opts, ray_opts, progress=not quiet)
+            report = predict_scenes_ray(paths, opts, ray, progress=not quiet)
     report.errors[:0] = problems
     if report.scenes:
         layers = write_detections(report, out)

@@ -9,73 +9,57 @@ from typing import Any
 
 import click
 
+from geoal.cli import options as opt
 from geoal.cli.base import (
-    backend_option,
     fail,
     friendly,
     main,
     open_cli_project,
-    ray_engine_options,
-    ray_options,
+    ray_group,
     scene_ids,
     shard_option,
 )
+from geoal.cli.options import FILE, FOLDER, attach, option, option_group, values
 from geoal.errors import ConfigError
 
 
 @main.command()
-@click.option(
-    "--model", "-m", default=None, help="Local .pt or model .yaml (default: latest trained model)."
+@attach(
+    opt.model("Local .pt or model .yaml (default: latest trained model)."),
+    option(
+        "--views",
+        "1 = one view; 2+ = MI-AOD-style discrepancy between flips/rotations (default 2).",
+        type=click.IntRange(1, 6),
+    ),
+    opt.batch(None, most=1024, help="Chips per forward pass (default 16)."),
+    opt.device(None, help="cpu or cuda:N (half precision on GPU)."),
+    opt.scenes("Only this scene (id or name); repeatable."),
+    option("--top-k", "k of the top-k aggregations.", type=click.IntRange(1, 10000)),
+    option(
+        "--workers",
+        "Chip reader threads (in each Ray worker with --engine ray).",
+        type=click.IntRange(1, 64),
+        default=2,
+    ),
+    option("--limit", "Score at most this many chips now.", type=click.IntRange(1)),
+    opt.imgsz(opt.TRAINED_IMGSZ),
+    opt.backend(),
 )
-@click.option(
-    "--views",
-    type=click.IntRange(1, 6),
-    default=None,
-    help="1 = one view; 2+ = MI-AOD-style discrepancy between flips/rotations (default 2).",
-)
-@click.option(
-    "--batch",
-    type=click.IntRange(1, 1024),
-    default=None,
-    help="Chips per forward pass (default 16).",
-)
-@click.option("--device", default=None, help="cpu or cuda:N (half precision on GPU).")
-@click.option("--scene", "scenes", multiple=True, help="Only this scene (id or name); repeatable.")
-@click.option(
-    "--top-k", type=click.IntRange(1, 10000), default=None, help="k of the top-k aggregations."
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(1, 64),
-    default=2,
-    show_default=True,
-    help="Chip reader threads (in each Ray worker with --engine ray).",
-)
-@click.option(
-    "--limit", type=click.IntRange(1), default=None, help="Score at most this many chips now."
-)
-@click.option(
-    "--imgsz",
-    type=click.IntRange(32),
-    default=None,
-    help="Model input size in pixels (default: the size the model was trained at).",
-)
-@backend_option
-@ray_engine_options("score")
-@click.option(
-    "--shard",
-    default=None,
-    help="I/N: score only shard I of N (chip id % N == I) into a shard file (SLURM arrays).",
-)
-@click.option(
-    "--shard-out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Shard file (default: shards/MODEL-I-of-N.sqlite in the project).",
-)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
 @friendly
+@ray_group("score")
+@attach(
+    option(
+        "--shard",
+        "I/N: score only shard I of N (chip id % N == I) into a shard file (SLURM arrays).",
+    ),
+    option(
+        "--shard-out",
+        "Shard file (default: shards/MODEL-I-of-N.sqlite in the project).",
+        type=FILE,
+    ),
+    opt.quiet(),
+)
 def score(
     ctx: click.Context,
     model: str | None,
@@ -88,11 +72,7 @@ def score(
     limit: int | None,
     imgsz: int | None,
     backend: str,
-    engine: str,
-    address: str | None,
-    ray_workers: int | None,
-    gpus_per_worker: float | None,
-    cpus_per_worker: float | None,
+    ray: Any,
     shard: str | None,
     shard_out: Path | None,
     quiet: bool,
@@ -104,13 +84,9 @@ def score(
     the project's is refused. --engine ray scores on a Ray cluster; --shard I/N
     scores one shard into a file for 'geoal merge-shards' (schedulers without Ray).
     """
-    import warnings
-    from contextlib import AbstractContextManager, nullcontext
+    from geoal.pipeline.scoring import ScoreOptions
 
-    from geoal.pipeline.scoring import ScoreOptions, score_project
-
-    ray_opts = ray_options(engine, address, ray_workers, gpus_per_worker, cpus_per_worker)
-    part = shard_option(shard, shard_out, ray_opts)
+    part = shard_option(shard, shard_out, ray)
     with open_cli_project(ctx) as project:
         cfg = project.config.score
         opts = ScoreOptions(
@@ -127,106 +103,111 @@ def score(
             imgsz=imgsz,
             backend=backend,
         )
-        # a shard only reads the store: many run at once, 'geoal merge-shards' writes
-        lock: AbstractContextManager[Any] = (
-            nullcontext() if part is not None else project.write_lock("score")
-        )
-        with lock, warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            if part is not None:
-                from geoal.distributed import score_shard
-
-                done = score_shard(project, opts, part, shard_out, progress=not quiet)
-                summary = (
-                    f"shard {part}: scored {done.scored} chips into {done.path} with model "
-                    f"{done.model_hash[:12]}; {done.already} already there, {done.remaining} left"
-                )
-            else:
-                if ray_opts is None:
-                    report = score_project(project, opts, progress=not quiet)
-                else:
-                    from geoal.distributed import score_project_ray
-
-                    report = score_project_ray(project, opts, ray_opts, progress=not quiet)
-                size = f", input {report.imgsz} px" if report.imgsz else ""
-                on = f" on {report.backend}" if report.backend else ""
-                summary = (
-                    f"scored {report.scored} chips with model {report.model_hash[:12]} "
-                    f"({report.model_path}{size}){on}; {report.skipped} already scored, "
-                    f"{report.remaining} left"
-                )
-        for w in caught:
-            if "geoal" in str(w.filename) or "trained" in str(w.message):
-                click.echo(f"geoal: warning: {w.message}", err=True)
+        summary = _score(project, opts, part, shard_out, ray, quiet)
     click.echo(summary)
 
 
+def _score(
+    project: Any, opts: Any, part: Any, shard_out: Path | None, ray: Any, quiet: bool
+) -> str:
+    """Score one shard (``part``) or the project (local or Ray engine); the summary line.
+
+    The warnings of geoal (and the one on an untrained model) are shown as one line each.
+    """
+    import warnings
+    from contextlib import AbstractContextManager, nullcontext
+
+    from geoal.pipeline.scoring import score_project
+
+    # a shard only reads the store: many run at once, 'geoal merge-shards' writes
+    lock: AbstractContextManager[Any] = (
+        nullcontext() if part is not None else project.write_lock("score")
+    )
+    with lock, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        if part is not None:
+            from geoal.distributed import score_shard
+
+            done = score_shard(project, opts, part, shard_out, progress=not quiet)
+            summary = (
+                f"shard {part}: scored {done.scored} chips into {done.path} with model "
+                f"{done.model_hash[:12]}; {done.already} already there, {done.remaining} left"
+            )
+        else:
+            if ray is None:
+                report = score_project(project, opts, progress=not quiet)
+            else:
+                from geoal.distributed import score_project_ray
+
+                report = score_project_ray(project, opts, ray, progress=not quiet)
+            size = f", input {report.imgsz} px" if report.imgsz else ""
+            on = f" on {report.backend}" if report.backend else ""
+            summary = (
+                f"scored {report.scored} chips with model {report.model_hash[:12]} "
+                f"({report.model_path}{size}){on}; {report.skipped} already scored, "
+                f"{report.remaining} left"
+            )
+    for w in caught:
+        if "geoal" in str(w.filename) or "trained" in str(w.message):
+            click.echo(f"geoal: warning: {w.message}", err=True)
+    return summary
+
+
 @main.command()
-@click.option(
-    "--budget",
-    "-k",
-    type=click.IntRange(1),
-    default=None,
-    help="Chips to select (default: config, 50).",
-)
-@click.option(
-    "--budget-objects",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Instead of chips: expected objects to label (annotators pay per box).",
-)
-@click.option(
-    "--strategy",
-    "-s",
-    default=None,
-    help="adaptive, hybrid, uncertainty, typiclust, coreset or random (default: config, "
-    "adaptive; see README 'Selecting chips').",
-)
-@click.option(
-    "--aggregation",
-    default=None,
-    help="Stored chip score to rank by: miaod, max, mean, sum, topk_mean, box_instability.",
-)
-@click.option(
-    "--model",
-    "model_hash",
-    default=None,
-    help="Use the scores of this model (hash prefix; default: the latest).",
-)
-@click.option("--seed", type=int, default=None, help="Random seed (default: config, 0).")
-@click.option(
-    "--min-distance",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="Selected chips must not overlap and lie at least this far apart (CRS units); -1 allows overlap.",
-)
-@click.option(
-    "--max-share",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=None,
-    help="Per-scene quota: no scene takes more than this share of the round.",
-)
-@click.option(
-    "--pool-factor",
-    type=click.FloatRange(min=1),
-    default=5.0,
-    show_default=True,
-    help="hybrid: diversity among the top pool-factor x budget uncertain chips.",
-)
-@click.option(
-    "--class-balance",
-    is_flag=True,
-    help="Weight chip scores towards classes rare among the labels so far.",
-)
-@click.option(
-    "--scene", "scenes", multiple=True, help="Only chips of this scene (id or name); repeatable."
-)
-@click.option(
-    "--aoi",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Only chips that intersect the polygons of this file (GeoJSON, GeoPackage, shapefile; any CRS).",
+@attach(
+    option(
+        "--budget -k",
+        "Chips to select (default: config, 50).",
+        type=click.IntRange(1),
+    ),
+    option(
+        "--budget-objects",
+        "Instead of chips: expected objects to label (annotators pay per box).",
+        type=click.FloatRange(min=0, min_open=True),
+    ),
+    option(
+        "--strategy -s",
+        (
+            "adaptive, hybrid, uncertainty, typiclust, coreset or random (default: config, "
+            "adaptive; see README 'Selecting chips')."
+        ),
+    ),
+    option(
+        "--aggregation",
+        "Stored chip score to rank by: miaod, max, mean, sum, topk_mean, box_instability.",
+    ),
+    option(
+        "--model model_hash",
+        "Use the scores of this model (hash prefix; default: the latest).",
+    ),
+    opt.seed(None, help="Random seed (default: config, 0)."),
+    option(
+        "--min-distance",
+        "Selected chips must not overlap and lie at least this far apart (CRS units); -1 allows overlap.",
+        type=float,
+        default=0.0,
+    ),
+    option(
+        "--max-share",
+        "Per-scene quota: no scene takes more than this share of the round.",
+        type=click.FloatRange(0, 1, min_open=True),
+    ),
+    option(
+        "--pool-factor",
+        "hybrid: diversity among the top pool-factor x budget uncertain chips.",
+        type=click.FloatRange(min=1),
+        default=5.0,
+    ),
+    opt.class_balance("Weight chip scores towards classes rare among the labels so far."),
+    opt.scenes("Only chips of this scene (id or name); repeatable."),
+    option(
+        "--aoi",
+        (
+            "Only chips that intersect the polygons of this file (GeoJSON, GeoPackage, "
+            "shapefile; any CRS)."
+        ),
+        type=FILE,
+    ),
 )
 @click.pass_context
 @friendly
@@ -285,14 +266,14 @@ def select(
 
 
 @main.command()
-@click.option(
-    "--cancel",
-    "cancel_id",
-    type=int,
-    default=None,
-    help="Cancel this open round (its chips become candidates again).",
+@attach(
+    option(
+        "--cancel cancel_id",
+        "Cancel this open round (its chips become candidates again).",
+        type=int,
+    ),
+    opt.as_json(),
 )
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_context
 @friendly
 def rounds(ctx: click.Context, cancel_id: int | None, as_json: bool) -> None:
@@ -320,54 +301,32 @@ def rounds(ctx: click.Context, cancel_id: int | None, as_json: bool) -> None:
 
 
 @main.command(name="export")
-@click.option(
-    "--format",
-    "-f",
-    "fmt",
-    required=True,
-    help="coco, geojson, labelstudio (a round's chips with predictions) or yolo (all labelled chips).",
+@attach(
+    option(
+        "--format -f fmt",
+        "coco, geojson, labelstudio (a round's chips with predictions) or yolo (all labelled chips).",
+        required=True,
+    ),
+    option("--out -o", "Folder to write.", type=FOLDER, required=True),
+    opt.round_id("Round to export (default: the latest open round)."),
+    option(
+        "--crs",
+        "GeoJSON: 'scene' (the scenes' CRS, declared), EPSG:4326, or auto (scene if shared, else 4326).",
+        default="auto",
+    ),
+    option("--image-format", "png or jpg chip images.", default="png"),
+    option("--geotiff", "Also write georeferenced chip GeoTIFFs (geotiff/).", is_flag=True),
+    option(
+        "--image-root",
+        "Label Studio: URL (or /data/local-files/?d=DIR) under which this folder is served.",
+    ),
+    opt.conf(
+        "Pre-annotations: the model's boxes at or above this confidence "
+        "(default: export.conf, 0.25)."
+    ),
+    opt.val_fraction("YOLO: share held out for validation (by scene when possible)."),
+    opt.quiet(),
 )
-@click.option(
-    "--out",
-    "-o",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Folder to write.",
-)
-@click.option(
-    "--round",
-    "round_id",
-    type=int,
-    default=None,
-    help="Round to export (default: the latest open round).",
-)
-@click.option(
-    "--crs",
-    default="auto",
-    show_default=True,
-    help="GeoJSON: 'scene' (the scenes' CRS, declared), EPSG:4326, or auto (scene if shared, else 4326).",
-)
-@click.option("--image-format", default="png", show_default=True, help="png or jpg chip images.")
-@click.option("--geotiff", is_flag=True, help="Also write georeferenced chip GeoTIFFs (geotiff/).")
-@click.option(
-    "--image-root",
-    default=None,
-    help="Label Studio: URL (or /data/local-files/?d=DIR) under which this folder is served.",
-)
-@click.option(
-    "--conf",
-    type=click.FloatRange(0, 1),
-    default=None,
-    help="Pre-annotations: the model's boxes at or above this confidence (default: export.conf, 0.25).",
-)
-@click.option(
-    "--val-fraction",
-    type=click.FloatRange(0, 0.9),
-    default=0.2,
-    show_default=True,
-    help="YOLO: share held out for validation (by scene when possible).",
-)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
 @friendly
 def export(
@@ -418,69 +377,47 @@ def export(
 
 
 @main.command(name="import")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--format",
-    "-f",
-    "fmt",
-    default=None,
-    help="coco, geojson or labelstudio (default: from the content).",
-)
-@click.option(
-    "--on-duplicate",
-    default="keep",
-    show_default=True,
-    help="A chip an earlier import labelled: 'keep' its labels, 'replace' them, or 'refuse' the file.",
-)
-@click.option(
-    "--accept-predictions",
-    is_flag=True,
-    help="Take the model's pre-annotations (and an unedited export) as labels, knowingly.",
-)
-@click.option(
-    "--round",
-    "round_id",
-    type=int,
-    default=None,
-    help="GeoJSON without chip features: the round whose chips it labels "
-    "(default: the latest open round; with none open, every chip the file covers).",
-)
-@click.option(
-    "--min-visible",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=0.5,
-    show_default=True,
-    help="GeoJSON: keep a box cut by a chip edge when this share of it is inside.",
-)
-@click.option(
-    "--class-field",
-    default=None,
-    help="GeoJSON: the property that names each feature's class "
-    "(default: the first of class, label, category, name, type that names a project class).",
-)
-@click.option(
-    "--class",
-    "fixed_class",
-    default=None,
-    help="GeoJSON: give every feature this class (files without a class property).",
-)
-@click.option(
-    "--layer", default=None, help="GeoPackage with several layers: the one holding the labels."
-)
+@click.argument("file", type=FILE)
+@attach(option("--format -f fmt", "coco, geojson or labelstudio (default: from the content)."))
 @click.pass_context
 @friendly
-def import_(
-    ctx: click.Context,
-    file: Path,
-    fmt: str | None,
-    on_duplicate: str,
-    accept_predictions: bool,
-    round_id: int | None,
-    min_visible: float,
-    class_field: str | None,
-    fixed_class: str | None,
-    layer: str | None,
-) -> None:
+@option_group(
+    "how",
+    values,
+    option(
+        "--on-duplicate",
+        "A chip an earlier import labelled: 'keep' its labels, 'replace' them, or 'refuse' the file.",
+        default="keep",
+    ),
+    option(
+        "--accept-predictions",
+        "Take the model's pre-annotations (and an unedited export) as labels, knowingly.",
+        is_flag=True,
+    ),
+    opt.round_id(
+        "GeoJSON without chip features: the round whose chips it labels "
+        "(default: the latest open round; with none open, every chip the file covers)."
+    ),
+    option(
+        "--min-visible",
+        "GeoJSON: keep a box cut by a chip edge when this share of it is inside.",
+        type=click.FloatRange(0, 1, min_open=True),
+        default=0.5,
+    ),
+    option(
+        "--class-field",
+        (
+            "GeoJSON: the property that names each feature's class "
+            "(default: the first of class, label, category, name, type that names a project class)."
+        ),
+    ),
+    option(
+        "--class fixed_class",
+        "GeoJSON: give every feature this class (files without a class property).",
+    ),
+    option("--layer", "GeoPackage with several layers: the one holding the labels."),
+)
+def import_(ctx: click.Context, file: Path, fmt: str | None, how: dict[str, Any]) -> None:
     """Import labels (COCO, GeoJSON in any CRS, Label Studio JSON, JSON-MIN or COCO export).
 
     All of the file or nothing: every problem is reported once per kind (unknown
@@ -492,16 +429,7 @@ def import_(
     """
     from geoal.pipeline.annotate import ImportOptions, import_labels, import_summary
 
-    opts = ImportOptions(
-        fmt=fmt.lower() if fmt else None,
-        on_duplicate=on_duplicate,
-        round_id=round_id,
-        min_visible=min_visible,
-        class_field=class_field,
-        fixed_class=fixed_class,
-        accept_predictions=accept_predictions,
-        layer=layer,
-    )
+    opts = ImportOptions(fmt=fmt.lower() if fmt else None, **how)
     with open_cli_project(ctx) as project, project.write_lock("import"):
         report = import_labels(project, file, opts)
     if report.problems:
@@ -526,29 +454,26 @@ def labelstudio() -> None:
     """
 
 
-_LS_URL = click.option(
-    "--url", required=True, help="Label Studio address, e.g. http://localhost:8080."
-)
-_LS_TOKEN = click.option(
-    "--token",
-    default=None,
-    help="API token (default: $LABEL_STUDIO_API_KEY); prefer the variable, a flag shows in `ps`.",
-)
+def _label_studio() -> tuple[click.Option, click.Option]:
+    """--url and --token of a Label Studio server."""
+    return (
+        option("--url", "Label Studio address, e.g. http://localhost:8080.", required=True),
+        option(
+            "--token",
+            "API token (default: $LABEL_STUDIO_API_KEY); prefer the variable, a flag shows in `ps`.",
+        ),
+    )
 
 
 @labelstudio.command(name="push")
-@_LS_URL
-@_LS_TOKEN
-@click.option(
-    "--round", "round_id", type=int, default=None, help="Round to push (default: latest open)."
+@attach(
+    *_label_studio(),
+    opt.round_id("Round to push (default: latest open)."),
+    opt.conf(
+        "Predictions: the model's boxes at or above this confidence (default: export.conf, 0.25)."
+    ),
+    opt.quiet(),
 )
-@click.option(
-    "--conf",
-    type=click.FloatRange(0, 1),
-    default=None,
-    help="Predictions: the model's boxes at or above this confidence (default: export.conf, 0.25).",
-)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
 @friendly
 def labelstudio_push(
@@ -577,8 +502,7 @@ def labelstudio_push(
 
 
 @labelstudio.command(name="pull")
-@_LS_URL
-@_LS_TOKEN
+@attach(*_label_studio())
 @click.pass_context
 @friendly
 def labelstudio_pull(ctx: click.Context, url: str, token: str | None) -> None:

@@ -9,21 +9,24 @@ from typing import Any
 
 import click
 
+from geoal.cli import options as opt
 from geoal.cli.base import friendly, main, open_cli_project
+from geoal.cli.options import FILE, FOLDER, attach, option
 from geoal.errors import ConfigError
 
 
 @main.command()
 @click.argument("directory", type=click.Path(path_type=Path))
-@click.option(
-    "--classes", required=True, help="Object classes in model order, comma separated: ship,whale"
+@attach(
+    option(
+        "--classes", "Object classes in model order, comma separated: ship,whale", required=True
+    ),
+    option(
+        "--profile",
+        "Imagery profile overlaid on the defaults: rgb8-aerial, pan16-sea-survey, ms-float.",
+    ),
+    option("--name", "Project name (default: the folder name)."),
 )
-@click.option(
-    "--profile",
-    default=None,
-    help="Imagery profile overlaid on the defaults: rgb8-aerial, pan16-sea-survey, ms-float.",
-)
-@click.option("--name", default=None, help="Project name (default: the folder name).")
 @friendly
 def init(directory: Path, classes: str, profile: str | None, name: str | None) -> None:
     """Create a project folder DIRECTORY with geoal.yaml and an empty store."""
@@ -37,26 +40,18 @@ def init(directory: Path, classes: str, profile: str | None, name: str | None) -
 
 @main.command()
 @click.argument("scenes", nargs=-1, required=True)
-@click.option("--size", type=int, default=None, help="Chip side in pixels (default: config, 640).")
-@click.option(
-    "--overlap", type=float, default=None, help="Overlap between chips, 0-1 (default 0.2)."
+@attach(
+    opt.chip_size(None, "Chip side in pixels (default: config, 640)."),
+    opt.overlap(None, "Overlap between chips, 0-1 (default 0.2)."),
+    opt.bands("1-based bands shown as R,G,B, e.g. 3,2,1 (or one band)."),
+    option("--min-valid", "Skip chips with less valid data than this fraction.", type=float),
+    option(
+        "--max-chips",
+        "Refuse a scene that would make more chips (default: config, 1,000,000).",
+        type=click.IntRange(1),
+    ),
+    opt.quiet(),
 )
-@click.option(
-    "--bands", default=None, help="1-based bands shown as R,G,B, e.g. 3,2,1 (or one band)."
-)
-@click.option(
-    "--min-valid",
-    type=float,
-    default=None,
-    help="Skip chips with less valid data than this fraction.",
-)
-@click.option(
-    "--max-chips",
-    type=click.IntRange(1),
-    default=None,
-    help="Refuse a scene that would make more chips (default: config, 1,000,000).",
-)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
 @friendly
 def tile(
@@ -112,7 +107,9 @@ def tile(
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@attach(
+    opt.as_json(),
+)
 @click.pass_context
 @friendly
 def status(ctx: click.Context, as_json: bool) -> None:
@@ -140,12 +137,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 
 @main.command(name="map")
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("chips.gpkg"),
-    show_default=True,
-    help="GeoPackage to write.",
+@attach(
+    option("--out", "GeoPackage to write.", type=FILE, default=Path("chips.gpkg")),
 )
 @click.pass_context
 @friendly
@@ -166,15 +159,16 @@ def map_(ctx: click.Context, out: Path) -> None:
 
 
 @main.command()
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("demo-project"),
-    show_default=True,
-    help="Folder to create for the demo's scenes and two projects (replaced if a previous demo).",
+@attach(
+    option(
+        "--out",
+        "Folder to create for the demo's scenes and two projects (replaced if a previous demo).",
+        type=FOLDER,
+        default=Path("demo-project"),
+    ),
+    opt.seed(0, help="Seed of the synthetic scene."),
+    opt.quiet("No progress bars."),
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic scene.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @friendly
 def demo(out: Path, seed: int, quiet: bool) -> None:
     """Active learning against random labelling on a built-in synthetic survey, offline.

@@ -77,7 +77,7 @@ def train_project(project: Project, opts: TrainOptions) -> TrainReport:
     from geoal import formats
     from geoal.pipeline.annotate import chip_images, chip_infos, labelled_chip_ids, labels
     from geoal.pipeline.catalog import check_scenes_unchanged
-    from geoal.train import split_train_val, train_detector
+    from geoal.train import TrainConfig, split_train_val, train_detector
 
     if opts.split not in ("scene", "chip"):
         raise ConfigError(f"--split {opts.split}: choose scene or chip")
@@ -111,14 +111,10 @@ def train_project(project: Project, opts: TrainOptions) -> TrainReport:
         init=init,
         classes=project.config.classes,
         out_dir=work / "runs",
-        epochs=opts.epochs,
-        imgsz=imgsz,
-        batch=opts.batch,
-        device=opts.device,
-        seed=opts.seed,
+        config=TrainConfig(
+            opts.epochs, imgsz, opts.batch, opts.device, opts.seed, optim=opts.optim, keep=opts.keep
+        ),
         progress=opts.progress,
-        optim=opts.optim,
-        keep=opts.keep,
     )
     # the input size travels with the file (geoal predict) and with the store's record
     project.models_dir.mkdir(parents=True, exist_ok=True)
@@ -227,7 +223,7 @@ def _on_coco_file(
 ) -> _Evaluation:
     """The model's detections on the images of a COCO file (in ``images`` or beside it)."""
     from geoal.pipeline.scoring import model_imgsz
-    from geoal.train import predict_coco
+    from geoal.train import PredictConfig, predict_coco
 
     record: ModelRecord | None
     if model is not None and Path(model).suffix == ".pt" and Path(model).is_file():
@@ -243,8 +239,7 @@ def _on_coco_file(
         project.config.classes,
         image_ids=[img["id"] for img in gt["images"]],
         category_ids=category_ids,
-        imgsz=size or DEFAULT_IMGSZ,
-        device=device,
+        config=PredictConfig(imgsz=size or DEFAULT_IMGSZ, device=device),
     )
     return _Evaluation(record, gt, dets, size, str(data))
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
+from geoal.closing import Closing
 from geoal.errors import RasterError
 from geoal.raster.chip import Chip
 from geoal.raster.grid import window_transform
@@ -95,7 +96,7 @@ def mask_kind(ds: Any) -> str:
     return "mask"
 
 
-class SceneReader:
+class SceneReader(Closing):
     """Holds one open scene and reads its chips."""
 
     def __init__(self, scene: Scene) -> None:
@@ -125,14 +126,8 @@ class SceneReader:
         """Close the dataset."""
         self.ds.close()
 
-    def __enter__(self) -> SceneReader:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class ChipImages:
+class ChipImages(Closing):
     """Reads chips (:class:`Chip`) of many scenes as (H, W, 3) uint8, one open reader per scene.
 
     Use it as a context manager so the datasets are closed.
@@ -152,12 +147,6 @@ class ChipImages:
         for reader in self._readers.values():
             reader.close()
         self._readers.clear()
-
-    def __enter__(self) -> ChipImages:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def read_chip(scene: Scene, window: Iterable[int]) -> tuple[np.ndarray, Affine]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -27,22 +27,15 @@ def boxes_conflict(a: npt.ArrayLike, b: npt.ArrayLike, min_distance: float) -> b
     They conflict when they overlap with positive area, or when their gap (Euclidean distance
     between the rectangles) is below ``min_distance``; touching edges alone do not conflict.
     """
-    ax0, ay0, ax1, ay1 = (float(v) for v in np.asarray(a))
-    bx0, by0, bx1, by1 = (float(v) for v in np.asarray(b))
-    return _conflict(ax0, ay0, ax1, ay1, bx0, by0, bx1, by1, min_distance)
+    box_a = [float(v) for v in np.asarray(a)]
+    box_b = [float(v) for v in np.asarray(b)]
+    return _conflict(box_a, box_b, min_distance)
 
 
-def _conflict(
-    ax0: float,
-    ay0: float,
-    ax1: float,
-    ay1: float,
-    bx0: float,
-    by0: float,
-    bx1: float,
-    by1: float,
-    min_distance: float,
-) -> bool:
+def _conflict(a: Sequence[float], b: Sequence[float], min_distance: float) -> bool:
+    """:func:`boxes_conflict` on plain [minx, miny, maxx, maxy] sequences (the hot loop's)."""
+    ax0, ay0, ax1, ay1 = a
+    bx0, by0, bx1, by1 = b
     # Signed gaps: negative when the intervals overlap.
     dx = max(ax0 - bx1, bx0 - ax1)
     dy = max(ay0 - by1, by0 - ay1)
@@ -76,15 +69,15 @@ class SpatialIndex:
 
     def conflicts(self, i: int) -> bool:
         """Whether chip ``i`` conflicts with any chip added so far."""
-        g, (x0, y0, x1, y1), d = self._groups[i], self._boxes[i], self._d
+        g, box, d = self._groups[i], self._boxes[i], self._d
+        x0, y0, x1, y1 = box
         seen: set[int] = set()
         for key in self._keys(g, x0 - d, y0 - d, x1 + d, y1 + d):
             for j in self._cells.get(key, ()):
                 if j in seen:
                     continue
                 seen.add(j)
-                bx0, by0, bx1, by1 = self._boxes[j]
-                if _conflict(x0, y0, x1, y1, bx0, by0, bx1, by1, d):
+                if _conflict(box, self._boxes[j], d):
                     return True
         return False
 

@@ -85,8 +85,7 @@ def train_round(
     """
     import yaml
 
-    from geoal.train import materialise_yolo_dataset, train_detector
-    from geoal.train.trainer import OptimConfig
+    from geoal.train import OptimConfig, TrainConfig, materialise_yolo_dataset, train_detector
 
     idx = [int(i) for i in labelled]
     val = {f"img{int(pool.image_ids[i])}" for i in idx[:: max(1, -(-len(idx) // cfg.val_images))]}
@@ -99,16 +98,18 @@ def train_round(
         init=init,
         classes=pool.classes,
         out_dir=work / "runs",
-        epochs=epochs,
-        imgsz=cfg.imgsz,
-        batch=cfg.batch,
-        device=cfg.device,
-        seed=seed,
-        augment=cfg.augment,
-        # One optimiser step per batch: with ultralytics' nominal batch of 64, a round of a
-        # few dozen images would step once every few epochs and every arm would be
-        # under-trained (min_iterations counts steps).
-        optim=OptimConfig(nbs=cfg.batch),
+        config=TrainConfig(
+            epochs=epochs,
+            imgsz=cfg.imgsz,
+            batch=cfg.batch,
+            device=cfg.device,
+            seed=seed,
+            augment=cfg.augment,
+            # One optimiser step per batch: with ultralytics' nominal batch of 64, a round of a
+            # few dozen images would step once every few epochs and every arm would be
+            # under-trained (min_iterations counts steps).
+            optim=OptimConfig(nbs=cfg.batch),
+        ),
         progress=False,
     )
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +128,7 @@ def evaluate(
     classes: tuple[str, ...],
 ) -> tuple[float, float, float]:
     """(mAP50, mAP50-95, recall at conf 0.25) of ``weights`` on the fixed test set (COCO)."""
-    from geoal.train import evaluate_coco, predict_coco
+    from geoal.train import PredictConfig, evaluate_coco, predict_coco
 
     folder = cfg.test_images or cfg.images
     dets = predict_coco(
@@ -136,9 +137,7 @@ def evaluate(
         classes,
         image_ids=[int(im["id"]) for im in test["images"]],
         category_ids=category_ids,
-        imgsz=cfg.imgsz,
-        device=cfg.device,
-        batch=8,
+        config=PredictConfig(imgsz=cfg.imgsz, device=cfg.device, batch=8),
     )
     result = evaluate_coco(test, dets)
     return result.mAP50, result.mAP50_95, result.recall

@@ -21,14 +21,16 @@ from geoal.train.dataset import (
     yolo_label_lines,
 )
 from geoal.train.evaluate import EvalResult, evaluate_coco, load_coco
-from geoal.train.predict import predict_coco
-from geoal.train.trainer import OptimConfig, TrainResult, train_detector
+from geoal.train.predict import PredictConfig, predict_coco
+from geoal.train.trainer import OptimConfig, TrainConfig, TrainResult, train_detector
 
 __all__ = [
     "AugmentConfig",
     "DatasetError",
     "EvalResult",
     "OptimConfig",
+    "PredictConfig",
+    "TrainConfig",
     "TrainResult",
     "evaluate_coco",
     "load_coco",

@@ -8,6 +8,7 @@ bilinear, centred on grey 114 padding) and its boxes mapped back to image pixels
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,25 @@ from geoal.errors import RasterError
 _PAD_VALUE = 114  # ultralytics' letterbox grey
 
 
+@dataclass(frozen=True)
+class PredictConfig:
+    """How :func:`predict_coco` runs the model.
+
+    Attributes:
+        imgsz: the model's input size in pixels, a multiple of 32.
+        device: "cpu" or "cuda:N".
+        conf: the lowest score kept (0.001 for mAP); ``iou`` the NMS threshold;
+            ``max_det`` the most detections per image; ``batch`` images per forward pass.
+    """
+
+    imgsz: int
+    device: str = "cpu"
+    conf: float = 0.001
+    iou: float = 0.7
+    max_det: int = 300
+    batch: int = 8
+
+
 def predict_coco(
     weights: Path,
     images: Sequence[Path],
@@ -25,20 +45,13 @@ def predict_coco(
     *,
     image_ids: Sequence[int],
     category_ids: Mapping[str, int],
-    imgsz: int,
-    device: str = "cpu",
-    conf: float = 0.001,
-    iou: float = 0.7,
-    max_det: int = 300,
-    batch: int = 8,
+    config: PredictConfig,
 ) -> list[dict[str, Any]]:
     """COCO results (image_id, category_id, bbox [x, y, w, h] px, score) of ``weights`` on ``images``.
 
     ``image_ids[i]`` is the COCO id of ``images[i]``; ``category_ids`` maps each
     of the model's ``classes`` to a COCO category id (by name, so the model's
-    class order need not be the file's). ``imgsz`` (pixels, a multiple of 32) is
-    the model's input size; ``conf`` the lowest score kept (0.001 for mAP),
-    ``iou`` the NMS threshold, ``max_det`` the most detections per image.
+    class order need not be the file's).
     """
     from geoal.detect import load_detector
 
@@ -47,13 +60,16 @@ def predict_coco(
     missing = [name for name in classes if name not in category_ids]
     if missing:
         raise ValueError(f"category_ids has no id for the classes {missing}")
+    imgsz, batch = config.imgsz, config.batch
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     class_to_cat = np.array([int(category_ids[name]) for name in classes], dtype=np.int64)
-    detector = load_detector(weights, classes, device, imgsz=imgsz)
+    detector = load_detector(weights, classes, config.device, imgsz=imgsz)
     results: list[dict[str, Any]] = []
     batches = _letterboxed_batches(list(images), list(image_ids), imgsz, batch)
-    stream = detector.iter_predict(batches, conf=conf, iou=iou, max_det=max_det, details=False)
+    stream = detector.iter_predict(
+        batches, conf=config.conf, iou=config.iou, max_det=config.max_det, details=False
+    )
     for keys, chip_results in stream:
         for (image_id, shape, scale, pad), result in zip(keys, chip_results, strict=True):
             boxes = unletterbox_boxes(result.boxes, shape, scale, pad)

@@ -88,38 +88,63 @@ class TrainResult:
     run_dir: Path
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a training run goes; checked on creation (ConfigError).
+
+    Attributes:
+        epochs: epochs to run (>= 1).
+        imgsz: training input size in pixels, a multiple of 32.
+        batch: images per batch; ``device`` "cpu" or "cuda:N"; ``seed`` fixes the run.
+        augment: the augmentation (default: ``AugmentConfig()``, flips and 90-degree turns).
+        optim: optimiser, learning rate, warm-up and gradient accumulation (default:
+            ultralytics').
+        patience: stop after that many epochs without improvement (None: never).
+        keep: "best" (validate every epoch, keep the best) or "last" (validate once, at the end).
+        plots: let ultralytics draw its plots (offline).
+    """
+
+    epochs: int
+    imgsz: int
+    batch: int = 8
+    device: str = "cpu"
+    seed: int = 0
+    augment: AugmentConfig | None = None
+    optim: OptimConfig | None = None
+    patience: int | None = None
+    keep: str = "best"
+    plots: bool = False
+
+    def __post_init__(self) -> None:
+        _check_numbers(
+            epochs=self.epochs, imgsz=self.imgsz, batch=self.batch, patience=self.patience
+        )
+        if self.keep not in ("best", "last"):
+            raise ConfigError(f"keep must be 'best' or 'last', got {self.keep!r}")
+        if self.keep == "last" and self.patience is not None:
+            raise ConfigError("patience needs validation every epoch: use keep='best' with it")
+
+
 def train_detector(
     data_yaml: Path,
     *,
     init: str | Path,
     classes: Sequence[str],
     out_dir: Path,
-    epochs: int,
-    imgsz: int,
-    batch: int = 8,
-    device: str = "cpu",
-    seed: int = 0,
-    augment: AugmentConfig | None = None,
-    optim: OptimConfig | None = None,
-    patience: int | None = None,
-    keep: str = "best",
+    config: TrainConfig,
     progress: bool = True,
     name: str = "train",
-    plots: bool = False,
 ) -> TrainResult:
     """Train a detector for ``classes`` on the YOLO dataset ``data_yaml``; return its checkpoint.
 
     ``init`` is a local ``.pt`` to fine-tune (its weights are carried over where
     the shapes match, so a model for other classes is a fine start) or a ``.yaml``
     architecture to train from scratch (a local file, or one shipped with
-    ultralytics such as "yolov8n.yaml"). ``optim``: optimiser, learning rate, warm-up
-    and gradient accumulation (default: ultralytics'). The data set's ``names`` must be
+    ultralytics such as "yolov8n.yaml"). The data set's ``names`` must be
     ``classes``, in order; its train split needs at least one labelled image and
-    its val split at least one image. ``imgsz`` (pixels, a multiple of 32) is
-    the training size; ``device`` "cpu" or "cuda:N"; ``patience`` stops after
-    that many epochs without improvement (None: never). ``progress`` shows a
-    progress bar (ultralytics' own log is always silenced, its warnings kept);
-    ``plots`` lets it draw its plots (offline).
+    its val split at least one image. ``config``: epochs, size, batch, device,
+    seed, augmentation, optimiser, early stopping. ``progress`` shows a progress
+    bar (ultralytics' own log is always silenced, its warnings kept).
     The run goes to ``out_dir/name``, replacing an earlier run of that name.
 
     The same inputs and seed give the same weights on the CPU (ultralytics seeds
@@ -132,12 +157,7 @@ def train_detector(
     classes = check_classes(classes)
     if not name or Path(name).name != name or name in {".", ".."}:
         raise ConfigError(f"name must be a plain folder name, got {name!r}")
-    _check_numbers(epochs=epochs, imgsz=imgsz, batch=batch, patience=patience)
-    if keep not in ("best", "last"):
-        raise ConfigError(f"keep must be 'best' or 'last', got {keep!r}")
-    if keep == "last" and patience is not None:
-        raise ConfigError("patience needs validation every epoch: use keep='best' with it")
-    on_cuda = _check_device(device)
+    on_cuda = _check_device(config.device)
     init_path = _check_init(init)
     data_yaml = Path(data_yaml).expanduser().resolve()
     _read_data_yaml(data_yaml, classes)
@@ -147,26 +167,10 @@ def train_detector(
     args = {
         "model": str(init_path),
         "data": str(data_yaml),
-        "epochs": epochs,
-        "imgsz": imgsz,
-        "batch": batch,
-        "device": (device.partition(":")[2] or "0") if on_cuda else "cpu",
-        "workers": min(4, max(1, (os.cpu_count() or 1) - 1)) if on_cuda else 0,
-        "seed": seed,
-        "deterministic": True,
-        "amp": on_cuda,
-        "patience": patience or 0,  # 0: no early stopping
         "project": str(run_dir.parent),
         "name": name,
-        "exist_ok": True,
-        "plots": plots,
         "verbose": progress,
-        "val": keep == "best",  # False: only the final epoch is validated
-        "save": keep == "best",  # False: only the final epoch is saved
-        "cache": False,
-        "rect": False,
-        **ultralytics_augment_args(augment or AugmentConfig()),
-        **dataclasses.asdict(optim or OptimConfig()),
+        **_run_args(config, on_cuda),
     }
     trainer = _run(args, init_path, classes, run_dir, quiet=not progress)
     weights = trainer.best if trainer.best.is_file() else trainer.last
@@ -180,6 +184,30 @@ def train_detector(
         seconds=time.perf_counter() - started,
         run_dir=Path(trainer.save_dir),
     )
+
+
+def _run_args(config: TrainConfig, on_cuda: bool) -> dict[str, Any]:
+    """ultralytics' training arguments for ``config`` (besides model, data and where to write)."""
+    device = config.device
+    return {
+        "epochs": config.epochs,
+        "imgsz": config.imgsz,
+        "batch": config.batch,
+        "device": (device.partition(":")[2] or "0") if on_cuda else "cpu",
+        "workers": min(4, max(1, (os.cpu_count() or 1) - 1)) if on_cuda else 0,
+        "seed": config.seed,
+        "deterministic": True,
+        "amp": on_cuda,
+        "patience": config.patience or 0,  # 0: no early stopping
+        "exist_ok": True,
+        "plots": config.plots,
+        "val": config.keep == "best",  # False: only the final epoch is validated
+        "save": config.keep == "best",  # False: only the final epoch is saved
+        "cache": False,
+        "rect": False,
+        **ultralytics_augment_args(config.augment or AugmentConfig()),
+        **dataclasses.asdict(config.optim or OptimConfig()),
+    }
 
 
 def _run(

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from geoal.uncertainty._arrays import as_float
+from geoal.uncertainty.calibrated import box_iou
 from geoal.uncertainty.instance import entropy
 
 FloatArray = npt.NDArray[np.float64]
@@ -71,17 +72,6 @@ def anchor_uncertainty(probs_views: npt.ArrayLike) -> tuple[FloatArray, FloatArr
     return multi_view_discrepancy(p), objectness(p)
 
 
-def _pairwise_iou(boxes1: FloatArray, boxes2: FloatArray) -> FloatArray:
-    """(N, M) IoU of (N, 4) and (M, 4) xyxy boxes; 0 where the union has no area."""
-    lt = np.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
-    rb = np.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0.0, None), axis=2)
-    area1 = np.prod(np.clip(boxes1[:, 2:] - boxes1[:, :2], 0.0, None), axis=1)
-    area2 = np.prod(np.clip(boxes2[:, 2:] - boxes2[:, :2], 0.0, None), axis=1)
-    union = area1[:, None] + area2[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
 def box_instability(
     boxes1: npt.ArrayLike,
     boxes2: npt.ArrayLike,
@@ -107,5 +97,5 @@ def box_instability(
         )
     if len(b1) == 0 or len(b2) == 0:
         return np.ones(len(b1))
-    iou = np.where(c1[:, None] == c2[None, :], _pairwise_iou(b1, b2), 0.0)
+    iou = np.where(c1[:, None] == c2[None, :], box_iou(b1, b2), 0.0)
     return np.clip(1.0 - iou.max(axis=1), 0.0, 1.0)

@@ -9,6 +9,29 @@ import numpy as np
 CLASSES = ("car", "ship", "plane")
 CHIP = 128  # pixels: anchors 16*16 + 8*8 + 4*4 = 336, fast on 2 CPU cores
 
+# The documented numpy operation of each view, written independently of views.py.
+NUMPY_OPS = {
+    "identity": lambda a: a,
+    "hflip": np.fliplr,
+    "vflip": np.flipud,
+    "rot90": lambda a: np.rot90(a, 1),
+    "rot180": lambda a: np.rot90(a, 2),
+    "rot270": lambda a: np.rot90(a, 3),
+    "transpose": lambda a: a.swapaxes(0, 1),
+    "antitranspose": lambda a: np.rot90(a, 2).swapaxes(0, 1),
+}
+# Where the continuous pixel point (x, y) of a chip of side s lands, as documented.
+POINT_MAPS = {
+    "identity": lambda x, y, s: (x, y),
+    "hflip": lambda x, y, s: (s - x, y),
+    "vflip": lambda x, y, s: (x, s - y),
+    "rot90": lambda x, y, s: (y, s - x),
+    "rot180": lambda x, y, s: (s - x, s - y),
+    "rot270": lambda x, y, s: (s - y, x),
+    "transpose": lambda x, y, s: (y, x),
+    "antitranspose": lambda x, y, s: (s - y, s - x),
+}
+
 
 def make_checkpoint(path: Path, classes: tuple[str, ...], seed: int = 0) -> Path:
     """Save a random yolov8n for ``classes`` whose outputs depend on the input.

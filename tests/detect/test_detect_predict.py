@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,19 @@ from geoal.errors import ConfigError
 
 N_ANCHORS = (CHIP // 8) ** 2 + (CHIP // 16) ** 2 + (CHIP // 32) ** 2  # 336
 CONF = 0.5
+
+
+@contextmanager
+def network_batches(detector: Any) -> Iterator[list[int]]:
+    """The number of images of each network call made inside the block."""
+    batches: list[int] = []
+    hook = detector.model.register_forward_hook(
+        lambda module, args, out: batches.append(args[0].shape[0])
+    )
+    try:
+        yield batches
+    finally:
+        hook.remove()
 
 
 def _raw(detector: Any, chips: np.ndarray) -> tuple[Any, list[Any]]:
@@ -131,13 +146,9 @@ def test_views_are_one_stacked_batch(
     detector: Any, chips: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """B * V images through the network: in one call (CUDA), or V calls of B (CPU default)."""
-    batches: list[int] = []
-    hook = detector.model.register_forward_hook(
-        lambda module, args, out: batches.append(args[0].shape[0])
-    )
     b = len(chips)
     monkeypatch.setattr(detector, "cpu_streams", 1)  # one model call at a time
-    try:
+    with network_batches(detector) as batches:
         assert detector.split_views  # the CPU default
         one = detector.predict_batch(chips, views=1, conf=CONF)
         four = detector.predict_batch(chips, views=4, conf=CONF)
@@ -146,8 +157,6 @@ def test_views_are_one_stacked_batch(
         monkeypatch.setattr(detector, "split_views", False)
         joint = detector.predict_batch(chips, views=4, conf=CONF)
         assert batches == [4 * b]
-    finally:
-        hook.remove()
     for x, y, z in zip(one, four, joint, strict=True):
         # View 0 does not depend on how many other views ride along, nor on the split.
         np.testing.assert_allclose(x.anchor_probs[0], y.anchor_probs[0], atol=1e-5)
@@ -179,16 +188,10 @@ def test_cpu_forward_in_chunks(
     detector: Any, chips: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On the CPU a batch goes through the network in calls of at most cpu_chunk images."""
-    batches: list[int] = []
-    hook = detector.model.register_forward_hook(
-        lambda module, args, out: batches.append(args[0].shape[0])
-    )
     five = np.concatenate([chips, chips[::-1], chips[:1]])  # 5 chips
     monkeypatch.setattr(detector, "cpu_streams", 1)  # one model call at a time
-    try:
+    with network_batches(detector) as batches:
         whole = detector.predict_batch(five, views=2, conf=CONF)
-    finally:
-        hook.remove()
     assert detector.cpu_chunk == 4 and batches == [4, 4, 2]  # 2 views of 5 chips
     monkeypatch.setattr(detector, "cpu_chunk", 1)
     single = detector.predict_batch(five, views=2, conf=CONF)

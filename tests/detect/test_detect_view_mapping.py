@@ -19,31 +19,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from detect_fixtures import CHIP
+from detect_fixtures import CHIP, NUMPY_OPS, POINT_MAPS
 
 from geoal.detect import VIEW_TRANSFORMS, ChipResult
 
 STRIDES = (8, 16, 32)
-NUMPY_OPS = {
-    "identity": lambda a: a,
-    "hflip": np.fliplr,
-    "vflip": np.flipud,
-    "rot90": lambda a: np.rot90(a, 1),
-    "rot180": lambda a: np.rot90(a, 2),
-    "rot270": lambda a: np.rot90(a, 3),
-    "transpose": lambda a: a.swapaxes(0, 1),
-    "antitranspose": lambda a: np.rot90(a, 2).swapaxes(0, 1),
-}
-POINT_MAPS = {  # where chip point (x, y) lands in the view, side s
-    "identity": lambda x, y, s: (x, y),
-    "hflip": lambda x, y, s: (s - x, y),
-    "vflip": lambda x, y, s: (x, s - y),
-    "rot90": lambda x, y, s: (y, s - x),
-    "rot180": lambda x, y, s: (s - x, s - y),
-    "rot270": lambda x, y, s: (s - y, x),
-    "transpose": lambda x, y, s: (y, x),
-    "antitranspose": lambda x, y, s: (s - y, s - x),
-}
 INVERSE = {name: name for name in VIEW_TRANSFORMS} | {"rot90": "rot270", "rot270": "rot90"}
 NON_IDENTITY = VIEW_TRANSFORMS[1:]
 

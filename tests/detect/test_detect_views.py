@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from detect_fixtures import NUMPY_OPS, POINT_MAPS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,28 +23,6 @@ from geoal.detect.views import (
     view_names,
 )
 
-# The documented numpy operation of each view, written independently of views.py.
-NUMPY_OPS = {
-    "identity": lambda a: a,
-    "hflip": np.fliplr,
-    "vflip": np.flipud,
-    "rot90": lambda a: np.rot90(a, 1),
-    "rot180": lambda a: np.rot90(a, 2),
-    "rot270": lambda a: np.rot90(a, 3),
-    "transpose": lambda a: a.swapaxes(0, 1),
-    "antitranspose": lambda a: np.rot90(a, 2).swapaxes(0, 1),
-}
-# Where the continuous pixel point (x, y) of a chip of side s lands, as documented.
-POINT_MAPS = {
-    "identity": lambda x, y, s: (x, y),
-    "hflip": lambda x, y, s: (s - x, y),
-    "vflip": lambda x, y, s: (x, s - y),
-    "rot90": lambda x, y, s: (y, s - x),
-    "rot180": lambda x, y, s: (s - x, s - y),
-    "rot270": lambda x, y, s: (s - y, x),
-    "transpose": lambda x, y, s: (y, x),
-    "antitranspose": lambda x, y, s: (s - y, s - x),
-}
 NON_IDENTITY = VIEW_TRANSFORMS[1:]
 STRIDES = (8, 16, 32)
 

@@ -41,10 +41,10 @@ def ray_address() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic 16-bit scene of 8 x 6 chips of 64 px."""
-    from geoal.synthetic import write_scene
+    from geoal.synthetic import SceneSpec, write_scene
 
     path = tmp_path_factory.mktemp("scene") / "scene.tif"
-    write_scene(path, width=64 * 8, height=64 * 6, dtype="uint16", objects=20, seed=5)
+    write_scene(path, SceneSpec(width=64 * 8, height=64 * 6, dtype="uint16", objects=20, seed=5))
     return path
 
 

@@ -16,11 +16,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def projects(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, int]:
     """A project scored by the local engine, and an unscored copy of it."""
-    from geoal.synthetic import write_scene
+    from geoal.synthetic import SceneSpec, write_scene
 
     root = tmp_path_factory.mktemp("shards")
     scene = root / "scene.tif"
-    write_scene(scene, width=64 * 6, height=64 * 5, dtype="uint16", objects=12, seed=3)
+    write_scene(scene, SceneSpec(width=64 * 6, height=64 * 5, dtype="uint16", objects=12, seed=3))
     local = make_project(root / "local", [scene])
     shutil.copytree(local, root / "sharded")
     run_cli("-p", str(local), "score", "--model", "yolov8n.yaml", "--batch", "4", "-q")
@@ -119,10 +119,10 @@ def test_merge_refuses_a_shard_of_another_project(
 ) -> None:
     _, sharded, _ = projects
     shard = next((sharded / "shards").glob("*.sqlite"))
-    from geoal.synthetic import write_scene
+    from geoal.synthetic import SceneSpec, write_scene
 
     scene = tmp_path / "other.tif"
-    write_scene(scene, width=64 * 6, height=64 * 5, dtype="uint8", seed=4)
+    write_scene(scene, SceneSpec(width=64 * 6, height=64 * 5, seed=4))
     other = make_project(tmp_path / "other", [scene])
     result = run_cli("-p", str(other), "merge-shards", str(shard), ok=False)
     assert result.exit_code != 0 and str(shard) in result.output
@@ -134,10 +134,10 @@ def test_merge_refuses_a_shard_of_another_project(
 
 def test_a_shard_file_of_an_earlier_geoal_resumes_and_merges(tmp_path: Path) -> None:
     """Shard files made before the store recorded the backend have no backend column."""
-    from geoal.synthetic import write_scene
+    from geoal.synthetic import SceneSpec, write_scene
 
     scene = tmp_path / "scene.tif"
-    write_scene(scene, width=64 * 3, height=64 * 2, dtype="uint8", objects=4, seed=5)
+    write_scene(scene, SceneSpec(width=64 * 3, height=64 * 2, objects=4, seed=5))
     proj = make_project(tmp_path / "p", [scene])
     p = str(proj)
     run_cli(

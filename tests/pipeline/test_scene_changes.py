@@ -8,17 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from click.testing import CliRunner
 
 import geoal.raster.scene as scene_module
-from geoal.cli import main
-
-
-def run(*args: str, ok: bool = True):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+from tests.cli_run import run
 
 
 @pytest.fixture

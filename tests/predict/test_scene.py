@@ -59,17 +59,10 @@ def scene_with_object(path: Path, box: tuple[int, int, int, int], crs: str = "EP
     data = np.full((3, 200, 260), 20, np.uint8)
     x1, y1, x2, y2 = box
     data[:, y1:y2, x1:x2] = 255
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=260,
-        height=200,
-        count=3,
-        dtype="uint8",
-        crs=crs,
-        transform=from_origin(400_000.0, 5_000_000.0, 0.5, 0.5),
-    ) as ds:
+    count, height, width = data.shape
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": count, "crs": crs}
+    transform = from_origin(400_000.0, 5_000_000.0, 0.5, 0.5)
+    with rasterio.open(path, "w", dtype="uint8", transform=transform, **profile) as ds:
         ds.write(data)
 
 
@@ -158,10 +151,10 @@ def test_a_corrupt_block_is_a_scene_error(tmp_path: Path) -> None:
     """Prediction skips the catalogue's decimated read of an 8-bit scene: the chip reads
     find a block GDAL cannot decode, and say so in one line (RasterError, not a traceback)."""
     from geoal.errors import RasterError
-    from geoal.synthetic import write_scene
+    from geoal.synthetic import SceneSpec, write_scene
 
     path = tmp_path / "scene.tif"
-    write_scene(path, width=600, height=600)  # 3 x 3 tiles of 256 px, deflate
+    write_scene(path, SceneSpec(width=600, height=600))  # 3 x 3 tiles of 256 px, deflate
     with rasterio.open(path) as ds:
         offset = int(ds.get_tag_item("BLOCK_OFFSET_1_0", "TIFF", bidx=1))
     data = bytearray(path.read_bytes())

@@ -8,10 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from train_helpers import TINY, train_tiny
 
 from tests.offline import _assert_offline, _keep_torch_threads, _no_network  # noqa: F401
-
-TINY = 128  # pixels: the long side of the tiny subset's images and the training size
 
 
 @pytest.fixture(scope="session")
@@ -68,16 +67,4 @@ def trained(
     tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path, classes: tuple[str, ...]
 ) -> Any:
     """One epoch from yolov8n.yaml on the tiny subset (the TrainResult)."""
-    from geoal.train import train_detector
-
-    return train_detector(
-        tiny_dataset,
-        init="yolov8n.yaml",
-        classes=classes,
-        out_dir=tmp_path_factory.mktemp("runs"),
-        epochs=1,
-        imgsz=TINY,
-        batch=4,
-        seed=0,
-        progress=False,
-    )
+    return train_tiny(tiny_dataset, classes, tmp_path_factory.mktemp("runs"))

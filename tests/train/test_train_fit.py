@@ -14,19 +14,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from train_helpers import TINY, train_tiny
 
 from geoal.errors import ConfigError, ModelError
-from geoal.train import (
-    DatasetError,
-    OptimConfig,
-    TrainResult,
-    materialise_yolo_dataset,
-    train_detector,
-)
+from geoal.train import DatasetError, OptimConfig, TrainResult, materialise_yolo_dataset
 
 pytestmark = pytest.mark.slow
-
-TINY = 128  # pixels: the tiny subset's long side (conftest.TINY) and the training size
 
 
 def _state(weights: Path) -> dict[str, torch.Tensor]:
@@ -66,17 +59,7 @@ def test_no_font_download_the_settings_folder_has_one(trained: TrainResult) -> N
 def test_same_seed_same_weights(
     trained: TrainResult, tiny_dataset: Path, classes: tuple[str, ...], tmp_path: Path
 ) -> None:
-    again = train_detector(
-        tiny_dataset,
-        init="yolov8n.yaml",
-        classes=classes,
-        out_dir=tmp_path,
-        epochs=1,
-        imgsz=TINY,
-        batch=4,
-        seed=0,
-        progress=False,
-    )
+    again = train_tiny(tiny_dataset, classes, tmp_path)
     first, second = _state(trained.weights), _state(again.weights)
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
@@ -86,17 +69,7 @@ def test_same_seed_same_weights(
 def test_fine_tunes_a_local_checkpoint(
     trained: TrainResult, tiny_dataset: Path, classes: tuple[str, ...], tmp_path: Path
 ) -> None:
-    tuned = train_detector(
-        tiny_dataset,
-        init=trained.weights,
-        classes=classes,
-        out_dir=tmp_path,
-        epochs=1,
-        imgsz=TINY,
-        batch=4,
-        progress=False,
-        name="round-2",
-    )
+    tuned = train_tiny(tiny_dataset, classes, tmp_path, init=trained.weights, name="round-2")
     assert tuned.run_dir == tmp_path / "round-2"
     assert torch.load(tuned.weights, weights_only=False)["model"].names == dict(enumerate(classes))
 
@@ -104,18 +77,8 @@ def test_fine_tunes_a_local_checkpoint(
 def test_optimiser_settings_and_keeping_the_last_epoch(
     trained: TrainResult, tiny_dataset: Path, classes: tuple[str, ...], tmp_path: Path
 ) -> None:
-    result = train_detector(
-        tiny_dataset,
-        init="yolov8n.yaml",
-        classes=classes,
-        out_dir=tmp_path,
-        epochs=2,
-        imgsz=TINY,
-        batch=4,
-        progress=False,
-        optim=OptimConfig(optimizer="SGD", lr0=0.02, warmup_epochs=0.0, nbs=4),
-        keep="last",
-    )
+    optim = OptimConfig(optimizer="SGD", lr0=0.02, warmup_epochs=0.0, nbs=4)
+    result = train_tiny(tiny_dataset, classes, tmp_path, epochs=2, optim=optim, keep="last")
     args = yaml.safe_load((result.run_dir / "args.yaml").read_text())
     assert (args["optimizer"], args["lr0"], args["warmup_epochs"], args["nbs"]) == (
         "SGD",
@@ -134,15 +97,9 @@ def test_optimiser_settings_and_keeping_the_last_epoch(
         True,
     )
     with pytest.raises(ConfigError, match="keep must be"):
-        train_detector(
-            tiny_dataset, init="yolov8n.yaml", classes=classes, out_dir=tmp_path, epochs=1,
-            imgsz=TINY, keep="first",
-        )  # fmt: skip
+        train_tiny(tiny_dataset, classes, tmp_path, keep="first")
     with pytest.raises(ConfigError, match="patience needs validation"):
-        train_detector(
-            tiny_dataset, init="yolov8n.yaml", classes=classes, out_dir=tmp_path, epochs=1,
-            imgsz=TINY, keep="last", patience=3,
-        )  # fmt: skip
+        train_tiny(tiny_dataset, classes, tmp_path, keep="last", patience=3)
     with pytest.raises(ConfigError, match="lr0"):
         OptimConfig(lr0=0.0)
 
@@ -150,7 +107,7 @@ def test_optimiser_settings_and_keeping_the_last_epoch(
 def test_predict_and_evaluate_on_real_images(
     trained: TrainResult, nwpu: Path, nwpu_train: dict[str, Any], classes: tuple[str, ...]
 ) -> None:
-    from geoal.train import evaluate_coco, predict_coco
+    from geoal.train import PredictConfig, evaluate_coco, predict_coco
 
     images = nwpu_train["images"][:3]
     keep = {im["id"] for im in images}
@@ -166,8 +123,7 @@ def test_predict_and_evaluate_on_real_images(
         classes,
         image_ids=[im["id"] for im in images],
         category_ids=names,
-        imgsz=TINY,
-        conf=0.0001,
+        config=PredictConfig(imgsz=TINY, conf=0.0001),
     )
     for det in dets:
         image = next(im for im in images if im["id"] == det["image_id"])
@@ -184,9 +140,7 @@ def _write_yaml(path: Path, data: dict[str, Any]) -> Path:
 
 def test_refusals(tmp_path: Path, tiny_dataset: Path, classes: tuple[str, ...]) -> None:
     def train(data_yaml: Path, init: str | Path = "yolov8n.yaml", names: Any = classes) -> Any:
-        return train_detector(
-            data_yaml, init=init, classes=names, out_dir=tmp_path, epochs=1, imgsz=TINY
-        )
+        return train_tiny(data_yaml, names, tmp_path, init=init)
 
     with pytest.raises(DatasetError, match=r"missing.yaml.*not found"):
         train(tmp_path / "missing.yaml")
@@ -223,14 +177,7 @@ def test_a_yolov5_name_is_refused(tiny_dataset: Path, classes: tuple[str, ...]) 
     try:
         (folder / "yolov5n.pt").write_bytes(b"")
         with pytest.raises(ModelError, match="'u' variant"):
-            train_detector(
-                tiny_dataset,
-                init=folder / "yolov5n.pt",
-                classes=classes,
-                out_dir=folder,
-                epochs=1,
-                imgsz=TINY,
-            )
+            train_tiny(tiny_dataset, classes, folder, init=folder / "yolov5n.pt")
     finally:
         shutil.rmtree(folder)
 
@@ -240,9 +187,7 @@ def test_a_dataset_without_labels_is_refused(tmp_path: Path) -> None:
     items = [(f"b{i}", blank, np.zeros((0, 4)), np.zeros(0, dtype=int)) for i in range(3)]
     data_yaml = materialise_yolo_dataset(tmp_path / "ds", items, {"b0"}, ["ship"])
     with pytest.raises(DatasetError, match="none of its 2 training images has a labelled box"):
-        train_detector(
-            data_yaml, init="yolov8n.yaml", classes=["ship"], out_dir=tmp_path, epochs=1, imgsz=64
-        )
+        train_tiny(data_yaml, ["ship"], tmp_path, imgsz=64)
     assert not (tmp_path / "train").exists()  # refused before ultralytics started a run
 
 

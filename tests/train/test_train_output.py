@@ -5,28 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from geoal.train import train_detector
+from train_helpers import train_tiny
 
 pytestmark = pytest.mark.slow
-
-TINY = 128
 
 
 def test_training_shows_one_progress_bar(
     tiny_dataset: Path, classes: tuple[str, ...], tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    train_detector(
-        tiny_dataset,
-        init="yolov8n.yaml",
-        classes=classes,
-        out_dir=tmp_path,
-        epochs=1,
-        imgsz=TINY,
-        batch=4,
-        seed=0,
-        progress=True,
-    )
+    train_tiny(tiny_dataset, classes, tmp_path, progress=True)
     out, err = capfd.readouterr()
     text = out + err
     # none of ultralytics' banner, model summary, epoch tables or colours (worse in a log file)

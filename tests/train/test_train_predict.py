@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from geoal.errors import RasterError
-from geoal.train import predict_coco
+from geoal.train import PredictConfig, predict_coco
 from geoal.train.predict import letterbox, read_rgb, unletterbox_boxes
 
 SIZE = 256
@@ -87,9 +87,7 @@ def test_agrees_with_ultralytics_predict(
         classes,
         image_ids=[im["id"] for im in images],
         category_ids=category_ids,
-        imgsz=SIZE,
-        conf=0.2,
-        batch=2,
+        config=PredictConfig(imgsz=SIZE, conf=0.2, batch=2),
     )
     assert ours, "the calibrated model should detect something"
     theirs = YOLO(weights).predict(

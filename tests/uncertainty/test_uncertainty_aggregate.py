@@ -38,6 +38,11 @@ def chips(draw: st.DrawFn, min_size: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return values, weights
 
 
+Chip = tuple[np.ndarray, np.ndarray]  # (N,) values, (N,) weights
+# a non-empty chip, a k and a draw: the cases of the property tests that pick an element
+non_empty_cases = given(chip=chips(min_size=1), k=ks, data=st.data())
+
+
 @pytest.mark.parametrize("name", NAMES)
 @settings(deadline=None)
 @given(chip=chips(), k=ks)
@@ -58,10 +63,8 @@ def test_finite_and_within_bounds(name: str, chip: tuple[np.ndarray, np.ndarray]
 
 @pytest.mark.parametrize("name", NAMES)
 @settings(deadline=None)
-@given(chip=chips(min_size=1), k=ks, data=st.data())
-def test_permutation_invariant(
-    name: str, chip: tuple[np.ndarray, np.ndarray], k: int, data: st.DataObject
-) -> None:
+@non_empty_cases
+def test_permutation_invariant(name: str, chip: Chip, k: int, data: st.DataObject) -> None:
     values, weights = chip
     order = np.array(data.draw(st.permutations(range(len(values)))), dtype=np.int64)
     fn = AGGREGATIONS[name]
@@ -70,9 +73,9 @@ def test_permutation_invariant(
 
 @pytest.mark.parametrize("name", MONOTONE)
 @settings(deadline=None)
-@given(chip=chips(min_size=1), k=ks, data=st.data())
+@non_empty_cases
 def test_raising_one_value_never_lowers_the_score(
-    name: str, chip: tuple[np.ndarray, np.ndarray], k: int, data: st.DataObject
+    name: str, chip: Chip, k: int, data: st.DataObject
 ) -> None:
     values, weights = chip
     i = data.draw(st.integers(0, len(values) - 1))
@@ -83,10 +86,8 @@ def test_raising_one_value_never_lowers_the_score(
 
 
 @settings(deadline=None)
-@given(chip=chips(min_size=1), k=ks, data=st.data())
-def test_raising_one_weight_never_lowers_miaod(
-    chip: tuple[np.ndarray, np.ndarray], k: int, data: st.DataObject
-) -> None:
+@non_empty_cases
+def test_raising_one_weight_never_lowers_miaod(chip: Chip, k: int, data: st.DataObject) -> None:
     values, weights = chip
     i = data.draw(st.integers(0, len(values) - 1))
     raised = weights.copy()
