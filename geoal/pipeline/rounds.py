@@ -134,7 +134,7 @@ def candidate_pool(
         groups=chips.scene_ids,
         expected_objects=stored.expected,
         labelled_embeddings=labelled,
-        objectness=stored.objectness if np.isfinite(stored.objectness).all() else None,
+        objectness=stored.objectness if np.isfinite(stored.objectness).any() else None,
     )
     return chips.ids, pool
 

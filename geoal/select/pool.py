@@ -26,7 +26,7 @@ class SelectionPool:
     - ``labelled_embeddings``: (L, D) float, chips labelled in earlier rounds (seed k-center).
     - ``objectness``: (N,) float in [0, 1], how object-like the chip's most object-like
       anchors are, below any detection threshold (``geoal.uncertainty.objectness``); what
-      ``adaptive`` ranks by while the model is weak. None = not scored.
+      ``adaptive`` ranks by while the model is weak. NaN = not scored; None = none known.
     - ``quality``: how well the scoring model fits the labelled chips, 0-1
       (``geoal.uncertainty.model_quality``); None = unknown (no model yet). Read by
       ``adaptive``'s schedule.
@@ -77,9 +77,10 @@ class SelectionPool:
             object.__setattr__(self, "expected_objects", eo)
             sizes["expected_objects"] = len(eo)
         if self.objectness is not None:
-            ob = _finite(_array(self.objectness, np.float64, 1, "objectness"), "objectness")
-            if (ob < 0).any() or (ob > 1).any():
-                raise SelectionError("objectness must be in [0, 1]")
+            ob = _array(self.objectness, np.float64, 1, "objectness")
+            known = ob[~np.isnan(ob)]
+            if (known < 0).any() or (known > 1).any():
+                raise SelectionError("objectness must be in [0, 1] or NaN (= not scored)")
             object.__setattr__(self, "objectness", ob)
             sizes["objectness"] = len(ob)
         if self.labelled_embeddings is not None:

@@ -209,7 +209,7 @@ def select_adaptive(
     # The diversity step looks only at chips the ranking puts above zero, if they can fill
     # the budget: in a survey most chips have no candidate at all, and a head padded with
     # them would spend the budget on empty chips at random.
-    positive = order[ranking[order] > 0]
+    positive = order[ranking[order] > 0]  # order holds only the scored (finite) chips
     if picker.costs[positive].sum() >= picker.capacity:
         order = np.concatenate([positive, order[ranking[order] <= 0]])
         head_limit = len(positive)
@@ -222,9 +222,9 @@ def select_adaptive(
         main, m = _diverse_top(
             emb, order[:head_limit], picker, rng, pool.labelled_embeddings, pool_factor
         )
-    quiet = np.ones(pool.n, dtype=bool)
+    quiet = np.isfinite(ranking)  # chips the model has not scored are not explored
     if pool.expected_objects is not None:
-        quiet = pool.expected_objects < empty_below
+        quiet &= pool.expected_objects < empty_below
     quiet[main] = False
     cand = np.flatnonzero(quiet).astype(np.int64)
     seeds = [x for x in (pool.labelled_embeddings, emb[main]) if x is not None and len(x)]
@@ -238,7 +238,7 @@ def select_adaptive(
         rest = order[~taken[order]]
         picked = np.concatenate([picked, _walk(rest, picker)]).astype(np.int64)
     reasons = np.nan_to_num(ranking[picked], nan=0.0)
-    sel = _finish(pool, picker, picked, reasons, pool.n)
+    sel = _finish(pool, picker, picked, reasons, len(order))
     note = f"adaptive: {len(main)} by {phase} (top {m}), {len(missed)} where the model sees nothing"
     return Selection(sel.indices, sel.reasons, sel.cost, sel.complete, _join(note, sel.note))
 
@@ -246,14 +246,18 @@ def select_adaptive(
 def _adaptive_ranking(
     pool: SelectionPool, weak_below: float
 ) -> tuple[npt.NDArray[np.float64], str]:
-    """(N,) what ``adaptive`` ranks by, and the phase's name for its note."""
+    """(N,) what ``adaptive`` ranks by, NaN for chips the model has not scored, and the
+    phase's name for its note."""
     weak = pool.quality is None or pool.quality < weak_below
     scored = pool.scores is not None and bool(np.isfinite(pool.scores).any())
+    unscored = np.zeros(pool.n, dtype=bool)
+    if pool.scores is not None and scored:
+        unscored = np.isnan(pool.scores)
     if weak or not scored:
-        if pool.objectness is not None:
-            return pool.objectness, "weak model: objectness"
+        if pool.objectness is not None and np.isfinite(pool.objectness[~unscored]).any():
+            return np.where(unscored, np.nan, pool.objectness), "weak model: objectness"
         if pool.expected_objects is not None:
-            return pool.expected_objects, "weak model: expected objects"
+            return np.where(unscored, np.nan, pool.expected_objects), "weak model: expected objects"
     if scored and pool.scores is not None:
         return pool.scores, "scores"  # fitted model, or nothing else to rank by
     raise SelectionError(

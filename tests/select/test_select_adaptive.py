@@ -79,6 +79,7 @@ def test_a_weak_model_ranks_by_objectness_when_its_detections_are_empty() -> Non
 
 
 def test_objectness_must_be_a_probability_per_chip() -> None:
+    SelectionPool(scores=np.zeros(2), objectness=np.array([0.5, np.nan]))  # NaN: not scored
     with pytest.raises(SelectionError, match="objectness must be in"):
         SelectionPool(scores=np.zeros(3), objectness=np.array([0.1, 1.5, 0.2]))
     with pytest.raises(SelectionError, match="disagree on N"):
