@@ -48,6 +48,7 @@ from bench_al_nwpu import launch, machine, strategy_groups, write_record
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "sen2ships"
 DEFAULT_INIT = "runs/shipdet/ship_detector_mcp/weights/best.pt"
+DOCS = ROOT / "docs"
 
 PROFILES: dict[str, dict[str, Any]] = {
     "cpu": {
@@ -110,6 +111,8 @@ def main() -> None:
         run(args, prof, dataset)
     summary = summarise(args, prof, dataset)
     summary["seconds"] = round(time.perf_counter() - started, 1)
+    figures = curves(args.out, dataset, DOCS if args.record else args.out)
+    summary["figures"] = [str(f) for f in figures]
     if args.record:
         write_record("sen2ships", summary)
     print(json.dumps(summary))
@@ -171,6 +174,27 @@ def run(args: argparse.Namespace, prof: dict[str, Any], dataset: Any) -> None:
             simulate_command(args, prof, dataset, ",".join(group), args.seeds) for group in groups
         ]
     launch(commands, args.out, "bench_al_sen2ships")
+
+
+def curves(out: Path, dataset: Any, folder: Path) -> list[Path]:
+    """Learning curves with chips and with ship boxes as the cost (mean, min-max band)."""
+    from geoal.simulate.report import plot_learning_curves, summarise
+    from geoal.simulate.state import read_rows
+
+    rows = read_rows(out / "results.csv")
+    summary = summarise(rows, dataset.summary["pool_chips"], dataset.summary["pool_boxes"])
+    paths = []
+    for unit in ("images", "boxes"):
+        what = "chips" if unit == "images" else "ship boxes"
+        paths.append(
+            plot_learning_curves(
+                summary,
+                folder / f"al_sen2ships_{unit}.png",
+                x_key=f"n_{unit}_mean",
+                title=f"sen2ships, cpu profile: test mAP50 against labelled {what}",
+            )
+        )
+    return paths
 
 
 def summarise(args: argparse.Namespace, prof: dict[str, Any], dataset: Any) -> dict[str, Any]:

@@ -98,6 +98,8 @@ def run_arm(exp: Experiment, strategy: str, seed: int, *, progress: bool = True)
     path = state_path(cfg.out, strategy, seed)
     state = load_state(path) or _first_state(exp, strategy, seed)
     n_rounds = len(exp.targets)
+    if state.done and state.round < n_rounds - 1:
+        state.done = False  # the budgets were extended: go on from the last round's model
     done = {(r["strategy"], r["seed"], r["round"]) for r in read_rows(exp.results)}
     index = {int(image_id): i for i, image_id in enumerate(pool.image_ids)}
     bar = tqdm(
@@ -244,17 +246,30 @@ def _row(
     }
 
 
+def extends(before: list[float], after: list[float]) -> bool:
+    """Whether budgets ``after`` are ``before`` followed by at least one more."""
+    return len(after) > len(before) and after[: len(before)] == before
+
+
 def _weights_path(out: Path, strategy: str, seed: int, r: int) -> Path:
     return out / "weights" / f"{strategy}_{seed}" / f"round{r}.pt"
 
 
 def _check_settings(cfg: SimConfig) -> None:
-    """Record the experiment's settings in ``out/config.json``; refuse to mix in other ones."""
+    """Record the experiment's settings in ``out/config.json``; refuse to mix in other ones.
+
+    Budgets that extend the recorded ones (the same fractions, then larger ones) are
+    accepted: every round already run is a round of the longer run, and finished arms go
+    on from their last round.
+    """
     path = cfg.out / "config.json"
     key = cfg.experiment_key()
     if path.is_file():
         saved = json.loads(path.read_text())
         changed = sorted(k for k in set(saved) | set(key) if saved.get(k) != key.get(k))
+        if changed == ["budgets"] and extends(saved["budgets"], key["budgets"]):
+            write_json_atomic(path, key)
+            return
         if changed:
             raise ConfigError(
                 f"{cfg.out} holds results of other settings ({', '.join(changed)} differ): "

@@ -115,6 +115,36 @@ def test_other_settings_in_the_same_folder_are_refused(reference: Path, tiny_set
         run_simulation(cfg, progress=False)
 
 
+def test_extended_budgets_go_on_from_the_last_round(
+    reference: Path, tiny_sets: Any, sim: Any, tmp_path: Path
+) -> None:
+    """A finished run given one more budget adds that round to every arm, the rest kept."""
+    import shutil
+
+    command, env = sim
+    out = tmp_path / "sim"
+    shutil.copytree(reference, out)
+    before = read_rows(out / "results.csv")
+    other = subprocess.run(
+        command(tiny_sets, out, "--budgets", "0.25,0.6"), env=env(), capture_output=True, text=True
+    )
+    assert other.returncode != 0 and "budgets differ" in other.stderr
+    done = subprocess.run(
+        command(tiny_sets, out, "--budgets", "0.25,0.5,0.75"),
+        env=env(),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = read_rows(out / "results.csv")
+    assert after[: len(before)] == before
+    added = {(r["strategy"], r["round"]): r["n_images"] for r in after[len(before) :]}
+    assert added == {("random", 2): 9, ("hybrid", 2): 9}
+    sets = _labelled(out)
+    assert sets["random_0"][:6] == _labelled(reference)["random_0"] and len(sets["random_0"]) == 9
+    assert json.loads((out / "config.json").read_text())["budgets"] == [0.25, 0.5, 0.75]
+
+
 def test_prepare_init_gives_a_new_head_and_keeps_the_rest(tmp_path: Path) -> None:
     from ultralytics.nn.tasks import DetectionModel
 
