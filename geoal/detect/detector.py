@@ -115,18 +115,18 @@ class Detector:
         model_hash: str,
         runtime: Runtime,
     ) -> None:
-        self.model = model
-        self.classes = classes
-        self.model_path = model_path
-        self.model_hash = model_hash
-        self.device = runtime.device
-        self.half = runtime.half
         self.strides: tuple[int, ...] = tuple(int(s) for s in model.stride.tolist())
         imgsz = runtime.imgsz
         if imgsz is not None and (imgsz <= 0 or imgsz % max(self.strides)):
             raise ConfigError(
                 f"imgsz must be a positive multiple of {max(self.strides)} pixels, got {imgsz}"
             )
+        self.model = model
+        self.classes = classes
+        self.model_path = model_path
+        self.model_hash = model_hash
+        self.device = runtime.device
+        self.half = runtime.half
         self.imgsz = imgsz
         self.split_views = not self.device.startswith("cuda")
         self._perm_cache: dict[tuple[int, tuple[str, ...]], torch.Tensor] = {}

@@ -3,7 +3,7 @@
 The one loop that every scoring path runs: ``geoal score`` (local engine, shards, Ray
 workers) and ``geoal simulate``'s pool scoring. The detector brings its backend (torch,
 OpenVINO, ONNX Runtime: ``geoal.detect.backends``); the scores are
-``geoal.uncertainty.chip.score_chip``; callers store them (``geoal.store.scores``).
+``geoal.uncertainty.chip.score_chip`` (:func:`chip_scores`); callers store them (``geoal.store.scores``).
 """
 
 from __future__ import annotations
@@ -40,6 +40,20 @@ class ScoreParams:
     readers: int  # chip reader threads
 
 
+def chip_scores(result: ChipResult, top_k: int) -> ChipScores:
+    """The scores of one chip (``geoal.uncertainty.chip.score_chip``) from its ChipResult."""
+    return score_chip(
+        result.anchor_probs,
+        result.probs,
+        result.anchor_idx,
+        result.conf,
+        result.boxes,
+        result.cls,
+        tuple(zip(result.view_boxes, result.view_cls, strict=True)),
+        top_k,
+    )
+
+
 class ScoredChip(NamedTuple):
     """One chip through the stream: the detector's result and its scores."""
 
@@ -57,7 +71,7 @@ def score_stream(
     stream = detector.iter_predict(batches, views=params.views, conf=params.conf, iou=params.iou)
     try:
         for keys, results in stream:
-            yield keys, [ScoredChip(r, score_chip(r, params.top_k)) for r in results]
+            yield keys, [ScoredChip(r, chip_scores(r, params.top_k)) for r in results]
     finally:
         stream.close()
 

@@ -12,14 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from geoal.distributed.cluster import (
-    RayOptions,
-    WorkerPool,
-    forwarded_env,
-    plan_actors,
-    ray_session,
-    require_ray,
-)
+from geoal.distributed.cluster import RayOptions, actor_pool, require_ray
 from geoal.distributed.work import plan_tasks
 from geoal.distributed.worker import ChipScorer, ModelSpec
 from geoal.pipeline.scoring import ScoreOptions, ScoreReport, start_run
@@ -57,19 +50,15 @@ def score_project_ray(
     if not run.todo:
         return run.report(0)
     scenes = {s.id: s for s in project.store.scenes()}
+    spec = ModelSpec(
+        run.model.path,  # absolute: the workers load it from the shared file system
+        tuple(project.config.classes),
+        run.model.imgsz,
+        model_hash,
+        backend=opts.backend or "auto",
+    )
     scored = seen = 0
-    with ray_session(ray_opts) as ray:
-        plan = plan_actors(ray.cluster_resources(), ray_opts)
-        spec = ModelSpec(
-            run.model.path,  # absolute: the workers load it from the shared file system
-            tuple(project.config.classes),
-            run.model.imgsz,
-            model_hash,
-            gpu=plan.gpus > 0,
-            threads=plan.threads,
-            backend=opts.backend or "auto",
-        )
-        pool = WorkerPool(ray, ChipScorer, (spec, opts.params(), forwarded_env()), plan, ray_opts)
+    with actor_pool(ray_opts, ChipScorer, spec, opts.params()) as pool:
         bar = tqdm(total=len(run.todo), desc="scoring (ray)", unit="chip", disable=not progress)
         try:
             tasks = plan_tasks(run.todo, scenes, ray_opts.batches_per_task * opts.batch, opts.batch)
@@ -82,5 +71,4 @@ def score_project_ray(
                 bar.update(len(chip_ids))
         finally:
             bar.close()
-            pool.close()
     return run.report(scored, seen)

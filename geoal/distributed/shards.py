@@ -27,7 +27,7 @@ from geoal.project import Project
 from geoal.store import SceneRecord
 from geoal.store.scores import chip_ids as store_chip_ids
 from geoal.store.scores import encode_chip, insert_records, read_records, scored_chip_ids
-from geoal.store.shards import ShardFile
+from geoal.store.shards import ShardFile, open_shard_file
 
 FORMAT = "geoal-shard/1"
 SHARD_SUFFIX = ".sqlite"
@@ -88,7 +88,7 @@ def score_shard(
     todo = shard.select(chips_to_score(project, model_hash, opts.scene_ids)[0])
     check_scenes_unchanged(project, [item[1] for item in todo])
     scenes = {s.id: s for s in project.store.scenes()}
-    with ShardFile(path, hint="; give another --shard-out") as file:
+    with open_shard_file(path, hint="; give another --shard-out") as file:
         _open_shard(file, _shard_meta(project, opts, shard, chosen, model_hash), scenes)
         have = scored_chip_ids(file.conn)
         already = sum(1 for item in todo if item[0] in have)
@@ -102,7 +102,7 @@ def score_shard(
         try:
             for chip_ids, chips in stream:
                 records = [encode_chip(*chip) for chip in chips]
-                with file.transaction() as conn:  # a killed shard keeps every finished batch
+                with file.conn as conn:  # a killed shard keeps every finished batch
                     insert_records(conn, model_hash, opts.views, chip_ids, records)
                 scored += len(chip_ids)
                 bar.update(len(chip_ids))
@@ -110,7 +110,7 @@ def score_shard(
             stream.close()
             bar.close()
         complete = scored == pending
-        with file.transaction():
+        with file.conn:
             file.set_meta({"complete": "1" if complete else "0"})
     return ShardReport(path, shard, model_hash, scored, already, pending - scored, complete)
 
@@ -146,7 +146,7 @@ def _open_shard(file: ShardFile, meta: dict[str, str], scenes: Mapping[int, Scen
                 f"this run has {', '.join(f'{k} {meta[k]!r}' for k in diff)}): "
                 "give another --shard-out, or delete it"
             )
-    with file.transaction():
+    with file.conn:
         file.set_meta(meta)
         file.set_scene_fingerprints({s.id: s.fingerprint for s in scenes.values()})
 
@@ -179,7 +179,7 @@ def merge_shards(project: Project, paths: Sequence[Path], *, chunk: int = 500) -
 def _merge_one(project: Project, path: Path, chunk: int) -> MergeReport:
     if not path.is_file():
         raise ConfigError(f"{path}: no such shard file")
-    with ShardFile(path) as file:
+    with open_shard_file(path) as file:
         meta = file.meta()
         if meta.get("format") != FORMAT:
             raise ConfigError(f"{path}: not a geoal shard file (format {meta.get('format')!r})")

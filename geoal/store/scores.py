@@ -18,11 +18,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from geoal.uncertainty.chip import ChipScores
+
+if TYPE_CHECKING:
+    from geoal.detect.result import ChipResult
 
 ChipItem = tuple[int, int, tuple[int, int, int, int]]
 """(chip_id, scene_id, window [col_off, row_off, width, height] in scene pixels)."""
@@ -43,27 +46,6 @@ _INSERT_DETECTION = (
 )
 
 
-class Detected(Protocol):
-    """What is stored of the detector's output for one chip (``geoal.detect.ChipResult``).
-
-    ``boxes`` (N, 4) xyxy chip pixels, ``cls`` (N,), ``conf`` (N,), ``probs`` (N, C),
-    ``embedding`` (D,), ``backend`` the runtime that ran the forward pass.
-    """
-
-    @property
-    def boxes(self) -> np.ndarray: ...
-    @property
-    def cls(self) -> np.ndarray: ...
-    @property
-    def conf(self) -> np.ndarray: ...
-    @property
-    def probs(self) -> np.ndarray: ...
-    @property
-    def embedding(self) -> np.ndarray: ...
-    @property
-    def backend(self) -> str: ...
-
-
 @dataclass(frozen=True)
 class ScoreRecord:
     """One scored chip, encoded as stored: its ``chip_scores`` values and ``detections`` rows.
@@ -78,7 +60,7 @@ class ScoreRecord:
     detections: tuple[DetectionRow, ...]
 
 
-def encode_chip(result: Detected, scores: ChipScores) -> ScoreRecord:
+def encode_chip(result: ChipResult, scores: ChipScores) -> ScoreRecord:
     """Encode one chip's detections and scores for storage (per-detection values to 6 places)."""
     names = list(scores.per_detection)
     per_det = [[round(v, 6) for v in np.asarray(scores.per_detection[k]).tolist()] for k in names]
@@ -161,8 +143,20 @@ def scored_chip_ids(
     conn: sqlite3.Connection, model_hash: str | None = None, chip_ids: Iterable[int] | None = None
 ) -> set[int]:
     """Ids of the chips scored by ``model_hash`` (None: by any model), among ``chip_ids`` if given."""
+    return {r[0] for r in _rows(conn, "chip_id", "chip_scores", model_hash, chip_ids)}
+
+
+def _rows(
+    conn: sqlite3.Connection,
+    columns: str,
+    table: str,
+    model_hash: str | None,
+    chip_ids: Iterable[int] | None = None,
+    order: str = "chip_id",
+) -> sqlite3.Cursor:
+    """``columns`` of ``table``'s rows of ``model_hash`` (None: any) and ``chip_ids`` (None: all)."""
     where, params = _where(model_hash, chip_ids)
-    return {r[0] for r in conn.execute(f"SELECT chip_id FROM chip_scores WHERE {where}", params)}
+    return conn.execute(f"SELECT {columns} FROM {table} WHERE {where} ORDER BY {order}", params)
 
 
 def _where(model_hash: str | None, chip_ids: Iterable[int] | None) -> tuple[str, list[Any]]:
@@ -227,19 +221,14 @@ def read_records(
     conn: sqlite3.Connection, model_hash: str, chip_ids: Sequence[int]
 ) -> dict[int, list[tuple[int, ScoreRecord]]]:
     """The stored records of ``chip_ids`` for ``model_hash``, as (chip_id, record) by views."""
-    where, params = _where(model_hash, chip_ids)
     detections: dict[int, list[DetectionRow]] = {c: [] for c in chip_ids}
-    for row in conn.execute(
-        "SELECT chip_id, x1, y1, x2, y2, class_id, confidence, probs, uncertainty "
-        f"FROM detections WHERE {where} ORDER BY id",
-        params,
-    ):
+    columns = "chip_id, x1, y1, x2, y2, class_id, confidence, probs, uncertainty"
+    for row in _rows(conn, columns, "detections", model_hash, chip_ids, "id"):
         detections[row[0]].append(tuple(row[1:]))
     out: dict[int, list[tuple[int, ScoreRecord]]] = {}
-    for chip_id, views, expected, scores, embedding, backend in conn.execute(
-        "SELECT chip_id, views, expected_count, scores, embedding, backend FROM chip_scores "
-        f"WHERE {where} ORDER BY chip_id",
-        params,
+    columns = "chip_id, views, expected_count, scores, embedding, backend"
+    for chip_id, views, expected, scores, embedding, backend in _rows(
+        conn, columns, "chip_scores", model_hash, chip_ids
     ):
         record = ScoreRecord(scores, expected, embedding, backend, tuple(detections[chip_id]))
         out.setdefault(views, []).append((chip_id, record))
@@ -275,15 +264,10 @@ class StoredDetection:
 
 def stored_scores(conn: sqlite3.Connection, model_hash: str | None = None) -> list[StoredScore]:
     """The ``chip_scores`` rows (of ``model_hash``, or all), decoded, by chip id."""
-    where, params = _where(model_hash, None)
-    rows = conn.execute(
-        "SELECT chip_id, model_hash, views, n_detections, expected_count, scores, embedding, "
-        f"backend FROM chip_scores WHERE {where} ORDER BY chip_id, model_hash",
-        params,
-    )
+    columns = "chip_id, model_hash, views, n_detections, expected_count, scores, embedding, backend"
     return [
         StoredScore(c, h, v, n, e, json.loads(s), decode_vector(b), backend)
-        for c, h, v, n, e, s, b, backend in rows
+        for c, h, v, n, e, s, b, backend in _rows(conn, columns, "chip_scores", model_hash)
     ]
 
 
@@ -291,15 +275,12 @@ def stored_detections(
     conn: sqlite3.Connection, model_hash: str | None = None
 ) -> list[StoredDetection]:
     """The ``detections`` rows (of ``model_hash``, or all), decoded, by chip, as stored."""
-    where, params = _where(model_hash, None)
-    rows = conn.execute(
-        "SELECT chip_id, model_hash, x1, y1, x2, y2, class_id, confidence, probs, uncertainty "
-        f"FROM detections WHERE {where} ORDER BY chip_id, id",
-        params,
-    )
+    columns = "chip_id, model_hash, x1, y1, x2, y2, class_id, confidence, probs, uncertainty"
     return [
         StoredDetection(c, h, (x1, y1, x2, y2), k, conf, decode_vector(p), json.loads(u))
-        for c, h, x1, y1, x2, y2, k, conf, p, u in rows
+        for c, h, x1, y1, x2, y2, k, conf, p, u in _rows(
+            conn, columns, "detections", model_hash, order="chip_id, id"
+        )
     ]
 
 

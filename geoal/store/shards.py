@@ -3,17 +3,19 @@
 A shard file holds the store's own ``chip_scores`` and ``detections`` tables
 (:func:`geoal.store.scores.scores_ddl`, filled by the same inserts), a ``meta`` table
 (what run made it) and the fingerprints of the scenes it read. It has no ``chips`` table:
-foreign keys stay off, chip ids are the project's.
+foreign keys stay off, chip ids are the project's. One job writes a shard file, so its
+transactions are sqlite3's own (``with file.conn:`` commits, or rolls back on an error).
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from geoal.errors import ConfigError, ProjectLockedError
+from geoal.errors import ConfigError
 from geoal.store.scores import scores_ddl
 
 _SHARD_TABLES = (
@@ -23,45 +25,25 @@ _SHARD_TABLES = (
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT on ``conn`` (the file ``path``), rolled back on any exception."""
+def open_shard_file(path: Path, hint: str = "") -> Iterator[ShardFile]:
+    """The shard file at ``path`` (made on first write), closed on exit.
+
+    ``hint`` ends the message of the ConfigError raised for a file that is not a shard file.
+    """
+    conn = sqlite3.connect(str(path))
     try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc):
-            raise ProjectLockedError(
-                f"{path}: the file is busy (another geoal process is writing); retry"
-            ) from None
-        raise
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+        yield ShardFile(conn, Path(path), hint)
+    finally:
+        conn.close()
 
 
+@dataclass(frozen=True)
 class ShardFile:
-    """An open shard file. ``hint`` ends the message of the ConfigError for a file that is not one."""
+    """An open shard file: its connection and typed queries (writes inside ``with conn:``)."""
 
-    def __init__(self, path: Path, hint: str = "") -> None:
-        self.path = Path(path)
-        self.hint = hint
-        self.conn = sqlite3.connect(str(self.path), isolation_level=None)
-
-    def close(self) -> None:
-        """Close the connection."""
-        self.conn.close()
-
-    def __enter__(self) -> ShardFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        """A write transaction on the shard file."""
-        return transaction(self.conn, self.path)
+    conn: sqlite3.Connection
+    path: Path
+    hint: str = ""
 
     def _not_a_shard(self, exc: sqlite3.DatabaseError) -> ConfigError:
         return ConfigError(f"{self.path}: not a geoal shard file ({exc}){self.hint}")

@@ -17,7 +17,7 @@ from geoal.uncertainty.aggregate import (
     miaod,
     topk_mean,
 )
-from geoal.uncertainty.chip import ChipArrays, ChipScores, score_chip
+from geoal.uncertainty.chip import ChipScores, score_chip
 from geoal.uncertainty.discrepancy import (
     anchor_discrepancy,
     anchor_uncertainty,
@@ -40,7 +40,6 @@ __all__ = [
     "DEFAULT_AGGREGATION",
     "DEFAULT_K",
     "INSTANCE_UNCERTAINTY",
-    "ChipArrays",
     "ChipScores",
     "aggregate_all",
     "anchor_discrepancy",

@@ -1,15 +1,14 @@
 """One chip's scores: the detector's arrays for a chip -> chip scores and per-detection values.
 
-Pure numpy. The input is anything shaped like ``geoal.detect.ChipResult`` (the
-:class:`ChipArrays` protocol); the output, :class:`ChipScores`, is what the store keeps
-of the maths (``geoal.store.scores`` encodes it) and what ``geoal simulate`` ranks by.
+Pure numpy. ``geoal.detect.stream.chip_scores`` feeds it a ``ChipResult``; the output,
+:class:`ChipScores`, is what the store keeps of the maths (``geoal.store.scores`` encodes
+it) and what ``geoal simulate`` ranks by.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -17,33 +16,6 @@ import numpy.typing as npt
 from geoal.uncertainty.aggregate import aggregate_all, expected_count
 from geoal.uncertainty.discrepancy import anchor_uncertainty, box_instability
 from geoal.uncertainty.instance import INSTANCE_UNCERTAINTY
-
-
-class ChipArrays(Protocol):
-    """The arrays of one chip that its scores are computed from (N detections, C classes).
-
-    ``boxes`` (N, 4) xyxy chip pixels, ``conf`` (N,), ``cls`` (N,) int, ``probs`` (N, C)
-    class scores in [0, 1], ``anchor_idx`` (N,) each detection's anchor, ``anchor_probs``
-    (V, A, C) every anchor's scores per view on one grid, ``view_boxes`` / ``view_cls``
-    the V - 1 other views' post-NMS boxes (N_v, 4) and classes (N_v,), mapped back.
-    """
-
-    @property
-    def boxes(self) -> np.ndarray: ...
-    @property
-    def conf(self) -> np.ndarray: ...
-    @property
-    def cls(self) -> np.ndarray: ...
-    @property
-    def probs(self) -> np.ndarray: ...
-    @property
-    def anchor_idx(self) -> np.ndarray: ...
-    @property
-    def anchor_probs(self) -> np.ndarray: ...
-    @property
-    def view_boxes(self) -> Sequence[np.ndarray]: ...
-    @property
-    def view_cls(self) -> Sequence[np.ndarray]: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,35 +34,45 @@ class ChipScores:
     per_detection: Mapping[str, npt.NDArray[np.float64]]
 
 
-def score_chip(chip: ChipArrays, top_k: int) -> ChipScores:
-    """The scores of one chip: aggregations of its anchor uncertainty, box instability, counts.
+def score_chip(
+    anchor_probs: np.ndarray,
+    probs: np.ndarray,
+    anchor_idx: np.ndarray,
+    conf: np.ndarray,
+    boxes: np.ndarray,
+    cls: np.ndarray,
+    other_views: Sequence[tuple[np.ndarray, np.ndarray]],
+    top_k: int,
+) -> ChipScores:
+    """The scores of one chip of N detections, C classes, A anchors, V views.
 
-    Anchor values and weights are ``anchor_uncertainty`` of ``chip.anchor_probs`` (two-view
-    discrepancy weighted by objectness, or entropy for one view), aggregated with ``top_k``;
-    ``box_instability`` is the mean ``1 - IoU`` of each detection with its best same-class
-    box in every other view (CALD), averaged over views, 0.0 for a chip without detections.
+    ``anchor_probs`` (V, A, C) every anchor's class scores per view on one grid;
+    ``probs`` (N, C) each detection's class scores, ``anchor_idx`` (N,) its anchor,
+    ``conf`` (N,) its confidence, ``boxes`` (N, 4) xyxy pixels, ``cls`` (N,) its class;
+    ``other_views``: V - 1 pairs (boxes (N_v, 4), cls (N_v,)) of the other views'
+    post-NMS detections, mapped back into the chip.
+
+    Chip scores are every aggregation of ``anchor_uncertainty(anchor_probs)`` (two-view
+    discrepancy weighted by objectness, or entropy for one view) with ``top_k``, and,
+    with other views, ``box_instability``: the mean over detections of ``1 - IoU`` with
+    the best same-class box of each other view (CALD), averaged over views; 0.0 for a
+    chip without detections.
     """
-    values, weights = anchor_uncertainty(chip.anchor_probs)
+    values, weights = anchor_uncertainty(anchor_probs)
     scores = aggregate_all(values, weights, top_k)
-    per_det = {name: fn(chip.probs) for name, fn in INSTANCE_UNCERTAINTY.items()}
-    n = len(chip.conf)
-    if chip.view_boxes:
+    per_det = {name: fn(probs) for name, fn in INSTANCE_UNCERTAINTY.items()}
+    n = len(conf)
+    if other_views:
         inst = (
-            np.mean(
-                [
-                    box_instability(chip.boxes, vb, chip.cls, vc)
-                    for vb, vc in zip(chip.view_boxes, chip.view_cls, strict=True)
-                ],
-                axis=0,
-            )
+            np.mean([box_instability(boxes, vb, cls, vc) for vb, vc in other_views], axis=0)
             if n
             else np.zeros(0)
         )
         per_det["box_instability"] = inst
         scores["box_instability"] = float(inst.mean()) if n else 0.0
-    per_det["anchor_value"] = values[chip.anchor_idx] if n else np.zeros(0)
+    per_det["anchor_value"] = values[anchor_idx] if n else np.zeros(0)
     return ChipScores(
         scores={k: float(v) for k, v in scores.items()},
-        expected_count=float(expected_count(chip.conf)),
+        expected_count=float(expected_count(conf)),
         per_detection=per_det,
     )

@@ -71,14 +71,16 @@ def anchor_uncertainty(probs_views: npt.ArrayLike) -> tuple[FloatArray, FloatArr
     return multi_view_discrepancy(p), objectness(p)
 
 
-def _pairwise_iou(boxes1: FloatArray, boxes2: FloatArray) -> FloatArray:
-    """(N, M) IoU of (N, 4) and (M, 4) xyxy boxes; 0 where the union has no area."""
-    lt = np.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
-    rb = np.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0.0, None), axis=2)
-    area1 = np.prod(np.clip(boxes1[:, 2:] - boxes1[:, :2], 0.0, None), axis=1)
-    area2 = np.prod(np.clip(boxes2[:, 2:] - boxes2[:, :2], 0.0, None), axis=1)
-    union = area1[:, None] + area2[None, :] - inter
+def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
+    """(N, M) IoU of xyxy boxes ``a`` (N, 4) and ``b`` (M, 4), any pixel unit; 0 without union."""
+    x = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    y = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    lt = np.maximum(x[:, None, :2], y[None, :, :2])
+    rb = np.minimum(x[:, None, 2:], y[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    area_x = np.clip(x[:, 2:] - x[:, :2], 0, None).prod(axis=1)
+    area_y = np.clip(y[:, 2:] - y[:, :2], 0, None).prod(axis=1)
+    union = area_x[:, None] + area_y[None, :] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
@@ -107,5 +109,5 @@ def box_instability(
         )
     if len(b1) == 0 or len(b2) == 0:
         return np.ones(len(b1))
-    iou = np.where(c1[:, None] == c2[None, :], _pairwise_iou(b1, b2), 0.0)
+    iou = np.where(c1[:, None] == c2[None, :], box_iou(b1, b2), 0.0)
     return np.clip(1.0 - iou.max(axis=1), 0.0, 1.0)

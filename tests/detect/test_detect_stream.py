@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from geoal.detect.stream import ScoreParams, score_stream
-from geoal.uncertainty import score_chip
+from geoal.detect.stream import ScoreParams, chip_scores, score_stream
 
 
 class FakeDetector:
@@ -38,7 +37,7 @@ def test_stream_scores_every_chip_in_order(detector: Any, chips: np.ndarray) -> 
     for keys, scored in out:
         (chip,) = scored
         assert chip.result is results[keys[0]]
-        assert chip.scores.scores == score_chip(results[keys[0]], 2).scores
+        assert chip.scores.scores == chip_scores(results[keys[0]], 2).scores
 
 
 def test_closing_the_stream_stops_the_detector(detector: Any, chips: np.ndarray) -> None:

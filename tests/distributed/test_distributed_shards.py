@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from geoal.store.scores import scored_chip_ids
-from geoal.store.shards import ShardFile
+from geoal.store.shards import open_shard_file
 
 from .conftest import (
     assert_complete,
@@ -102,7 +102,7 @@ def test_shards_then_merge_equal_one_local_run(projects: tuple[Path, Path, int])
     assert "scored 8 chips" in out.output and "2 already there, 0 left" in out.output
     # every shard holds its chips only: id % 3
     for path in [*sorted((sharded / "shards").glob("*.sqlite")), custom]:
-        with ShardFile(path) as file:
+        with open_shard_file(path) as file:
             index = int(file.meta()["shard"].split("/")[0])
             ids = sorted(scored_chip_ids(file.conn))
         assert ids and all(i % 3 == index for i in ids)

@@ -20,7 +20,7 @@ from geoal.store.scores import (
     stored_detections,
     stored_scores,
 )
-from geoal.store.shards import ShardFile
+from geoal.store.shards import open_shard_file
 from geoal.uncertainty.chip import ChipScores
 
 
@@ -109,13 +109,13 @@ def test_a_shard_file_has_the_stores_tables_and_its_records_move_into_the_store(
     store: Any, tmp_path: Path
 ) -> None:
     records = [encode_chip(*scored(3, seed=i)) for i in range(2)]
-    with ShardFile(tmp_path / "s.sqlite") as shard:
+    with open_shard_file(tmp_path / "s.sqlite") as shard:
         shard.create()
         for table in ("chip_scores", "detections"):
             ours = shard.conn.execute(f"PRAGMA table_info({table})").fetchall()
             theirs = [tuple(r) for r in store.conn.execute(f"PRAGMA table_info({table})")]
             assert ours == theirs
-        with shard.transaction() as conn:
+        with shard.conn as conn:
             insert_records(conn, "h", 2, [3, 1], records)
         moved = read_records(shard.conn, "h", [1, 3])
     assert list(moved) == [2] and [c for c, _ in moved[2]] == [1, 3]
@@ -125,7 +125,7 @@ def test_a_shard_file_has_the_stores_tables_and_its_records_move_into_the_store(
 def test_a_file_that_is_not_a_shard_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "bad.sqlite"
     bad.write_text("hello, not a database" * 10)
-    with ShardFile(bad, hint="; give another --shard-out") as shard:
+    with open_shard_file(bad, hint="; give another --shard-out") as shard:
         with pytest.raises(ConfigError, match=r"bad.sqlite: not a geoal shard file .*--shard-out"):
             shard.create()
         with pytest.raises(ConfigError, match="not a geoal shard file"):
