@@ -281,30 +281,18 @@ class Bench:
 
     def write_rate(self, per_task: int = 32) -> float:
         """Chips/s the driver writes: the last run's records again, into a fresh copy, per task."""
-        import json
-        import sqlite3
-
         from geoal.distributed.engine import write_new
         from geoal.project import open_project
+        from geoal.store import Store
+        from geoal.store.scores import read_records, stored_scores
 
         if self.last is None:
             raise RuntimeError("no scored project yet")
-        conn = sqlite3.connect(self.last / "geoal.db")
-        model_hash, views = conn.execute("SELECT model_hash, views FROM chip_scores").fetchone()
-        dets: dict[int, list[tuple[Any, ...]]] = {}
-        for row in conn.execute(
-            "SELECT chip_id, x1, y1, x2, y2, class_id, confidence, probs, uncertainty "
-            "FROM detections ORDER BY id"
-        ):
-            dets.setdefault(row[0], []).append(tuple(row[1:]))
-        records = [
-            (c, {"scores": json.loads(s), "expected_count": e, "embedding": b,
-                 "detections": dets.get(c, [])})
-            for c, e, s, b in conn.execute(
-                "SELECT chip_id, expected_count, scores, embedding FROM chip_scores"
-            )
-        ]  # fmt: skip
-        conn.close()
+        with Store(self.last / "geoal.db") as store:
+            first = stored_scores(store.conn)[0]
+            model_hash, views = first.model_hash, first.views
+            ids = [row.chip_id for row in stored_scores(store.conn, model_hash)]
+            records = read_records(store.conn, model_hash, ids)[views]
         with open_project(self._fresh()) as project:
             project.store.register_model(model_hash, "bench", project.config.classes)
             t0 = time.perf_counter()

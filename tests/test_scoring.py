@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,8 @@ import yaml
 from click.testing import CliRunner
 
 from geoal.cli import main
+from geoal.store import Store
+from geoal.store.scores import StoredDetection, StoredScore, stored_detections, stored_scores
 
 pytestmark = pytest.mark.slow
 
@@ -41,12 +43,16 @@ def small_project(root: Path, size: int = 128) -> Path:
     return root
 
 
-def db_rows(root: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(root / "geoal.db")
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
+def stored(root: Path) -> tuple[list[StoredScore], list[StoredDetection]]:
+    """Every ``chip_scores`` and ``detections`` row of the project's store, decoded."""
+    with Store(root / "geoal.db") as store:
+        return stored_scores(store.conn), stored_detections(store.conn)
+
+
+def count(root: Path, what: str) -> int:
+    """A count of ``geoal status`` (chips, scored, ...) of the project."""
+    with Store(root / "geoal.db") as store:
+        return store.counts()[what]
 
 
 def test_score_real_geotiffs_store_and_skip(tmp_path: Path, shared_data: Path) -> None:
@@ -64,37 +70,34 @@ def test_score_real_geotiffs_store_and_skip(tmp_path: Path, shared_data: Path) -
         "0",
         "-q",
     )
-    n_chips = db_rows(proj, "SELECT COUNT(*) FROM chips")[0][0]
+    n_chips = count(proj, "chips")
     result = run("-p", str(proj), "score", "--model", ARCH, "--views", "2", "--batch", "8", "-q")
     assert f"scored {n_chips} chips" in result.output
-    rows = db_rows(
-        proj, "SELECT chip_id, n_detections, expected_count, scores, embedding FROM chip_scores"
-    )
-    assert len(rows) == n_chips == len({r[0] for r in rows})
-    for _chip, _n_det, expected, scores, emb in rows:
-        scores = json.loads(scores)
-        assert {"max", "mean", "sum", "topk_mean", "miaod", "box_instability"} <= set(scores)
-        assert all(np.isfinite(v) and v >= 0 for v in scores.values())
-        assert expected >= 0
-        vec = np.frombuffer(emb, dtype="<f4")
+    rows, detections = stored(proj)
+    assert len(rows) == n_chips == len({r.chip_id for r in rows})
+    for row in rows:
+        assert {"max", "mean", "sum", "topk_mean", "miaod", "box_instability", "objectness"} <= set(
+            row.scores
+        )
+        assert all(np.isfinite(v) and v >= 0 for v in row.scores.values())
+        assert row.expected_count >= 0
+        vec = row.embedding
         assert vec.ndim == 1 and vec.size > 64 and abs(np.linalg.norm(vec) - 1) < 1e-3
-    per_chip = dict(db_rows(proj, "SELECT chip_id, COUNT(*) FROM detections GROUP BY chip_id"))
-    assert all(per_chip.get(r[0], 0) == r[1] for r in rows)
-    det = db_rows(
-        proj,
-        "SELECT x1, y1, x2, y2, class_id, confidence, probs, uncertainty FROM detections LIMIT 50",
-    )
-    assert det, "a random model at conf 0.001 still detects something"
-    for x1, y1, x2, y2, cls, conf, probs, unc in det:
+    per_chip = Counter(d.chip_id for d in detections)
+    assert all(per_chip[r.chip_id] == r.n_detections for r in rows)
+    assert detections, "a random model at conf 0.001 still detects something"
+    for d in detections[:50]:
+        x1, y1, x2, y2 = d.box
         assert 0 <= x1 <= x2 <= 128 and 0 <= y1 <= y2 <= 128
-        vec = np.frombuffer(probs, dtype="<f4")
-        assert vec.shape == (2,) and vec[cls] == pytest.approx(conf, rel=1e-5)
+        assert d.probs.shape == (2,) and d.probs[d.class_id] == pytest.approx(
+            d.confidence, rel=1e-5
+        )
         assert {"entropy", "least_confidence", "margin", "ratio", "box_instability"} <= set(
-            json.loads(unc)
+            d.uncertainty
         )
     again = run("-p", str(proj), "score", "--model", ARCH, "--views", "2", "-q")
     assert "scored 0 chips" in again.output and f"{n_chips} already scored" in again.output
-    assert db_rows(proj, "SELECT COUNT(*) FROM chip_scores")[0][0] == n_chips
+    assert len(stored(proj)[0]) == n_chips
     status = json.loads(run("-p", str(proj), "status", "--json").output)
     assert status["counts"]["scored"] == n_chips and status["counts"]["models"] == 1
 
@@ -112,7 +115,7 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path: Path, shared_da
         "0.1",
         "-q",
     )
-    n_chips = db_rows(proj, "SELECT COUNT(*) FROM chips")[0][0]
+    n_chips = count(proj, "chips")
     assert n_chips >= 100
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [
@@ -134,25 +137,22 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path: Path, shared_da
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
-            done = db_rows(proj, "SELECT COUNT(*) FROM chip_scores")[0][0]
+            done = count(proj, "scored")
             if done >= 8:
                 break
             time.sleep(0.2)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
-    partial = db_rows(proj, "SELECT COUNT(*) FROM chip_scores")[0][0]
+    partial = len(stored(proj)[0])
     assert 8 <= partial < n_chips, "kill landed mid-run"
     result = run("-p", str(proj), "score", "--model", ARCH, "--views", "2", "--batch", "4", "-q")
     assert f"{partial} already scored" in result.output
-    ids = [r[0] for r in db_rows(proj, "SELECT chip_id FROM chip_scores")]
+    rows, detections = stored(proj)
+    ids = [r.chip_id for r in rows]
     assert len(ids) == len(set(ids)) == n_chips
-    mismatch = db_rows(
-        proj,
-        "SELECT s.chip_id FROM chip_scores s LEFT JOIN detections d ON d.chip_id = s.chip_id "
-        "GROUP BY s.chip_id HAVING COUNT(d.id) != MAX(s.n_detections)",
-    )
-    assert mismatch == []
+    per_chip = Counter(d.chip_id for d in detections)
+    assert [r.chip_id for r in rows if per_chip[r.chip_id] != r.n_detections] == []
 
 
 def test_model_with_other_classes_is_refused(tmp_path: Path, make_raster) -> None:
@@ -169,7 +169,7 @@ def test_model_with_other_classes_is_refused(tmp_path: Path, make_raster) -> Non
     result = run("-p", str(proj), "score", "--model", str(pt), ok=False)
     assert result.exit_code != 0
     assert "other.pt" in result.output and "tree" in result.output and "whale" in result.output
-    assert db_rows(proj, "SELECT COUNT(*) FROM chip_scores")[0][0] == 0
+    assert stored(proj) == ([], [])
     missing = run("-p", str(proj), "score", "--model", str(tmp_path / "nope.pt"), ok=False)
     assert "nope.pt" in missing.output and missing.exit_code != 0
 
@@ -195,8 +195,7 @@ def test_score_records_the_backend_with_the_scores(tmp_path: Path, make_raster) 
     # may use another backend, and each chip says which one scored it
     result = run("-p", str(proj), "score", "--model", "yolov8n.yaml", "-q")
     assert "scored 2 chips" in result.output and "on torch" in result.output
-    rows = db_rows(proj, "SELECT backend, COUNT(*) FROM chip_scores GROUP BY backend")
-    assert sorted(rows) == [("onnxruntime", 2), ("torch", 2)]
+    assert Counter(r.backend for r in stored(proj)[0]) == {"onnxruntime": 2, "torch": 2}
     bad = run(
         "-p", str(proj), "score", "--model", "yolov8n.yaml", "--backend", "tensorrt", ok=False
     )

@@ -159,12 +159,11 @@ def list_backends() -> tuple[str, ...]:
 
 def get_backend(name: str) -> Backend:
     """The registry entry of ``name``; ConfigError lists the valid names."""
-    try:
-        return BACKENDS[name]
-    except KeyError:
+    if name not in BACKENDS:
         raise ConfigError(
             f"unknown backend {name!r}; choose {AUTO} or one of {', '.join(BACKENDS)}"
-        ) from None
+        )
+    return BACKENDS[name]
 
 
 def resolve_backend(name: str | None, device: str) -> str:

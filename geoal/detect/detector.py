@@ -19,6 +19,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,6 +41,41 @@ if TYPE_CHECKING:
     import torch
 
 K = TypeVar("K")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a Detector runs its network (see :class:`Detector`).
+
+    ``device`` "cpu" or "cuda:N"; ``half`` fp16; ``imgsz`` the input size chips are
+    resized to, pixels (None: each chip's own size); ``cpu_streams`` forward calls at once
+    on the CPU; ``backend`` the runtime of the forward pass; ``threads`` per call.
+    """
+
+    device: str = "cpu"
+    half: bool = False
+    imgsz: int | None = None
+    cpu_streams: int = 1
+    backend: str = "torch"
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class _BatchArrays:
+    """A batch's outputs, chips and views together, before they are split per chip.
+
+    ``anchor_probs`` (B, V, A, C), ``embedding`` (B, D), ``det_rows`` (sum N, 6)
+    xyxy/conf/cls in model-input pixels, ``det_probs`` (sum N, C) and ``anchor_idx``
+    (sum N,) hold the detections of each (view, chip) in view-major order, ``counts``
+    rows each.
+    """
+
+    anchor_probs: np.ndarray
+    embedding: np.ndarray
+    counts: list[int]
+    det_rows: np.ndarray
+    det_probs: np.ndarray
+    anchor_idx: np.ndarray
 
 
 class Detector:
@@ -77,32 +113,28 @@ class Detector:
         classes: tuple[str, ...],
         model_path: Path,
         model_hash: str,
-        device: str,
-        half: bool,
-        imgsz: int | None = None,
-        cpu_streams: int = 1,
-        backend: str = "torch",
-        threads: int = 1,
+        runtime: Runtime,
     ) -> None:
-        self.model = model
-        self.classes = classes
-        self.model_path = model_path
-        self.model_hash = model_hash
-        self.device = device
-        self.half = half
         self.strides: tuple[int, ...] = tuple(int(s) for s in model.stride.tolist())
+        imgsz = runtime.imgsz
         if imgsz is not None and (imgsz <= 0 or imgsz % max(self.strides)):
             raise ConfigError(
                 f"imgsz must be a positive multiple of {max(self.strides)} pixels, got {imgsz}"
             )
+        self.model = model
+        self.classes = classes
+        self.model_path = model_path
+        self.model_hash = model_hash
+        self.device = runtime.device
+        self.half = runtime.half
         self.imgsz = imgsz
-        self.split_views = not device.startswith("cuda")
+        self.split_views = not self.device.startswith("cuda")
         self._perm_cache: dict[tuple[int, tuple[str, ...]], torch.Tensor] = {}
-        self.cpu_streams = max(1, cpu_streams)
+        self.cpu_streams = max(1, runtime.cpu_streams)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
-        self.backend = backend
-        self.threads = max(1, threads)
+        self.backend = runtime.backend
+        self.threads = max(1, runtime.threads)
         self._runners: dict[int, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = {}
         self._runner_lock = threading.Lock()
 
@@ -182,20 +214,15 @@ class Detector:
             else:
                 anchor_probs = np.zeros((n_images, n_views, 0, n_cls), dtype=np.float32)
                 embedding = np.zeros((n_images, 0), dtype=np.float32)
-            det_rows = kept.cpu().numpy()
-            anchors = anchor_idx.cpu().numpy()
-        return _results(
-            names,
-            size,
-            input_size,
-            anchor_probs,
-            embedding,
-            counts,
-            det_rows,
-            det_probs,
-            anchors,
-            self.backend,
-        )
+            arrays = _BatchArrays(
+                anchor_probs,
+                embedding,
+                counts,
+                kept.cpu().numpy(),
+                det_probs,
+                anchor_idx.cpu().numpy(),
+            )
+        return _results(arrays, names, size, input_size, self.backend)
 
     def iter_predict(
         self,
@@ -389,27 +416,13 @@ def _run_exported(
 
 
 def _results(
-    names: tuple[str, ...],
-    size: int,
-    input_size: int,
-    anchor_probs: np.ndarray,
-    embedding: np.ndarray,
-    counts: list[int],
-    det_rows: np.ndarray,
-    det_probs: np.ndarray,
-    anchor_idx: np.ndarray,
-    backend: str = "torch",
+    arrays: _BatchArrays, names: tuple[str, ...], size: int, input_size: int, backend: str
 ) -> list[ChipResult]:
-    """Split a batch's arrays into ChipResults.
-
-    ``anchor_probs`` (B, V, A, C), ``embedding`` (B, D), ``det_rows`` (sum N, 6)
-    xyxy/conf/cls in model-input pixels, ``det_probs`` (sum N, C) and ``anchor_idx``
-    (sum N,) hold the detections of each (view, chip) in view-major order, ``counts``
-    rows each.
-    """
-    n_views, n_images = len(names), anchor_probs.shape[0]
-    scale = np.float32(size / input_size)
-    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    """Split a batch's arrays into ChipResults, boxes from input pixels to ``size`` px chips."""
+    n_views, n_images = len(names), arrays.anchor_probs.shape[0]
+    det_rows = arrays.det_rows
+    factor = np.float32(size / input_size)
+    starts = np.concatenate([[0], np.cumsum(arrays.counts)]).astype(np.int64)
 
     def rows(view: int, image: int) -> slice:
         i = view * n_images + image
@@ -421,19 +434,19 @@ def _results(
         extra = [rows(v, b) for v in range(1, n_views)]
         results.append(
             ChipResult(
-                boxes=det_rows[own, :4] * scale,
+                boxes=det_rows[own, :4] * factor,
                 conf=det_rows[own, 4].copy(),
                 cls=det_rows[own, 5].astype(np.int64),
-                probs=det_probs[own].copy(),
-                anchor_idx=anchor_idx[own].copy(),
-                anchor_probs=anchor_probs[b],
+                probs=arrays.det_probs[own].copy(),
+                anchor_idx=arrays.anchor_idx[own].copy(),
+                anchor_probs=arrays.anchor_probs[b],
                 view_boxes=tuple(
-                    inverse_transform_boxes(det_rows[r, :4] * scale, names[v], size)
+                    inverse_transform_boxes(det_rows[r, :4] * factor, names[v], size)
                     for v, r in enumerate(extra, start=1)
                 ),
                 view_conf=tuple(det_rows[r, 4].copy() for r in extra),
                 view_cls=tuple(det_rows[r, 5].astype(np.int64) for r in extra),
-                embedding=embedding[b],
+                embedding=arrays.embedding[b],
                 views=names,
                 backend=backend,
             )

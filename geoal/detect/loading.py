@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from geoal.detect.detector import Detector
+from geoal.detect.detector import Detector, Runtime
 from geoal.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
@@ -81,12 +81,14 @@ def load_detector(
         classes=class_names,
         model_path=path,
         model_hash=model_hash,
-        device=str(torch_device),
-        half=use_half,
-        imgsz=imgsz,
-        cpu_streams=streams,
-        backend=runtime,
-        threads=_torch_threads(),
+        runtime=Runtime(
+            device=str(torch_device),
+            half=use_half,
+            imgsz=imgsz,
+            cpu_streams=streams,
+            backend=runtime,
+            threads=_torch_threads(),
+        ),
     )
 
 

@@ -19,11 +19,14 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from geoal.errors import ConfigError, GeoalError
+
+if TYPE_CHECKING:
+    from geoal.distributed.worker import ModelSpec
 
 T = TypeVar("T")
 
@@ -277,6 +280,25 @@ class WorkerPool:
         for actor in self.actors:
             self.ray.kill(actor, no_restart=True)
         self.actors = []
+
+
+@contextmanager
+def actor_pool(
+    opts: RayOptions, actor_class: type, spec: ModelSpec, params: Any
+) -> Iterator[WorkerPool]:
+    """A pool of ``actor_class(spec, params, env)`` actors sized for the cluster; closed on exit.
+
+    Joins or starts Ray (:func:`ray_session`); each actor loads ``spec``'s model on the
+    GPU or CPU threads the plan gives it.
+    """
+    with ray_session(opts) as ray:
+        plan = plan_actors(ray.cluster_resources(), opts)
+        spec = replace(spec, gpu=plan.gpus > 0, threads=plan.threads)
+        pool = WorkerPool(ray, actor_class, (spec, params, forwarded_env()), plan, opts)
+        try:
+            yield pool
+        finally:
+            pool.close()
 
 
 def _creation_error(exc: BaseException) -> str | None:

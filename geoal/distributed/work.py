@@ -14,7 +14,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from geoal.errors import ConfigError
-from geoal.raster.chip import Chip
+from geoal.raster.chip import Chip, group_by_size
+
+__all__ = ["Shard", "Task", "group_by_size", "parse_shard", "plan_tasks"]
 
 
 @dataclass(frozen=True)
@@ -25,14 +27,6 @@ class Task:
 
     def __len__(self) -> int:
         return len(self.chips)
-
-
-def group_by_size(chips: Sequence[Chip]) -> list[list[Chip]]:
-    """Chips grouped by (width, height), groups in order of first appearance, order kept."""
-    groups: dict[tuple[int, int], list[Chip]] = {}
-    for chip in chips:
-        groups.setdefault((chip.width, chip.height), []).append(chip)
-    return list(groups.values())
 
 
 def plan_tasks(chips: Sequence[Chip], chips_per_task: int, batch: int) -> Iterator[Task]:

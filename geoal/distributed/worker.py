@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from geoal.distributed.work import Task, group_by_size
+from geoal.detect.stream import ScoreParams, read_batches, score_scene_chips
+from geoal.distributed.work import Task
 from geoal.errors import ModelError
-from geoal.raster.chip import Chip
+from geoal.store.scores import ScoreRecord, encode_chip
+
+__all__ = ["ChipPredictor", "ChipScorer", "ModelSpec", "PredictParams", "ScoreParams"]
+
+P = TypeVar("P")
 
 
 @dataclass(frozen=True)
@@ -33,18 +38,6 @@ class ModelSpec:
     gpu: bool = False  # Ray sets CUDA_VISIBLE_DEVICES: the actor's GPU is cuda:0
     threads: int = 0  # torch CPU threads (the actor's CPUs); 0 = torch's default
     backend: str = "auto"  # resolved on each worker for its device (geoal.detect.backends)
-
-
-@dataclass(frozen=True)
-class ScoreParams:
-    """The scoring options a worker applies (as ``geoal score``'s)."""
-
-    views: int
-    conf: float
-    iou: float
-    top_k: int
-    batch: int
-    readers: int  # chip reader threads
 
 
 @dataclass(frozen=True)
@@ -82,47 +75,12 @@ def load_worker_detector(spec: ModelSpec, device: str | None = None) -> Any:
     return detector
 
 
-def iter_chip_batches(
-    chips: Sequence[Chip], batch: int, readers: int
-) -> Iterator[tuple[list[int], np.ndarray]]:
-    """(chip_ids, (B, H, W, 3) uint8) batches of same-size chips, read ahead by threads."""
-    from geoal.raster.reader import iter_batches, read_chips
+class _Worker(Generic[P]):
+    """Applies the driver's environment, then loads the detector once; keeps the options."""
 
-    for group in group_by_size(chips):
-        yield from iter_batches(read_chips(group, workers=readers), batch)
-
-
-def score_chips(
-    detector: Any,
-    chips: Sequence[Chip],
-    params: ScoreParams,
-) -> Iterator[tuple[list[int], list[dict[str, Any]]]]:
-    """(chip_ids, records) per batch: the local engine's read -> detect -> ``chip_record``."""
-    from geoal.pipeline.scoring import chip_record
-
-    stream = detector.iter_predict(
-        iter_chip_batches(chips, params.batch, params.readers),
-        views=params.views,
-        conf=params.conf,
-        iou=params.iou,
-    )
-    try:
-        for chip_ids, results in stream:
-            yield chip_ids, [chip_record(r, params.top_k) for r in results]
-    finally:
-        stream.close()
-
-
-def _apply_env(env: Mapping[str, str]) -> None:
-    for name, value in env.items():
-        os.environ.setdefault(name, value)
-
-
-class ChipScorer:
-    """Holds a loaded detector; ``score(task)`` returns the task's chip ids and records."""
-
-    def __init__(self, spec: ModelSpec, params: ScoreParams, env: Mapping[str, str]) -> None:
-        _apply_env(env)
+    def __init__(self, spec: ModelSpec, params: P, env: Mapping[str, str]) -> None:
+        for name, value in env.items():
+            os.environ.setdefault(name, value)
         self.params = params
         self.detector = load_worker_detector(spec)
 
@@ -130,27 +88,22 @@ class ChipScorer:
         """The worker's process id, once the model is loaded."""
         return os.getpid()
 
-    def score(self, task: Task) -> tuple[list[int], list[dict[str, Any]]]:
+
+class ChipScorer(_Worker[ScoreParams]):
+    """Holds a loaded detector; ``score(task)`` returns the task's chip ids and records."""
+
+    def score(self, task: Task) -> tuple[list[int], list[ScoreRecord]]:
         """Read, detect and score the task's chips: (chip_ids, records), in batch order."""
         ids: list[int] = []
-        records: list[dict[str, Any]] = []
-        for chip_ids, recs in score_chips(self.detector, task.chips, self.params):
+        records: list[ScoreRecord] = []
+        for chip_ids, chips in score_scene_chips(self.detector, task.chips, self.params):
             ids.extend(chip_ids)
-            records.extend(recs)
+            records.extend(encode_chip(*chip) for chip in chips)
         return ids, records
 
 
-class ChipPredictor:
+class ChipPredictor(_Worker[PredictParams]):
     """Holds a loaded detector; ``predict(task)`` returns each chip's objects in scene pixels."""
-
-    def __init__(self, spec: ModelSpec, params: PredictParams, env: Mapping[str, str]) -> None:
-        _apply_env(env)
-        self.params = params
-        self.detector = load_worker_detector(spec)
-
-    def ready(self) -> int:
-        """The worker's process id, once the model is loaded."""
-        return os.getpid()
 
     def predict(self, task: Task) -> list[tuple[int, np.ndarray]]:
         """[(chip index, (N, 7) [x1, y1, x2, y2, score, class, entropy] in scene pixels)]."""
@@ -159,7 +112,7 @@ class ChipPredictor:
         chip_of = {chip.id: chip for chip in task.chips}
         out: list[tuple[int, np.ndarray]] = []
         p = self.params
-        batches = iter_chip_batches(task.chips, p.batch, p.readers)
+        batches = read_batches(task.chips, p.batch, p.readers)
         stream = self.detector.iter_predict(batches, views=1, conf=p.conf, iou=p.iou, details=False)
         try:
             for chip_ids, results in stream:

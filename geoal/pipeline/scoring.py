@@ -1,24 +1,25 @@
-"""Score chips: read -> detect (with views) -> instance uncertainty -> chip scores -> store.
+"""``geoal score`` on a project: choose the model, list the chips to score, run the stream, store.
 
-Reading overlaps model compute (a reader thread pool feeds a prefetching
-iterator). Each batch of chips is written in one transaction together with its
+The scoring itself is ``geoal.detect.stream`` (read -> detect with views -> chip scores),
+shared with shards, Ray workers and ``geoal simulate``; the rows it writes are
+``geoal.store.scores``'s. Reading overlaps model compute (a reader thread pool feeds a
+prefetching iterator). Each batch of chips is written in one transaction together with its
 "done" rows (``chip_scores``), so an interrupted run resumes exactly where it
 stopped: no chip is scored twice for one model, none is skipped.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from geoal.detect.stream import ScoreParams, score_scene_chips
 from geoal.errors import ModelError, ProjectError
 from geoal.pipeline.catalog import check_scenes_unchanged
 from geoal.project import Project
+from geoal.raster.chip import Chip
+from geoal.store import scores
 
 UNTRAINED_SUFFIXES = (".yaml", ".yml")
 """A model given as an architecture file has random weights (geoal builds it from YAML_SEED)."""
@@ -40,6 +41,10 @@ class ScoreOptions:
     limit: int | None = None  # score at most this many chips (tests, quick looks)
     imgsz: int | None = None  # model input size, pixels; None = the one recorded with the model
     backend: str | None = None  # torch, openvino, onnxruntime; None: auto (geoal.detect.backends)
+
+    def params(self) -> ScoreParams:
+        """What the scoring stream needs of these options (``workers``: reader threads)."""
+        return ScoreParams(self.views, self.conf, self.iou, self.top_k, self.batch, self.workers)
 
 
 @dataclass(frozen=True)
@@ -101,11 +106,8 @@ def model_imgsz(project: Project, path: str) -> int | None:
     """
     from geoal.detect.loading import checkpoint_input, stride_size
 
-    row = project.store.conn.execute(
-        "SELECT metrics FROM models WHERE path = ? AND metrics IS NOT NULL ORDER BY id DESC",
-        (project.stored_model_path(path),),
-    ).fetchone()
-    recorded = json.loads(row[0]).get("imgsz") if row is not None else None
+    metrics = scores.recorded_metrics(project.store.conn, project.stored_model_path(path))
+    recorded = None if metrics is None else metrics.get("imgsz")
     if isinstance(recorded, int) and recorded >= 32:
         return recorded
     found = checkpoint_input(path)
@@ -113,208 +115,114 @@ def model_imgsz(project: Project, path: str) -> int | None:
         return found.imgsz
     if project.config.model.imgsz is not None:
         return project.config.model.imgsz
-    side = project.store.conn.execute("SELECT MAX(MAX(width, height)) FROM chips").fetchone()[0]
-    return None if side is None else stride_size(int(side))
+    side = scores.largest_chip_side(project.store.conn)
+    return None if side is None else stride_size(side)
 
 
 def chips_to_score(
     project: Project, model_hash: str, scene_ids: Sequence[int] = ()
-) -> tuple[list[tuple[int, int, tuple[int, int, int, int]]], int]:
+) -> tuple[list[scores.ChipItem], int]:
     """Chips not yet scored by ``model_hash``: [(chip_id, scene_id, window)], n_done.
 
     Labelled chips are scored too: the model's detections on them, against their labels,
     measure how hard each class is for it (``adaptive`` selection), and their embeddings
     seed the diversity step; they are never candidates for selection.
     """
-    where = ["1"]
-    params: list[Any] = []
-    if scene_ids:
-        where.append(f"c.scene_id IN ({', '.join('?' for _ in scene_ids)})")
-        params.extend(scene_ids)
-    rows = project.store.conn.execute(
-        f"""
-        SELECT c.id, c.scene_id, c.col_off, c.row_off, c.width, c.height,
-               EXISTS (SELECT 1 FROM chip_scores s WHERE s.chip_id = c.id AND s.model_hash = ?)
-        FROM chips c WHERE {" AND ".join(where)} ORDER BY c.height, c.id
-        """,
-        [model_hash, *params],
-    ).fetchall()
-    todo = [(r[0], r[1], (r[2], r[3], r[4], r[5])) for r in rows if not r[6]]
-    return todo, len(rows) - len(todo)
+    return scores.unscored_chips(project.store.conn, model_hash, scene_ids)
 
 
-def chip_record(result: Any, top_k: int) -> dict[str, Any]:
-    """Everything stored for one chip from a ChipResult: scores, detections, embedding.
+def load_model(
+    project: Project, opts: ScoreOptions, *, device: str | None = None, backend: str | None = None
+) -> tuple[ScoringModel, Any]:
+    """The model of ``opts`` (see :func:`resolve_model`), loaded for the project's classes.
 
-    Scores: every registered aggregation of the per-anchor uncertainty (two-view
-    discrepancy weighted by objectness, or entropy for one view), plus
-    ``box_instability`` (mean 1 - IoU of matched detections between views; CALD) and
-    ``objectness`` (top-k anchor objectness, below any threshold; ``chip_objectness``).
+    ``device`` and ``backend`` replace the options' (the Ray driver loads on the CPU).
     """
-    from geoal.uncertainty import (
-        INSTANCE_UNCERTAINTY,
-        aggregate_all,
-        anchor_uncertainty,
-        box_instability,
-        chip_objectness,
-        expected_count,
-    )
-
-    values, weights = anchor_uncertainty(result.anchor_probs)
-    scores = aggregate_all(values, weights, top_k)
-    scores["objectness"] = chip_objectness(weights, top_k)
-    per_det = {name: fn(result.probs) for name, fn in INSTANCE_UNCERTAINTY.items()}
-    if result.view_boxes:
-        inst = (
-            np.mean(
-                [
-                    box_instability(result.boxes, vb, result.cls, vc)
-                    for vb, vc in zip(result.view_boxes, result.view_cls, strict=True)
-                ],
-                axis=0,
-            )
-            if len(result)
-            else np.zeros(0)
-        )
-        per_det["box_instability"] = inst
-        scores["box_instability"] = float(inst.mean()) if len(inst) else 0.0
-    # discrepancy at each detection's own anchor: the instance-level MI-AOD value
-    per_det["anchor_value"] = values[result.anchor_idx] if len(result) else np.zeros(0)
-    return {
-        "scores": {k: float(v) for k, v in scores.items()},
-        "expected_count": float(expected_count(result.conf)),
-        "backend": result.backend,
-        "embedding": np.asarray(result.embedding, dtype="<f4").tobytes(),
-        "detections": [
-            (
-                *(float(v) for v in result.boxes[i]),
-                int(result.cls[i]),
-                float(result.conf[i]),
-                np.asarray(result.probs[i], dtype="<f4").tobytes(),
-                json.dumps({k: round(float(v[i]), 6) for k, v in per_det.items()}),
-            )
-            for i in range(len(result))
-        ],
-    }
-
-
-def write_batch(
-    project: Project,
-    model_hash: str,
-    views: int,
-    chip_ids: Sequence[int],
-    records: Sequence[dict[str, Any]],
-) -> None:
-    """Store a batch of scored chips in one transaction (detections + scores + done rows)."""
-    with project.store.transaction() as conn:
-        insert_records(conn, model_hash, views, chip_ids, records)
-
-
-def insert_records(
-    conn: sqlite3.Connection,
-    model_hash: str,
-    views: int,
-    chip_ids: Sequence[int],
-    records: Sequence[dict[str, Any]],
-) -> None:
-    """Insert scored chips (done rows + detections) inside the caller's open transaction.
-
-    Also writes shard files (``geoal.distributed.shards``), whose tables have the same columns.
-    """
-    for chip_id, rec in zip(chip_ids, records, strict=True):
-        conn.execute(
-            "INSERT INTO chip_scores (chip_id, model_hash, views, n_detections, "
-            "expected_count, scores, embedding, backend) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                chip_id,
-                model_hash,
-                views,
-                len(rec["detections"]),
-                rec["expected_count"],
-                json.dumps(rec["scores"]),
-                rec["embedding"],
-                rec.get("backend"),
-            ),
-        )
-        conn.executemany(
-            "INSERT INTO detections (chip_id, model_hash, x1, y1, x2, y2, class_id, "
-            "confidence, probs, uncertainty) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(chip_id, model_hash, *d) for d in rec["detections"]],
-        )
-
-
-def _batches(
-    project: Project,
-    todo: list[tuple[int, int, tuple[int, int, int, int]]],
-    batch: int,
-    workers: int,
-) -> Iterator[tuple[list[int], np.ndarray]]:
-    """Batches of same-size chips, read ahead by a thread pool."""
-    from geoal.raster.reader import iter_batches, iter_chips
-
-    scenes = {s.id: s for s in project.store.scenes()}
-    by_size: dict[tuple[int, int], list[tuple[int, int, tuple[int, int, int, int]]]] = {}
-    for item in todo:
-        by_size.setdefault((item[2][2], item[2][3]), []).append(item)
-    for items in by_size.values():
-        yield from iter_batches(iter_chips(scenes, items, workers=workers), batch)
-
-
-def score_project(project: Project, opts: ScoreOptions, *, progress: bool = True) -> ScoreReport:
-    """Score every chip not yet scored by the model (labelled ones too); resumable."""
-    from tqdm import tqdm
-
     from geoal.detect import load_detector
 
-    if not project.store.counts()["chips"]:
-        raise ProjectError(f"{project.root}: no chips to score; add scenes with 'geoal tile'")
     chosen = resolve_model(project, opts.model, opts.imgsz)
     detector = load_detector(
         chosen.path,
         project.config.classes,
-        device=opts.device,
+        device=device or opts.device,
         imgsz=chosen.imgsz,
-        backend=opts.backend,
+        backend=backend or opts.backend,
     )
-    model_path = chosen.path
+    return chosen, detector
+
+
+@dataclass(frozen=True)
+class ScoringRun:
+    """A scoring run, set up: its model, loaded and registered, and the chips to score now."""
+
+    model: ScoringModel
+    detector: Any
+    todo: list[Chip]  # at most opts.limit chips, in scoring order
+    done: int  # already scored by the model
+    pending: int  # not yet scored (before --limit)
+
+    def report(self, scored: int, seen: int | None = None, backend: str = "") -> ScoreReport:
+        """The report of a run that stored ``scored`` of the ``seen`` chips it scored."""
+        seen = scored if seen is None else seen
+        return ScoreReport(
+            self.detector.model_hash,
+            self.model.path,
+            scored,
+            self.done + seen - scored,
+            self.pending - seen,
+            self.model.imgsz,
+            backend,
+        )
+
+
+def start_run(
+    project: Project, opts: ScoreOptions, *, device: str | None = None, backend: str | None = None
+) -> ScoringRun:
+    """Load and register the model, list the chips it has not scored, check their scenes."""
+    if not project.store.counts()["chips"]:
+        raise ProjectError(f"{project.root}: no chips to score; add scenes with 'geoal tile'")
+    chosen, detector = load_model(project, opts, device=device, backend=backend)
     project.store.register_model(
         detector.model_hash,
-        project.stored_model_path(model_path),
+        project.stored_model_path(chosen.path),
         project.config.classes,
         kind=chosen.kind,
     )
-    todo, done = chips_to_score(project, detector.model_hash, opts.scene_ids)
-    pending = len(todo)  # --limit scores fewer now; the rest are still left
+    rows, done = chips_to_score(project, detector.model_hash, opts.scene_ids)
+    pending = len(rows)  # --limit scores fewer now; the rest are still left
     if opts.limit is not None:
-        todo = todo[: opts.limit]
-    if not todo:
-        return ScoreReport(
-            detector.model_hash, model_path, 0, done, pending, chosen.imgsz, detector.backend
-        )
-    check_scenes_unchanged(project, [item[1] for item in todo])
+        rows = rows[: opts.limit]
+    if rows:
+        check_scenes_unchanged(project, [scene_id for _, scene_id, _ in rows])
+    scenes = {s.id: s for s in project.store.scenes()}
+    todo = [Chip.at(scenes[scene_id], chip_id, window) for chip_id, scene_id, window in rows]
+    return ScoringRun(chosen, detector, todo, done, pending)
+
+
+def score_project(project: Project, opts: ScoreOptions, *, progress: bool = True) -> ScoreReport:
+    """Score every chip not yet scored by the model (labelled ones too); resumable.
+
+    Each batch is stored in one transaction with its done rows.
+    """
+    from tqdm import tqdm
+
+    run = start_run(project, opts)
+    model_hash = run.detector.model_hash
+    if not run.todo:
+        return run.report(0, backend=run.detector.backend)
     scored = 0
-    bar = tqdm(total=len(todo), desc="scoring", unit="chip", disable=not progress, smoothing=0.1)
-    stream = detector.iter_predict(
-        _batches(project, todo, opts.batch, opts.workers),
-        views=opts.views,
-        conf=opts.conf,
-        iou=opts.iou,
+    bar = tqdm(
+        total=len(run.todo), desc="scoring", unit="chip", disable=not progress, smoothing=0.1
     )
+    stream = score_scene_chips(run.detector, run.todo, opts.params())
     try:
-        for chip_ids, results in stream:
-            records = [chip_record(r, opts.top_k) for r in results]
-            write_batch(project, detector.model_hash, opts.views, chip_ids, records)
+        for chip_ids, chips in stream:
+            records = [scores.encode_chip(*chip) for chip in chips]
+            with project.store.transaction() as conn:
+                scores.insert_records(conn, model_hash, opts.views, chip_ids, records)
             scored += len(chip_ids)
             bar.update(len(chip_ids))
     finally:
-        stream.close()  # type: ignore[attr-defined]
+        stream.close()
         bar.close()
-    return ScoreReport(
-        detector.model_hash,
-        model_path,
-        scored,
-        done,
-        pending - scored,
-        chosen.imgsz,
-        detector.backend,
-    )
+    return run.report(scored, backend=run.detector.backend)

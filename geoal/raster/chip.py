@@ -9,6 +9,7 @@ stored a second time.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,3 +94,11 @@ class Chip:
     def file_name(self) -> str:
         """Its image's path relative to an export folder: ``images/<scene>_<id>.<ext>``."""
         return chip_file_name(self.scene.name, self.id, self.image_ext)
+
+
+def group_by_size(chips: Sequence[Chip]) -> list[list[Chip]]:
+    """Chips grouped by (width, height), groups in order of first appearance, order kept."""
+    groups: dict[tuple[int, int], list[Chip]] = {}
+    for chip in chips:
+        groups.setdefault((chip.width, chip.height), []).append(chip)
+    return list(groups.values())

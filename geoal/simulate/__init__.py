@@ -2,7 +2,7 @@
 
 The pool's labels are hidden; for each (strategy, seed), round 0 is a random set,
 then each round trains (``geoal.train``), evaluates on a fixed test set, scores the
-unlabelled pool as ``geoal score`` does (``geoal.detect`` + ``chip_record``),
+unlabelled pool as ``geoal score`` does (``geoal.detect.stream``),
 selects with ``geoal.select`` and lets the oracle reveal the chosen labels.
 Results are a tidy ``results.csv`` (one row per round, appended as it goes), a
 ``summary.json`` and ``learning_curves.png``; a killed run resumes where it stopped.

@@ -47,7 +47,7 @@ class SimConfig:
         start: "previous" fine-tunes each round from the previous round's weights (cheaper);
             "init" trains every round afresh from ``init``.
         views: label-preserving views when scoring the pool (as ``geoal score --views``).
-        aggregation: chip score to rank by (a key of ``chip_record``'s scores: miaod, max, ...).
+        aggregation: chip score to rank by (a key of ``ChipScores.scores``: miaod, max, ...).
         top_k: k of the top-k aggregations.
         conf: minimum confidence of the detections kept when scoring (expected counts).
         val_images: at most this many labelled images form ultralytics' val split (they are

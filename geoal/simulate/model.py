@@ -1,9 +1,8 @@
 """The model side of a round: the starting checkpoint, training, test-set mAP, pool scores.
 
 Training is ``geoal.train.train_detector``, evaluation ``predict_coco`` +
-``evaluate_coco``, and pool scoring the same path as ``geoal score``:
-``Detector.predict_batch`` over letterboxed images, then
-``geoal.pipeline.scoring.chip_record`` per image.
+``evaluate_coco``, and pool scoring the same stream as ``geoal score``
+(``geoal.detect.stream.score_stream``) over letterboxed images.
 """
 
 from __future__ import annotations
@@ -16,11 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from geoal.detect.result import ChipResult
+from geoal.detect.stream import ScoreParams, score_stream
 from geoal.errors import ModelError
 from geoal.simulate.acquire import Features
 from geoal.simulate.config import SimConfig
 from geoal.simulate.data import Pool
 from geoal.uncertainty.calibrated import calibrated_scores, class_difficulty, model_quality
+from geoal.uncertainty.chip import ChipScores
 
 
 def prepare_init(init: str, classes: tuple[str, ...], folder: Path) -> str:
@@ -146,67 +148,93 @@ def evaluate(
 def score_pool(cfg: SimConfig, weights: Path, pool: Pool, labelled: np.ndarray) -> Features:
     """Scores, embeddings and expected counts of every pool image under ``weights``.
 
-    Unlabelled images run with ``cfg.views`` views and go through ``chip_record`` (as
-    ``geoal score``); labelled ones need only their embedding (one view).
+    Unlabelled images go through the scoring stream with ``cfg.views`` views (as ``geoal
+    score``); labelled ones need only their embedding and detections (one view).
     """
     from geoal.detect import load_detector
-    from geoal.pipeline.scoring import chip_record
 
     detector = load_detector(
         weights, pool.classes, cfg.device, imgsz=cfg.imgsz, backend=cfg.backend
     )
     n = len(pool)
-    scores = np.full(n, np.nan)
-    expected = np.zeros(n)
-    objectness = np.zeros(n)
-    embeddings: np.ndarray | None = None
     is_labelled = np.zeros(n, dtype=bool)
     is_labelled[labelled] = True
-    det_image: list[np.ndarray] = []
-    det_cls: list[np.ndarray] = []
-    det_conf: list[np.ndarray] = []
-    fit: list[tuple[int, np.ndarray, np.ndarray]] = []  # labelled: (image, boxes, probs)
-    for subset, views in ((np.flatnonzero(~is_labelled), cfg.views), (labelled, 1)):
-        batches = pool.chips(subset.tolist(), cfg.batch)
-        for keys, results in detector.iter_predict(batches, views=views, conf=cfg.conf):
-            for i, result in zip(keys, results, strict=True):
-                if embeddings is None:
-                    embeddings = np.zeros((n, result.embedding.shape[0]), dtype=np.float32)
-                embeddings[i] = result.embedding
-                if is_labelled[i]:
-                    fit.append((i, np.asarray(result.boxes), np.asarray(result.probs)))
-                elif views == cfg.views:
-                    record = chip_record(result, cfg.top_k)
-                    if cfg.aggregation not in record["scores"]:
-                        raise ModelError(
-                            f"aggregation {cfg.aggregation!r} is not a chip score; "
-                            f"valid: {', '.join(sorted(record['scores']))}"
-                        )
-                    scores[i] = record["scores"][cfg.aggregation]
-                    expected[i] = record["expected_count"]
-                    objectness[i] = record["scores"]["objectness"]
-                    det_image.append(np.full(len(result), i, dtype=np.int64))
-                    det_cls.append(np.asarray(result.cls, dtype=np.int64))
-                    det_conf.append(np.asarray(result.conf, dtype=np.float64))
-    if embeddings is None:
+    found = _PoolScores(n)
+    params = ScoreParams(cfg.views, cfg.conf, 0.7, cfg.top_k, cfg.batch, readers=1)
+    unlabelled = np.flatnonzero(~is_labelled).tolist()
+    for keys, chips in score_stream(detector, pool.chips(unlabelled, cfg.batch), params):
+        for i, (result, chip) in zip(keys, chips, strict=True):
+            found.add_scored(i, result, chip, cfg.aggregation)
+    batches = pool.chips(labelled.tolist(), cfg.batch)
+    for keys, results in detector.iter_predict(batches, views=1, conf=cfg.conf):
+        for i, result in zip(keys, results, strict=True):
+            found.add_labelled(i, result)
+    if found.embeddings is None:
         raise ModelError("the pool is empty: nothing to score")
-    flat_image = np.concatenate(det_image) if det_image else np.zeros(0, dtype=np.int64)
-    flat_cls = np.concatenate(det_cls) if det_cls else np.zeros(0, dtype=np.int64)
-    flat_conf = np.concatenate(det_conf) if det_conf else np.zeros(0)
-    difficulty = _difficulty(pool, labelled, fit)
+    flat_image, flat_cls, flat_conf = found.detections()
+    difficulty = _difficulty(pool, labelled, found.fit)
     calibrated = calibrated_scores(flat_image, flat_cls, flat_conf, difficulty, n)
     calibrated[is_labelled] = np.nan
     return Features(
-        scores=scores,
-        embeddings=embeddings,
-        expected=expected,
+        scores=found.scores,
+        embeddings=found.embeddings,
+        expected=found.expected,
         det_image=flat_image,
         det_cls=flat_cls,
         det_conf=flat_conf,
         calibrated=calibrated,
         quality=model_quality(difficulty),
-        objectness=objectness,
+        objectness=found.objectness,
     )
+
+
+class _PoolScores:
+    """What ``score_pool`` gathers, image by image: (n,) scores, counts, objectness,
+    embeddings, detections."""
+
+    def __init__(self, n: int) -> None:
+        self.scores = np.full(n, np.nan)
+        self.expected = np.zeros(n)
+        self.objectness = np.zeros(n)  # top-k anchor objectness (``chip_objectness``)
+        self.embeddings: np.ndarray | None = None  # (n, D) float32, made at the first image
+        self.det: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (image, cls, conf)
+        self.fit: list[tuple[int, np.ndarray, np.ndarray]] = []  # labelled: (image, boxes, probs)
+
+    def _embed(self, i: int, result: ChipResult) -> None:
+        if self.embeddings is None:
+            self.embeddings = np.zeros((len(self.scores), result.embedding.shape[0]), np.float32)
+        self.embeddings[i] = result.embedding
+
+    def add_scored(self, i: int, result: ChipResult, chip: ChipScores, aggregation: str) -> None:
+        """An unlabelled image: its chip score by ``aggregation``, count, detections."""
+        if aggregation not in chip.scores:
+            raise ModelError(
+                f"aggregation {aggregation!r} is not a chip score; "
+                f"valid: {', '.join(sorted(chip.scores))}"
+            )
+        self._embed(i, result)
+        self.scores[i] = chip.scores[aggregation]
+        self.expected[i] = chip.expected_count
+        self.objectness[i] = chip.scores["objectness"]
+        self.det.append(
+            (
+                np.full(len(result), i, dtype=np.int64),
+                np.asarray(result.cls, dtype=np.int64),
+                np.asarray(result.conf, dtype=np.float64),
+            )
+        )
+
+    def add_labelled(self, i: int, result: ChipResult) -> None:
+        """A labelled image: its embedding, and its detections for the class difficulty."""
+        self._embed(i, result)
+        self.fit.append((i, np.asarray(result.boxes), np.asarray(result.probs)))
+
+    def detections(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(M,) image index, (M,) class, (M,) confidence of every unlabelled image's detections."""
+        if not self.det:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        image, cls, conf = zip(*self.det, strict=True)
+        return np.concatenate(image), np.concatenate(cls), np.concatenate(conf)
 
 
 def _difficulty(

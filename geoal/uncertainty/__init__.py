@@ -3,6 +3,7 @@
 ``instance``: one value per detection or anchor from its class scores. ``discrepancy``:
 disagreement between views (MI-AOD anchor discrepancy, CALD box instability).
 ``aggregate``: N instance values of a chip -> one chip score (default ``miaod``).
+``chip``: all of a chip's scores from the detector's arrays (``score_chip``).
 """
 
 from geoal.uncertainty.aggregate import (
@@ -17,6 +18,7 @@ from geoal.uncertainty.aggregate import (
     miaod,
     topk_mean,
 )
+from geoal.uncertainty.chip import ChipScores, score_chip
 from geoal.uncertainty.discrepancy import (
     anchor_discrepancy,
     anchor_uncertainty,
@@ -39,6 +41,7 @@ __all__ = [
     "DEFAULT_AGGREGATION",
     "DEFAULT_K",
     "INSTANCE_UNCERTAINTY",
+    "ChipScores",
     "aggregate_all",
     "anchor_discrepancy",
     "anchor_uncertainty",
@@ -56,5 +59,6 @@ __all__ = [
     "multi_view_discrepancy",
     "objectness",
     "ratio",
+    "score_chip",
     "topk_mean",
 ]

@@ -24,20 +24,11 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from geoal.uncertainty.discrepancy import box_iou
+
+__all__ = ["binary_entropy", "box_iou", "calibrated_scores", "class_difficulty", "model_quality"]
+
 FloatArray = npt.NDArray[np.float64]
-
-
-def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
-    """(N, M) IoU of xyxy boxes ``a`` (N, 4) and ``b`` (M, 4), any pixel unit."""
-    x = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    y = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    lt = np.maximum(x[:, None, :2], y[None, :, :2])
-    rb = np.minimum(x[:, None, 2:], y[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area_x = np.clip(x[:, 2:] - x[:, :2], 0, None).prod(axis=1)
-    area_y = np.clip(y[:, 2:] - y[:, :2], 0, None).prod(axis=1)
-    union = area_x[:, None] + area_y[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def class_difficulty(

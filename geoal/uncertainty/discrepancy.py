@@ -12,7 +12,6 @@ import numpy as np
 import numpy.typing as npt
 
 from geoal.uncertainty._arrays import as_float
-from geoal.uncertainty.calibrated import box_iou
 from geoal.uncertainty.instance import entropy
 
 FloatArray = npt.NDArray[np.float64]
@@ -70,6 +69,19 @@ def anchor_uncertainty(probs_views: npt.ArrayLike) -> tuple[FloatArray, FloatArr
     if p.shape[0] == 1:
         return entropy(p[0]), np.max(p[0], axis=1)
     return multi_view_discrepancy(p), objectness(p)
+
+
+def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
+    """(N, M) IoU of xyxy boxes ``a`` (N, 4) and ``b`` (M, 4), any pixel unit; 0 without union."""
+    x = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    y = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    lt = np.maximum(x[:, None, :2], y[None, :, :2])
+    rb = np.minimum(x[:, None, 2:], y[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    area_x = np.clip(x[:, 2:] - x[:, :2], 0, None).prod(axis=1)
+    area_y = np.clip(y[:, 2:] - y[:, :2], 0, None).prod(axis=1)
+    union = area_x[:, None] + area_y[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def box_instability(

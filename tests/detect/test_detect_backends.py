@@ -70,7 +70,7 @@ def test_exported_backend_agrees_with_torch(
     from scipy.stats import spearmanr
 
     from geoal.detect import load_detector
-    from geoal.pipeline.scoring import chip_record
+    from geoal.detect.stream import chip_scores
 
     detector = load_detector(checkpoint, CLASSES, backend=name)
     with warnings.catch_warnings():
@@ -87,8 +87,8 @@ def test_exported_backend_agrees_with_torch(
         np.testing.assert_allclose(got.anchor_probs, ref.anchor_probs, atol=1e-3)
         for rb, gb in zip(ref.view_boxes, got.view_boxes, strict=True):
             assert len(rb) == len(gb)
-    ref_scores = [chip_record(r, 3)["scores"] for r in torch_results]
-    got_scores = [chip_record(r, 3)["scores"] for r in results]
+    ref_scores = [chip_scores(r, 3).scores for r in torch_results]
+    got_scores = [chip_scores(r, 3).scores for r in results]
     for key in ref_scores[0]:
         rho = spearmanr([s[key] for s in ref_scores], [s[key] for s in got_scores]).statistic
         assert rho >= 0.999, (key, rho)

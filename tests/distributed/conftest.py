@@ -1,9 +1,8 @@
-"""Helpers for the distributed tests: tiny projects (64 px chips, model at 64 px) and store rows."""
+"""Helpers for the distributed tests: tiny projects (64 px chips, model at 64 px), stored scores."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,8 @@ import yaml
 from click.testing import CliRunner, Result
 
 from geoal.cli import main
+from geoal.store import Store
+from geoal.store.scores import StoredDetection, StoredScore, stored_detections, stored_scores
 
 CLASSES = "tree,building"
 
@@ -47,41 +48,29 @@ def make_project(root: Path, scenes: list[Path], size: int = 64, overlap: float 
     return root
 
 
-def db_rows(root: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Rows of a query on the project's store (a connection of its own)."""
-    conn = sqlite3.connect(root / "geoal.db")
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+def stored(root: Path) -> tuple[list[StoredScore], list[StoredDetection]]:
+    """Every ``chip_scores`` and ``detections`` row of the project's store, decoded."""
+    with Store(root / "geoal.db") as store:
+        return stored_scores(store.conn), stored_detections(store.conn)
+
+
+def count_chips(root: Path) -> int:
+    """The number of chips of the project."""
+    with Store(root / "geoal.db") as store:
+        return store.counts()["chips"]
 
 
 def scored_ids(root: Path) -> list[int]:
     """chip_id of every chip_scores row (duplicates kept)."""
-    return [r[0] for r in db_rows(root, "SELECT chip_id FROM chip_scores")]
+    return [row.chip_id for row in stored(root)[0]]
 
 
 def results(root: Path) -> dict[int, dict[str, Any]]:
-    """Per chip: scores, expected count, embedding and detections (in stored order)."""
-    out: dict[int, dict[str, Any]] = {}
-    for chip_id, views, n_det, expected, scores, emb in db_rows(
-        root,
-        "SELECT chip_id, views, n_detections, expected_count, scores, embedding FROM chip_scores",
-    ):
-        out[chip_id] = {
-            "views": views,
-            "n": n_det,
-            "expected": expected,
-            "scores": json.loads(scores),
-            "embedding": np.frombuffer(emb, dtype="<f4"),
-            "detections": [],
-        }
-    for row in db_rows(
-        root,
-        "SELECT chip_id, x1, y1, x2, y2, class_id, confidence, probs, uncertainty "
-        "FROM detections ORDER BY chip_id, id",
-    ):
-        out[row[0]]["detections"].append(row[1:])
+    """Per chip: its stored scores and its detections (in stored order)."""
+    scores, detections = stored(root)
+    out: dict[int, dict[str, Any]] = {s.chip_id: {"score": s, "detections": []} for s in scores}
+    for det in detections:
+        out[det.chip_id]["detections"].append(det)
     return out
 
 
@@ -90,34 +79,30 @@ def assert_same_results(a: Path, b: Path, tol: float = 1e-4) -> None:
     ra, rb = results(a), results(b)
     assert ra and set(ra) == set(rb)
     for chip_id, x in ra.items():
-        y = rb[chip_id]
-        assert x["views"] == y["views"] and x["n"] == y["n"] == len(y["detections"]), chip_id
-        assert x["expected"] == pytest.approx(y["expected"], rel=tol, abs=tol)
-        assert x["scores"].keys() == y["scores"].keys()
-        for key, value in x["scores"].items():
-            assert value == pytest.approx(y["scores"][key], rel=tol, abs=tol), (chip_id, key)
-        np.testing.assert_allclose(x["embedding"], y["embedding"], rtol=tol, atol=tol)
-        for da, db in zip(x["detections"], y["detections"], strict=True):
-            np.testing.assert_allclose(da[:4], db[:4], atol=1e-2)
-            assert da[4] == db[4]
-            assert da[5] == pytest.approx(db[5], rel=tol, abs=tol)
-            np.testing.assert_allclose(
-                np.frombuffer(da[6], "<f4"), np.frombuffer(db[6], "<f4"), atol=tol
-            )
-            ua, ub = json.loads(da[7]), json.loads(db[7])
-            assert ua.keys() == ub.keys()
-            for key in ua:
-                assert ua[key] == pytest.approx(ub[key], rel=tol, abs=tol), (chip_id, key)
+        sa, sb = x["score"], rb[chip_id]["score"]
+        assert sa.views == sb.views and sa.n_detections == sb.n_detections, chip_id
+        assert sb.n_detections == len(rb[chip_id]["detections"]), chip_id
+        assert sa.expected_count == pytest.approx(sb.expected_count, rel=tol, abs=tol)
+        assert sa.scores.keys() == sb.scores.keys()
+        for key, value in sa.scores.items():
+            assert value == pytest.approx(sb.scores[key], rel=tol, abs=tol), (chip_id, key)
+        np.testing.assert_allclose(sa.embedding, sb.embedding, rtol=tol, atol=tol)
+        for da, db in zip(x["detections"], rb[chip_id]["detections"], strict=True):
+            np.testing.assert_allclose(da.box, db.box, atol=1e-2)
+            assert da.class_id == db.class_id
+            assert da.confidence == pytest.approx(db.confidence, rel=tol, abs=tol)
+            np.testing.assert_allclose(da.probs, db.probs, atol=tol)
+            assert da.uncertainty.keys() == db.uncertainty.keys()
+            for key in da.uncertainty:
+                assert da.uncertainty[key] == pytest.approx(
+                    db.uncertainty[key], rel=tol, abs=tol
+                ), (chip_id, key)
 
 
 def assert_complete(root: Path, n_chips: int) -> None:
     """Every chip scored exactly once, each with its detections (no half-written chip)."""
-    ids = scored_ids(root)
+    scores, detections = stored(root)
+    ids = [s.chip_id for s in scores]
     assert len(ids) == len(set(ids)) == n_chips
-    mismatch = db_rows(
-        root,
-        "SELECT s.chip_id FROM chip_scores s LEFT JOIN detections d "
-        "ON d.chip_id = s.chip_id AND d.model_hash = s.model_hash "
-        "GROUP BY s.chip_id HAVING COUNT(d.id) != MAX(s.n_detections)",
-    )
-    assert mismatch == []
+    per_chip = Counter((d.chip_id, d.model_hash) for d in detections)
+    assert [s.chip_id for s in scores if per_chip[s.chip_id, s.model_hash] != s.n_detections] == []

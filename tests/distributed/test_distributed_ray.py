@@ -21,7 +21,7 @@ from geoal.distributed import RayOptions, score_project_ray
 from geoal.pipeline.scoring import ScoreOptions, score_project
 from geoal.project import open_project
 
-from .conftest import assert_complete, assert_same_results, db_rows, make_project, run_cli
+from .conftest import assert_complete, assert_same_results, make_project, run_cli, scored_ids
 
 pytestmark = pytest.mark.slow
 
@@ -120,11 +120,11 @@ def test_a_killed_worker_is_restarted_and_every_chip_scored_once(
 
     driver = threading.Thread(target=drive)
     driver.start()
-    _wait_for(lambda: len(db_rows(proj, "SELECT chip_id FROM chip_scores")) >= 8)
+    _wait_for(lambda: len(scored_ids(proj)) >= 8)
     victims = _actor_pids("ChipScorer")
     assert victims
     os.kill(victims[0], signal.SIGKILL)
-    at_kill = len(db_rows(proj, "SELECT chip_id FROM chip_scores"))
+    at_kill = len(scored_ids(proj))
     driver.join(timeout=300)
     assert not driver.is_alive() and "error" not in outcome, outcome.get("error")
     assert at_kill < 48, "the kill landed mid-run"
@@ -139,11 +139,11 @@ def test_an_interrupted_driver_resumes(ray_address: str, tmp_path: Path, scene: 
     # --batch 2: tasks of 4 batches = 8 chips, so the kill lands between writes
     driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(lambda: len(db_rows(proj, "SELECT chip_id FROM chip_scores")) >= 8)
+        _wait_for(lambda: len(scored_ids(proj)) >= 8)
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-    partial = len(db_rows(proj, "SELECT chip_id FROM chip_scores"))
+    partial = len(scored_ids(proj))
     assert 8 <= partial < 48, "the kill landed mid-run"
     out = run_cli(
         "-p", str(proj), "score", "--engine", "ray", "--model", "yolov8n.yaml", "--batch", "2", "-q"

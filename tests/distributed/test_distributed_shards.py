@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from .conftest import assert_complete, assert_same_results, db_rows, make_project, run_cli
+from geoal.store.scores import scored_chip_ids
+from geoal.store.shards import open_shard_file
+
+from .conftest import (
+    assert_complete,
+    assert_same_results,
+    count_chips,
+    make_project,
+    run_cli,
+    stored,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +35,7 @@ def projects(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, int]
     local = make_project(root / "local", [scene])
     shutil.copytree(local, root / "sharded")
     run_cli("-p", str(local), "score", "--model", "yolov8n.yaml", "--batch", "4", "-q")
-    n_chips = db_rows(local, "SELECT COUNT(*) FROM chips")[0][0]
+    n_chips = count_chips(local)
     assert n_chips == 30
     return local, root / "sharded", n_chips
 
@@ -91,10 +102,9 @@ def test_shards_then_merge_equal_one_local_run(projects: tuple[Path, Path, int])
     assert "scored 8 chips" in out.output and "2 already there, 0 left" in out.output
     # every shard holds its chips only: id % 3
     for path in [*sorted((sharded / "shards").glob("*.sqlite")), custom]:
-        conn = sqlite3.connect(path)
-        index = int(dict(conn.execute("SELECT key, value FROM meta"))["shard"].split("/")[0])
-        ids = [r[0] for r in conn.execute("SELECT chip_id FROM chip_scores")]
-        conn.close()
+        with open_shard_file(path) as file:
+            index = int(file.meta()["shard"].split("/")[0])
+            ids = sorted(scored_chip_ids(file.conn))
         assert ids and all(i % 3 == index for i in ids)
     merged = run_cli("-p", p, "merge-shards")  # shards/*.sqlite: shards 0 and 2
     assert "merged 6 chips, 4 already scored" in merged.output
@@ -165,5 +175,4 @@ def test_a_shard_file_of_an_earlier_geoal_resumes_and_merges(tmp_path: Path) -> 
         "-p", p, "score", "--model", "yolov8n.yaml", "--batch", "4", "--shard", "0/1", "-q"
     )  # continues the old file
     run_cli("-p", p, "merge-shards", str(shard))
-    rows = db_rows(proj, "SELECT backend, COUNT(*) FROM chip_scores GROUP BY backend")
-    assert sorted(rows, key=str) == sorted([(None, 2), ("torch", 4)], key=str)
+    assert Counter(row.backend for row in stored(proj)[0]) == {None: 2, "torch": 4}
