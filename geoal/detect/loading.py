@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from geoal.detect.detector import Detector, Runtime
 from geoal.errors import ConfigError, ModelError
+from geoal.hashing import sha256_file
 
 if TYPE_CHECKING:
     import torch
@@ -347,12 +348,3 @@ def _channels_last(device: torch.device) -> bool:
         and torch.backends.mkldnn.is_available()
         and bool(torch.backends.mkldnn.enabled)
     )
-
-
-def sha256_file(path: Path) -> str:
-    """Content hash of a file (the model hash of a .pt), read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -10,7 +10,6 @@ process leaves either all of a step or none of it. The schema version lives in
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from geoal.errors import ProjectError, ProjectLockedError, environment_problem
+from geoal.hashing import sha256_file
 from geoal.raster.scene import Scene
 from geoal.store.states import RoundState
 
@@ -42,7 +42,7 @@ def _relative_model_paths(conn: sqlite3.Connection, root: Path) -> None:
         stored = relative_model_path(root, path)
         if stored == path and Path(path).is_absolute():
             local = root / "models" / Path(path).name
-            if local.is_file() and _sha256(local) == model_hash:
+            if local.is_file() and sha256_file(local) == model_hash:
                 stored = f"models/{local.name}"
         if stored != path:
             conn.execute("UPDATE models SET path = ? WHERE id = ?", (stored, model_id))
@@ -451,14 +451,6 @@ def relative_model_path(root: Path, path: str) -> str:
         return candidate.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         return path
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _statements(script: str) -> Sequence[str]:
