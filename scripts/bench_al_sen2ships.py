@@ -59,7 +59,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "batch": 8,
         "views": 1,
         "device": "cpu",
-        "budgets": "0.02,0.04,0.06,0.08,0.10",
+        "budgets": "0.02,0.04,0.06,0.08,0.10,0.15,0.20",
         "workers": 2,
     },
     "gpu": {
