@@ -85,6 +85,9 @@ def main() -> None:
     parser.add_argument("--default", default="adaptive", help="the arm recorded as the default")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", type=int, default=None, help="override the profile's")
+    parser.add_argument(
+        "--budgets", default=None, help="override the profile's (e.g. summarise the first five)"
+    )
     parser.add_argument("--workers", type=int, default=None, help="parallel simulate processes")
     parser.add_argument(
         "--per-seed",
@@ -99,6 +102,8 @@ def main() -> None:
     prof = dict(PROFILES[args.profile])
     if args.epochs:
         prof["epochs"] = args.epochs
+    if args.budgets:
+        prof["budgets"] = args.budgets
     started = time.perf_counter()
     dataset = prepare(args.out, prof)
     if not args.summarise_only:

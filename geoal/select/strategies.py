@@ -186,9 +186,10 @@ def select_adaptive(
        or unknown) the ranking is its objectness below any threshold (``pool.objectness``;
        the expected objects without it): a weak model's doubts mean little, but where it
        sees candidates there usually are objects, and in a survey most chips hold none (AIDE
-       samples confident candidates for the same reason). On sen2ships a model trained on a
-       few ships detects nothing above 0.05, yet its 66 most object-like chips held a ship 3-4
-       times as often as the pool's. Once the model fits its labels better, the ranking is
+       samples confident candidates for the same reason). On sen2ships models trained on a
+       few ships detect almost nothing above 0.05, yet ranked this way the first two
+       acquisitions bought 0.46 ship boxes per chip against random's 0.16 (3 seeds,
+       docs/benchmarks.md). Once the model fits its labels better, the ranking is
        ``pool.scores`` (e.g. difficulty-calibrated uncertainty,
        ``geoal.uncertainty.calibrated_scores``).
     2. ``explore_share``: chips where the model sees (almost) nothing (expected objects below
