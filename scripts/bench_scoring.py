@@ -174,6 +174,8 @@ def _read_store(db: Path) -> tuple[dict[int, Any], dict[int, dict], dict[int, An
     """Per chip: detections (N, 6) [x1, y1, x2, y2, conf, cls], scores, embedding."""
     import numpy as np
 
+    from geoal.store.scores import stored_scores
+
     conn = sqlite3.connect(db)
     try:
         dets: dict[int, list[list[float]]] = {}
@@ -182,9 +184,9 @@ def _read_store(db: Path) -> tuple[dict[int, Any], dict[int, dict], dict[int, An
         ):
             dets.setdefault(row[0], []).append(list(row[1:]))
         scores, emb = {}, {}
-        for chip, sc, e in conn.execute("SELECT chip_id, scores, embedding FROM chip_scores"):
-            scores[chip] = json.loads(sc)
-            emb[chip] = np.frombuffer(e, dtype="<f4")
+        for row in stored_scores(conn):
+            scores[row.chip_id] = row.scores
+            emb[row.chip_id] = row.embedding
     finally:
         conn.close()
     return {c: np.asarray(dets.get(c, []), dtype=float).reshape(-1, 6) for c in scores}, scores, emb

@@ -22,6 +22,7 @@ import numpy as np
 from geoal.errors import ProjectError, ProjectLockedError, environment_problem
 from geoal.hashing import sha256_file
 from geoal.raster.scene import Scene
+from geoal.store.arrays import encode_scores, names_id
 from geoal.store.states import RoundState
 
 # Each entry upgrades the store from version i to i + 1: an SQL script, or a function
@@ -46,6 +47,70 @@ def _relative_model_paths(conn: sqlite3.Connection, root: Path) -> None:
                 stored = f"models/{local.name}"
         if stored != path:
             conn.execute("UPDATE models SET path = ? WHERE id = ?", (stored, model_id))
+
+
+# v4's chip_scores: the JSON ``scores`` column became ``score_names`` + ``score_values``
+# (geoal.store.arrays); the names lists live once in ``score_names``.
+_SCORE_NAMES_V4 = """
+    CREATE TABLE IF NOT EXISTS score_names (
+        id INTEGER PRIMARY KEY,
+        names TEXT NOT NULL UNIQUE          -- JSON list: the order of a row's score_values
+    )
+"""
+_CHIP_SCORES_V4 = """
+    CREATE TABLE chip_scores (
+        chip_id INTEGER NOT NULL REFERENCES chips(id) ON DELETE CASCADE,
+        model_hash TEXT NOT NULL,
+        views INTEGER NOT NULL,
+        n_detections INTEGER NOT NULL,
+        expected_count REAL NOT NULL,
+        score_names INTEGER NOT NULL REFERENCES score_names(id),
+        score_values BLOB NOT NULL,         -- float64 little-endian, one per name
+        embedding BLOB,                     -- float32 little-endian
+        scored_at TEXT NOT NULL DEFAULT (datetime('now')),
+        backend TEXT,                       -- torch, openvino, onnxruntime; NULL = torch
+        PRIMARY KEY (chip_id, model_hash)
+    )
+"""
+_V3_COLUMNS = (
+    "chip_id, model_hash, views, n_detections, expected_count, embedding, scored_at, backend"
+)
+
+
+def convert_json_scores(conn: sqlite3.Connection, chunk: int = 20_000) -> None:
+    """v3 -> v4: ``chip_scores`` rows' JSON scores become names ids and float64 values.
+
+    Rebuilds the table (rows, rowids and values kept; the JSON parsed once here) inside
+    the caller's transaction. Also upgrades shard files (:mod:`geoal.store.shards`).
+    """
+    conn.execute(_SCORE_NAMES_V4)
+    conn.execute("ALTER TABLE chip_scores RENAME TO chip_scores_v3")
+    conn.execute(_CHIP_SCORES_V4)
+    ids: dict[tuple[str, ...], int] = {}
+    last = -1
+    while rows := conn.execute(
+        f"SELECT rowid, {_V3_COLUMNS}, scores FROM chip_scores_v3 WHERE rowid > ? "
+        "ORDER BY rowid LIMIT ?",
+        (last, chunk),
+    ).fetchall():
+        out = []
+        for row in rows:
+            names, values = encode_scores(json.loads(row[-1]))
+            if names not in ids:
+                ids[names] = names_id(conn, names)
+            out.append((*row[:-1], ids[names], values))
+        conn.executemany(
+            f"INSERT INTO chip_scores (rowid, {_V3_COLUMNS}, score_names, score_values) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            out,
+        )
+        last = rows[-1][0]
+    conn.execute("DROP TABLE chip_scores_v3")
+
+
+def _score_arrays(conn: sqlite3.Connection, root: Path) -> None:
+    """v3 -> v4: chip scores stored as arrays (:func:`convert_json_scores`)."""
+    convert_json_scores(conn)
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -164,6 +229,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     """
     ALTER TABLE chip_scores ADD COLUMN backend TEXT;
     """,
+    # v4: chip scores as float64 values + a names id instead of JSON text (read as arrays)
+    _score_arrays,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

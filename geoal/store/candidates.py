@@ -6,12 +6,12 @@ query given chip ids are aligned with those ids, never with the database's order
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
 
 from geoal.store import Store
+from geoal.store.arrays import ScoreValues
 from geoal.store.boxes import Boxes, boxes_from_rows, boxes_with_probs
 from geoal.store.states import RoundState
 
@@ -71,33 +71,51 @@ def candidate_scores(
     """The stored scores of ``model_hash`` (None: no model) for the chips ``ids`` (N,)."""
     n = len(ids)
     scores, expected, objectness = np.full(n, np.nan), np.zeros(n), np.full(n, np.nan)
-    embeddings: list[np.ndarray | None] = [None] * n
-    lacking: tuple[str, ...] = ()
     rows = store.conn.execute(
-        "SELECT chip_id, scores, embedding, expected_count FROM chip_scores "
+        "SELECT chip_id, score_names, score_values, embedding, expected_count FROM chip_scores "
         "WHERE model_hash = ? ORDER BY chip_id",
         (model_hash or "",),
     ).fetchall()
-    index = {int(c): i for i, c in enumerate(ids)}
-    for chip_id, text, blob, count in rows:
-        i = index.get(int(chip_id))
-        if i is None:
-            continue
-        stored = json.loads(text)
-        if aggregation not in stored:
-            lacking = lacking or tuple(sorted(stored))
-            continue
-        scores[i], expected[i] = stored[aggregation], count
-        objectness[i] = stored.get("objectness", np.nan)
-        embeddings[i] = None if blob is None else np.frombuffer(blob, dtype="<f4")
-    complete = n > 0 and all(e is not None for e in embeddings)
+    chip, name_ids, values, blobs, counts = list(zip(*rows, strict=True)) or [()] * 5
+    stored = ScoreValues.of(store.conn, name_ids, values)
+    at = _positions(np.asarray(ids, dtype=np.int64), np.asarray(chip, dtype=np.int64))
+    has = stored.has(aggregation)
+    lacks = np.flatnonzero((at >= 0) & ~has & (stored.sizes() > 0))  # the first that stores some
+    use = np.flatnonzero((at >= 0) & has)
+    i = at[use]
+    scores[i] = stored.column(aggregation)[use]
+    expected[i] = np.asarray(counts, dtype=np.float64)[use]
+    objectness[i] = stored.column("objectness")[use]
     return CandidateScores(
         scores=scores,
         expected=expected,
-        embeddings=np.stack(embeddings) if complete else None,  # type: ignore[arg-type]
-        lacking=lacking,
+        embeddings=_embeddings(n, i, [blobs[k] for k in use.tolist()]),
+        lacking=tuple(sorted(stored.names_of(int(lacks[0])))) if lacks.size else (),
         objectness=objectness,
     )
+
+
+def _positions(ids: np.ndarray, chip_ids: np.ndarray) -> np.ndarray:
+    """(M,) int64 index in ``ids`` (N,) of each of ``chip_ids`` (M,), -1 where absent."""
+    order = np.argsort(ids, kind="stable")
+    at = np.searchsorted(ids[order], chip_ids).clip(0, max(len(ids) - 1, 0))
+    found = ids[order][at] == chip_ids if len(ids) else np.zeros(len(chip_ids), dtype=bool)
+    return np.where(found, order[at] if len(ids) else 0, -1).astype(np.int64)
+
+
+def _embeddings(n: int, at: np.ndarray, blobs: list[bytes | None]) -> np.ndarray | None:
+    """(N, D) float32 embeddings ``blobs`` of rows ``at`` (M,), None unless all N have one."""
+    covered = np.zeros(n, dtype=bool)
+    covered[at] = True
+    if n == 0 or not covered.all() or any(b is None for b in blobs):
+        return None
+    if len({len(b or b"") for b in blobs}) == 1:  # one length: one buffer, no copy per row
+        vectors = np.frombuffer(b"".join(b or b"" for b in blobs), dtype="<f4").reshape(n, -1)
+    else:
+        vectors = np.stack([np.frombuffer(b or b"", dtype="<f4") for b in blobs])  # raises
+    out = np.empty_like(vectors)
+    out[at] = vectors
+    return out
 
 
 def labelled_embeddings(store: Store, model_hash: str) -> np.ndarray | None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
 
 from geoal.store import Store
+from geoal.store.arrays import ScoreValues
 from geoal.store.boxes import Boxes, boxes_with_probs
 from geoal.store.states import RoundState
 
@@ -33,12 +33,19 @@ def chip_statuses(store: Store) -> list[ChipStatus]:
                EXISTS (SELECT 1 FROM labelled_chips l WHERE l.chip_id = c.id) AS labelled,
                EXISTS (SELECT 1 FROM round_chips rc JOIN rounds r ON r.id = rc.round_id
                        WHERE rc.chip_id = c.id AND r.status != ?) AS selected,
-               (SELECT cs.scores FROM chip_scores cs WHERE cs.chip_id = c.id
-                ORDER BY cs.scored_at DESC, cs.rowid DESC LIMIT 1) AS scores
-        FROM chips c ORDER BY c.id
+               s.score_names, s.score_values
+        FROM chips c LEFT JOIN chip_scores s ON s.rowid =
+            (SELECT cs.rowid FROM chip_scores cs WHERE cs.chip_id = c.id
+             ORDER BY cs.scored_at DESC, cs.rowid DESC LIMIT 1)
+        ORDER BY c.id
         """,
         (RoundState.CANCELLED.value,),
     ).fetchall()
+    scored = [i for i, r in enumerate(rows) if r[9] is not None]
+    stored = ScoreValues.of(store.conn, [rows[i][9] for i in scored], [rows[i][10] for i in scored])
+    scores: list[dict[str, float] | None] = [None] * len(rows)
+    for k, i in enumerate(scored):
+        scores[i] = stored.row(k)
     return [
         ChipStatus(
             chip_id=int(r[0]),
@@ -47,9 +54,9 @@ def chip_statuses(store: Store) -> list[ChipStatus]:
             valid_fraction=float(r[6]),
             labelled=bool(r[7]),
             selected=bool(r[8]),
-            scores=json.loads(r[9]) if r[9] else None,
+            scores=row_scores,
         )
-        for r in rows
+        for r, row_scores in zip(rows, scores, strict=True)
     ]
 
 

@@ -2,7 +2,8 @@
 
 One row of ``chip_scores`` per chip scored by a model (the "done" marker, written in the
 same transaction as the chip's detections), one row of ``detections`` per detection. How
-values are stored: chip scores and each detection's uncertainties as JSON objects, the
+values are stored: chip scores as float64 bytes with their names once in ``score_names``
+(:mod:`geoal.store.arrays`), each detection's uncertainties as a JSON object, the
 embedding and each detection's class-score vector as little-endian float32 bytes.
 
 Every function takes an open ``sqlite3.Connection``, so the same inserts and reads serve the
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from geoal.store.arrays import ScoreNames, ScoreValues, encode_scores, names_id, score_names
 from geoal.uncertainty.chip import ChipScores
 
 if TYPE_CHECKING:
@@ -34,11 +36,12 @@ DetectionRow = tuple[float, float, float, float, int, float, bytes, str]
 """A ``detections`` row as stored: x1, y1, x2, y2 (chip pixels), class, confidence,
 class-score vector (float32 bytes), uncertainties (JSON)."""
 
-SCORE_TABLES = ("chip_scores", "detections")
+SCORE_TABLES = ("chip_scores", "detections", "score_names")
 
 _INSERT_SCORE = (
     "INSERT INTO chip_scores (chip_id, model_hash, views, n_detections, "
-    "expected_count, scores, embedding, backend) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "expected_count, score_names, score_values, embedding, backend) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_DETECTION = (
     "INSERT INTO detections (chip_id, model_hash, x1, y1, x2, y2, class_id, "
@@ -53,9 +56,10 @@ class ScoreRecord:
     Small and picklable: what a Ray worker sends back and what a shard file holds.
     """
 
-    scores: str  # JSON {chip score name: value}
+    score_names: ScoreNames  # the chip scores' names, in the order of score_values
+    score_values: bytes  # (K,) float64 little-endian chip scores
     expected_count: float
-    embedding: bytes  # (D,) float32 little-endian
+    embedding: bytes | None  # (D,) float32 little-endian; None: not stored
     backend: str | None  # None: a shard file of a geoal that did not record it (torch)
     detections: tuple[DetectionRow, ...]
 
@@ -83,7 +87,7 @@ def encode_chip(result: ChipResult, scores: ChipScores) -> ScoreRecord:
         )
     )
     return ScoreRecord(
-        scores=json.dumps(dict(scores.scores)),
+        *encode_scores(scores.scores),  # score_names, score_values
         expected_count=scores.expected_count,
         embedding=np.asarray(result.embedding, dtype="<f4").tobytes(),
         backend=result.backend,
@@ -99,6 +103,7 @@ def insert_records(
     records: Sequence[ScoreRecord],
 ) -> None:
     """Insert scored chips (done rows + detections) inside the caller's open transaction."""
+    ids = {names: names_id(conn, names) for names in {rec.score_names for rec in records}}
     conn.executemany(
         _INSERT_SCORE,
         [
@@ -108,7 +113,8 @@ def insert_records(
                 views,
                 len(rec.detections),
                 rec.expected_count,
-                rec.scores,
+                ids[rec.score_names],
+                rec.score_values,
                 rec.embedding,
                 rec.backend,
             )
@@ -226,11 +232,14 @@ def read_records(
     for row in _rows(conn, columns, "detections", model_hash, chip_ids, "id"):
         detections[row[0]].append(tuple(row[1:]))
     out: dict[int, list[tuple[int, ScoreRecord]]] = {}
-    columns = "chip_id, views, expected_count, scores, embedding, backend"
-    for chip_id, views, expected, scores, embedding, backend in _rows(
+    names = score_names(conn)
+    columns = "chip_id, views, expected_count, score_names, score_values, embedding, backend"
+    for chip_id, views, expected, stored_names, values, embedding, backend in _rows(
         conn, columns, "chip_scores", model_hash, chip_ids
     ):
-        record = ScoreRecord(scores, expected, embedding, backend, tuple(detections[chip_id]))
+        record = ScoreRecord(
+            names[stored_names], values, expected, embedding, backend, tuple(detections[chip_id])
+        )
         out.setdefault(views, []).append((chip_id, record))
     return out
 
@@ -264,10 +273,14 @@ class StoredDetection:
 
 def stored_scores(conn: sqlite3.Connection, model_hash: str | None = None) -> list[StoredScore]:
     """The ``chip_scores`` rows (of ``model_hash``, or all), decoded, by chip id."""
-    columns = "chip_id, model_hash, views, n_detections, expected_count, scores, embedding, backend"
+    columns = "chip_id, model_hash, views, n_detections, expected_count, embedding, backend"
+    rows = _rows(
+        conn, f"{columns}, score_names, score_values", "chip_scores", model_hash
+    ).fetchall()
+    values = ScoreValues.of(conn, [r[-2] for r in rows], [r[-1] for r in rows])
     return [
-        StoredScore(c, h, v, n, e, json.loads(s), decode_vector(b), backend)
-        for c, h, v, n, e, s, b, backend in _rows(conn, columns, "chip_scores", model_hash)
+        StoredScore(c, h, v, n, e, values.row(i), decode_vector(b), backend)
+        for i, (c, h, v, n, e, b, backend, *_) in enumerate(rows)
     ]
 
 
@@ -300,7 +313,7 @@ def scores_ddl() -> tuple[str, ...]:
 
     with Store(Path(":memory:")) as store:
         rows = store.conn.execute(
-            "SELECT type, sql FROM sqlite_master WHERE tbl_name IN (?, ?) AND sql IS NOT NULL "
+            "SELECT type, sql FROM sqlite_master WHERE tbl_name IN (?, ?, ?) AND sql IS NOT NULL "
             "ORDER BY type DESC, name",  # tables before indexes
             SCORE_TABLES,
         ).fetchall()

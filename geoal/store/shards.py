@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from geoal.errors import ConfigError
+from geoal.store import convert_json_scores
 from geoal.store.scores import scores_ddl
 
 _SHARD_TABLES = (
@@ -49,7 +50,7 @@ class ShardFile:
         return ConfigError(f"{self.path}: not a geoal shard file ({exc}){self.hint}")
 
     def create(self) -> None:
-        """Create the tables if missing; give a file of an earlier geoal the ``backend`` column."""
+        """Create the tables if missing; upgrade a file of an earlier geoal (:meth:`upgrade`)."""
         try:
             self.conn.execute("PRAGMA synchronous=NORMAL")
             for statement in (*_SHARD_TABLES, *scores_ddl()):
@@ -59,10 +60,23 @@ class ShardFile:
             raise self._not_a_shard(exc) from None
 
     def upgrade(self) -> None:
-        """Add the ``backend`` column (NULL: torch) to a shard file of an earlier geoal."""
-        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(chip_scores)")}
-        if "backend" not in columns:
-            self.conn.execute("ALTER TABLE chip_scores ADD COLUMN backend TEXT")
+        """Give a shard file of an earlier geoal the store's form: the ``backend`` column
+        (NULL: torch) and chip scores as arrays (:func:`geoal.store.convert_json_scores`)."""
+        try:
+            columns = {row[1] for row in self.conn.execute("PRAGMA table_info(chip_scores)")}
+            if "backend" in columns and "scores" not in columns:
+                return
+            with self.conn:
+                self.conn.execute("BEGIN")
+                if "backend" not in columns:
+                    self.conn.execute("ALTER TABLE chip_scores ADD COLUMN backend TEXT")
+                if "scores" in columns:
+                    convert_json_scores(self.conn)
+        except (sqlite3.DatabaseError, ValueError) as exc:
+            raise ConfigError(
+                f"{self.path}: a shard file of an earlier geoal that cannot be upgraded ({exc}); "
+                "score its chips again"
+            ) from None
 
     def meta(self) -> dict[str, str]:
         """The ``meta`` table: what run wrote the file ({} for a new file)."""

@@ -11,7 +11,6 @@ to test them. Without the server the tests skip, except under CI=true, where the
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -26,6 +25,8 @@ from click.testing import CliRunner
 
 from geoal.cli import main
 from geoal.project import open_project
+from geoal.store.arrays import encode_scores
+from geoal.store.scores import ScoreRecord, insert_records
 
 ROOT = Path(__file__).resolve().parents[2]
 USER, PASSWORD = "annotator@geoal.test", "geoal-test-password-1"
@@ -171,11 +172,9 @@ def round_project(tmp_path: Path, make_raster) -> Path:
         (scene,) = p.store.scenes()
         for cid in p.store.chip_windows(scene.id)[0].tolist():
             s = float(rng.random())
-            conn.execute(
-                "INSERT INTO chip_scores (chip_id, model_hash, views, n_detections, expected_count, "
-                "scores, embedding) VALUES (?, ?, 1, 2, 2.0, ?, ?)",
-                (cid, MODEL, json.dumps({"miaod": s}), rng.random(8).astype("<f4").tobytes()),
-            )
+            embedding = rng.random(8).astype("<f4").tobytes()
+            record = ScoreRecord(*encode_scores({"miaod": s}), 2.0, embedding, None, ())
+            insert_records(conn, MODEL, 1, [cid], [record])
             for cls, box, conf in ((0, (4, 6, 20, 30), 0.9), (1, (30, 32, 60, 63.5), 0.4)):
                 conn.execute(
                     "INSERT INTO detections (chip_id, model_hash, x1, y1, x2, y2, class_id, "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import geopandas as gpd
@@ -12,6 +11,8 @@ from click.testing import CliRunner
 
 from geoal.cli import main
 from geoal.project import open_project
+from geoal.store.arrays import encode_scores
+from geoal.store.scores import ScoreRecord, insert_records
 
 
 def run(*args: str) -> str:
@@ -33,11 +34,8 @@ def test_map_merges_an_object_seen_by_two_chips(tmp_path: Path, make_raster) -> 
         ids, windows = p.store.chip_windows(p.store.scenes()[0].id)
         for k in np.argsort(windows[:, 0], kind="stable"):
             chip_id, col = int(ids[k]), int(windows[k, 0])
-            conn.execute(
-                "INSERT INTO chip_scores (chip_id, model_hash, views, n_detections, expected_count, scores) "
-                "VALUES (?, 'm1', 1, 1, 0.9, ?)",
-                (chip_id, json.dumps({"miaod": 0.1})),
-            )
+            record = ScoreRecord(*encode_scores({"miaod": 0.1}), 0.9, None, None, ())
+            insert_records(conn, "m1", 1, [chip_id], [record])
             if col + 64 <= 40 or col >= 60:
                 continue
             x1, x2 = max(40, col) - col, min(60, col + 64) - col

@@ -14,9 +14,11 @@ from geoal.errors import SelectionError
 from geoal.pipeline.rounds import SelectOptions, cancel_round, list_rounds, select_round
 from geoal.project import open_project
 from geoal.store import Store
+from geoal.store.arrays import encode_scores
 from geoal.store.candidates import candidate_scores
 from geoal.store.models import scored_model_hashes
 from geoal.store.rounds import chips_of_round, round_chips, round_record
+from geoal.store.scores import ScoreRecord, insert_records
 
 
 def run(*args: str, ok: bool = True):
@@ -31,22 +33,20 @@ def chip_ids(store: Store) -> list[int]:
     return sorted(int(c) for s in store.scenes() for c in store.chip_windows(s.id)[0])
 
 
-def fake_scores(proj_dir: Path, seed: int = 0) -> None:
-    """Give every chip stored scores and embeddings as if a model had scored it."""
+def fake_scores(proj_dir: Path, seed: int = 0, miaod: float | None = None) -> None:
+    """Give every chip stored scores and embeddings as if a model had scored it
+    (``miaod``: every chip that score alone)."""
     rng = np.random.default_rng(seed)
     with open_project(proj_dir) as p, p.store.transaction() as conn:
-        for cid in chip_ids(p.store):
+        ids = chip_ids(p.store)
+        records = []
+        for _ in ids:
             s = float(rng.random())
-            conn.execute(
-                "INSERT INTO chip_scores (chip_id, model_hash, views, n_detections, expected_count, scores, embedding) "
-                "VALUES (?, 'abc123', 2, 0, ?, ?, ?)",
-                (
-                    cid,
-                    float(rng.integers(0, 6)),
-                    json.dumps({"miaod": s, "max": s / 2}),
-                    rng.random(16).astype("<f4").tobytes(),
-                ),
-            )
+            scores = {"miaod": s, "max": s / 2} if miaod is None else {"miaod": miaod}
+            expected = float(rng.integers(0, 6))
+            embedding = rng.random(16).astype("<f4").tobytes()
+            records.append(ScoreRecord(*encode_scores(scores), expected, embedding, None, ()))
+        insert_records(conn, "abc123", 2, ids, records)
 
 
 @pytest.fixture
@@ -122,11 +122,10 @@ def test_cli_select_and_rounds(proj: Path) -> None:
 
 
 def test_class_balance_prefers_chips_of_classes_rare_among_the_labels(proj: Path) -> None:
-    fake_scores(proj)
+    fake_scores(proj, miaod=0.5)  # every chip scores the same
     with open_project(proj) as p, p.store.transaction() as conn:
         ids = chip_ids(p.store)
-        # every chip scores the same; even chips see ships (class 0), odd chips tanks (1)
-        conn.execute("UPDATE chip_scores SET scores = ?", (json.dumps({"miaod": 0.5}),))
+        # even chips see ships (class 0), odd chips tanks (1)
         for cid in ids[1:]:
             conn.execute(
                 "INSERT INTO detections (chip_id, model_hash, x1, y1, x2, y2, class_id, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -11,7 +12,10 @@ import pytest
 
 from geoal.errors import ConfigError
 from geoal.store import Store
+from geoal.store.arrays import ScoreValues, encode_scores
+from geoal.store.candidates import candidate_scores
 from geoal.store.scores import (
+    ScoreRecord,
     encode_chip,
     insert_new_records,
     insert_records,
@@ -115,3 +119,98 @@ def test_a_file_that_is_not_a_shard_is_refused(tmp_path: Path) -> None:
             shard.create()
         with pytest.raises(ConfigError, match="not a geoal shard file"):
             shard.meta()
+
+
+def test_n_chips_scores_read_back_as_arrays_aligned_with_the_ids_asked(tmp_path: Path) -> None:
+    n = 40
+    rng = np.random.default_rng(0)
+    values = rng.uniform(0, 1, (n, 3))
+    with Store(tmp_path / "geoal.db") as store:
+        store.insert_scene(
+            fake_scene(width=64 * (n + 1), height=64, transform=(1, 0, 0, 0, -1, 0), crs=None),
+            np.array([[64 * i, 0, 64, 64] for i in range(n + 1)]),
+            np.ones(n + 1),
+        )
+        records = []
+        for i in range(n):  # odd chips were scored without objectness
+            names = ("miaod", "max", "objectness")[: 3 - i % 2]
+            scores = dict(zip(names, values[i].tolist(), strict=False))
+            embedding = np.full(4, i, "<f4").tobytes()
+            records.append(ScoreRecord(*encode_scores(scores), float(i), embedding, None, ()))
+        with store.transaction() as conn:
+            insert_records(conn, "h", 1, list(range(1, n + 1)), records)
+        assert store.conn.execute("SELECT COUNT(*) FROM score_names").fetchone()[0] == 2
+        ids = np.array([n + 1, *range(n, 0, -1)])  # an unscored chip first, then descending
+        got = candidate_scores(store, "h", "max", ids)
+        want = np.r_[np.nan, values[::-1, 1]]
+        np.testing.assert_array_equal(got.scores, want)
+        objectness = np.where(np.arange(n) % 2 == 0, values[:, 2], np.nan)[::-1]
+        np.testing.assert_array_equal(got.objectness, np.r_[np.nan, objectness])
+        np.testing.assert_array_equal(got.expected, np.r_[0.0, np.arange(n)[::-1]])
+        assert got.embeddings is None and got.lacking == ()  # chip n + 1 has none
+        full = candidate_scores(store, "h", "miaod", ids[1:])
+        assert full.embeddings is not None and full.embeddings.dtype == np.float32
+        np.testing.assert_array_equal(full.embeddings[:, 0], np.arange(n)[::-1])
+        column = ScoreValues.of(
+            store.conn,
+            *zip(
+                *store.conn.execute("SELECT score_names, score_values FROM chip_scores"),
+                strict=True,
+            ),
+        ).column("miaod")
+        assert column.dtype == np.float64 and column.shape == (n,)
+
+
+_V3_SHARD = (
+    "CREATE TABLE chip_scores (chip_id INTEGER NOT NULL, model_hash TEXT NOT NULL, "
+    "views INTEGER NOT NULL, n_detections INTEGER NOT NULL, expected_count REAL NOT NULL, "
+    "scores TEXT NOT NULL, embedding BLOB, scored_at TEXT NOT NULL DEFAULT (datetime('now')), "
+    "PRIMARY KEY (chip_id, model_hash))",
+    "CREATE TABLE detections (id INTEGER PRIMARY KEY, chip_id INTEGER NOT NULL, "
+    "model_hash TEXT NOT NULL, x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, "
+    "y2 REAL NOT NULL, class_id INTEGER NOT NULL, confidence REAL NOT NULL, "
+    "probs BLOB NOT NULL, uncertainty TEXT NOT NULL)",
+)
+
+
+def _old_shard(path: Path, scores: list[str]) -> None:
+    """A shard file of a geoal before v4 (JSON chip scores, no backend) with chips 1.. scored."""
+    conn = sqlite3.connect(path)
+    for statement in _V3_SHARD:
+        conn.execute(statement)
+    conn.executemany(
+        "INSERT INTO chip_scores (chip_id, model_hash, views, n_detections, expected_count, "
+        "scores, embedding) VALUES (?, 'h', 1, 0, 2.5, ?, ?)",
+        [(i + 1, s, np.ones(2, "<f4").tobytes()) for i, s in enumerate(scores)],
+    )
+    conn.commit()
+    conn.close()
+
+
+def test_a_shard_file_of_an_earlier_geoal_is_upgraded_and_merges(
+    store: Any, tmp_path: Path
+) -> None:
+    _old_shard(tmp_path / "old.sqlite", ['{"miaod": 0.25, "max": 0.5}', '{"miaod": 0.125}'])
+    with open_shard_file(tmp_path / "old.sqlite") as shard:
+        shard.upgrade()  # what merge-shards does first
+        moved = read_records(shard.conn, "h", [1, 2])
+        shard.create()  # a continued shard: its tables are now the store's
+        for table in ("chip_scores", "score_names"):
+            ours = shard.conn.execute(f"PRAGMA table_info({table})").fetchall()
+            assert ours == [tuple(r) for r in store.conn.execute(f"PRAGMA table_info({table})")]
+    with store.transaction() as conn:
+        insert_records(conn, "h", 1, [c for c, _ in moved[1]], [r for _, r in moved[1]])
+    rows = stored_scores(store.conn, "h")
+    assert [(r.chip_id, r.scores, r.backend, r.expected_count) for r in rows] == [
+        (1, {"miaod": 0.25, "max": 0.5}, None, 2.5),
+        (2, {"miaod": 0.125}, None, 2.5),
+    ]
+
+
+def test_a_shard_file_of_an_earlier_geoal_that_cannot_be_read_is_refused(tmp_path: Path) -> None:
+    _old_shard(tmp_path / "old.sqlite", ["{not json"])
+    with open_shard_file(tmp_path / "old.sqlite") as shard:
+        with pytest.raises(ConfigError, match=r"old.sqlite: a shard file of an earlier geoal"):
+            shard.upgrade()
+        columns = {r[1] for r in shard.conn.execute("PRAGMA table_info(chip_scores)")}
+        assert "scores" in columns  # rolled back: the file is as it was
