@@ -199,6 +199,29 @@ def test_adaptive_starts_cold_with_typiclust_then_ranks_by_calibrated_doubt(proj
         assert sorted(r.chips) == [hard, easy] and "2 by scores" in r.note
 
 
+def test_a_weak_model_ranks_the_stored_objectness_of_each_chip(proj: Path) -> None:
+    """Survey case: no detections, faint objectness on a few chips; adaptive buys those."""
+    with open_project(proj) as p, p.store.transaction() as conn:
+        ids = chip_ids(p.store)
+        rng = np.random.default_rng(0)
+        faint = set(ids[3:200:6])  # 33 chips where the model's anchors stand out a little
+        records = []
+        for cid in ids:
+            ob = 0.03 if cid in faint else float(rng.uniform(0, 0.005))
+            scores = {"miaod": float(rng.random()), "objectness": ob}
+            emb = rng.random(16).astype("<f4").tobytes()
+            records.append(ScoreRecord(*encode_scores(scores), 0.0, emb, None, ()))
+        insert_records(conn, "abc123", 1, ids, records)
+    with open_project(proj) as p:
+        from geoal.pipeline.rounds import candidate_pool
+
+        cand, pool = candidate_pool(p, "abc123", "miaod", False)
+        assert pool.objectness is not None and len(pool.objectness) == len(cand)
+        r = select_round(p, SelectOptions(strategy="adaptive", budget=5))
+        assert "4 by weak model: objectness" in r.note, r.note
+        assert len(set(r.chips) & faint) >= 4
+
+
 def test_no_scoring_or_ranking_by_untrained_weights_unless_asked(proj: Path) -> None:
     refused = run("-p", str(proj), "score", "-q", ok=False)
     assert refused.exit_code == 1 and "Traceback" not in refused.output
