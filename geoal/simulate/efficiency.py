@@ -59,8 +59,10 @@ def efficiency_record(
 ) -> dict[str, Any]:
     """The benchmark record of ``strategy`` against ``control`` (see the module docstring).
 
-    Only seeds whose every round exists for both arms count (a run still going is left out).
+    Only seeds whose every round exists for both arms count (a run still going is left out);
+    rounds past the last budget (a run extended to larger budgets) are not part of it.
     """
+    rows = [r for r in rows if r["round"] < len(budgets)]
     both = [
         s
         for s in seeds

@@ -59,3 +59,14 @@ def test_never_reaching_random_is_none() -> None:
         efficiency_record(rows, "adaptive", [0], BUDGETS, "cpu")["labels_to_reach_random_final"]
         is None
     )
+
+
+def test_rounds_past_the_budgets_of_an_extended_run_are_left_out() -> None:
+    rows = [
+        *_rows("random", 0, [0.1, 0.2, 0.4, 0.6], [10, 20, 30, 40], [2, 4, 6, 8]),
+        *_rows("adaptive", 0, [0.1, 0.4, 0.5, 0.5], [10, 20, 30, 40], [2, 12, 20, 25]),
+    ]
+    rec = efficiency_record(rows, "adaptive", [0], BUDGETS, "cpu")
+    assert rec["seeds"] == [0]
+    assert rec["random"]["map50"] == [[0.1, 0.2, 0.4]]
+    assert rec["alc"]["default"] == [pytest.approx(0.35)]
