@@ -255,7 +255,8 @@ def _adaptive_ranking(
     if pool.scores is not None and scored:
         unscored = np.isnan(pool.scores)
     if weak or not scored:
-        if pool.objectness is not None and np.isfinite(pool.objectness[~unscored]).any():
+        # objectness only when every scored chip has it (older scores lack it: one ranking)
+        if pool.objectness is not None and np.isfinite(pool.objectness[~unscored]).all():
             return np.where(unscored, np.nan, pool.objectness), "weak model: objectness"
         if pool.expected_objects is not None:
             return np.where(unscored, np.nan, pool.expected_objects), "weak model: expected objects"

@@ -72,6 +72,12 @@ def test_a_weak_model_ranks_by_objectness_when_its_detections_are_empty() -> Non
     sel = adaptive(pool, Budget(k=20), np.random.default_rng(0))
     assert (sel.indices[:16] >= 300).all(), sel.indices[:16]
     assert "objectness" in sel.note
+    older = objectness.copy()
+    older[:100] = np.nan  # a quarter scored before objectness was stored: one ranking for all
+    sel = adaptive(
+        dataclasses.replace(pool, objectness=older), Budget(k=20), rng=np.random.default_rng(0)
+    )
+    assert "expected objects" in sel.note
     fitted = dataclasses.replace(pool, quality=0.8)
     sel = adaptive(fitted, Budget(k=20), np.random.default_rng(0))
     main = sel.indices[:16]
