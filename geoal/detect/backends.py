@@ -35,11 +35,12 @@ ENV_VAR = "GEOAL_BACKEND"
 
 
 class Runner(Protocol):
-    """An exported graph, compiled for a runtime: (N, 3, s, s) float32 0-1 -> (raw, pooled).
+    """The detector's graph on a runtime: (N, S, S, 3) uint8 RGB chips -> (raw, pooled).
 
     ``raw`` is (N, 4 + C, A) float32 (xywh in input pixels, sigmoid class scores),
-    ``pooled`` (N, D) float32, the head inputs averaged over space, levels concatenated.
-    Safe to call from several threads at once (the CPU streams).
+    ``pooled`` (N, D) float32, the head inputs averaged over space, levels concatenated
+    (``geoal.detect.export.detector_graph``). Safe to call from several threads at once
+    (the CPU streams).
     """
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
@@ -81,7 +82,7 @@ class OpenVinoRunner:
         }
         self.compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
         self._local = threading.local()
-        _warm_up(self, self.compiled.inputs[0].partial_shape[3].get_length())
+        _warm_up(self, self.compiled.inputs[0].partial_shape[1].get_length())
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         request = getattr(self._local, "request", None)
@@ -111,21 +112,39 @@ class OnnxRuntimeRunner:
             str(onnx_path), options, providers=["CPUExecutionProvider"]
         )
         self.input_name = self.session.get_inputs()[0].name
-        _warm_up(self, int(self.session.get_inputs()[0].shape[-1]))
+        _warm_up(self, int(self.session.get_inputs()[0].shape[1]))
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raw, pooled = self.session.run(None, {self.input_name: x})
         return raw, pooled
 
 
+class TorchRunner:
+    """The torch module of ``detector_graph`` on its device (CPU, or CUDA with a uint8 upload)."""
+
+    def __init__(self, graph: Any, device: str) -> None:
+        self.graph = graph
+        self.device = device
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        images = torch.from_numpy(x)
+        if self.device.startswith("cuda"):
+            images = images.pin_memory().to(self.device, non_blocking=True)
+        with torch.inference_mode():  # thread-local: the stream threads need it too
+            raw, pooled = self.graph(images)
+        return raw.cpu().numpy(), pooled.cpu().numpy()
+
+
 def _warm_up(runner: Runner, size: int) -> None:
-    """One call on a (1, 3, size, size) image, in the thread that compiled the graph.
+    """One call on a (1, size, size, 3) chip, in the thread that compiled the graph.
 
     The runtimes' Python bindings set up their numpy glue on the first call
     (pybind11's ``gil_safe_call_once_and_store``); two stream threads making that
     first call at once deadlocked (seen with OpenVINO 2026.4: both wait forever).
     """
-    runner(np.zeros((1, 3, size, size), dtype=np.float32))
+    runner(np.zeros((1, size, size, 3), dtype=np.uint8))
 
 
 BACKENDS: dict[str, Backend] = {

@@ -1,16 +1,18 @@
 """A loaded YOLO detector: chips in, detections with class-score vectors and embeddings out.
 
-The forward pass, NMS and the gathering of score vectors are done here on the
-ultralytics ``DetectionModel`` directly (not through ``YOLO.predict``), so that
-the raw head output, the score vector of every anchor and the head's input
-feature maps are at hand; NMS is ultralytics' own steps and kernel
-(``geoal.detect.nms``). For a square chip the result matches ``YOLO.predict``
+The network runs as ``geoal.detect.export.detector_graph`` (the ultralytics
+``DetectionModel`` itself, not ``YOLO.predict``, or its ONNX export on OpenVINO / ONNX
+Runtime), so that the raw head output, the score vector of every anchor and the head's
+input feature maps are at hand; everything after it is numpy, the same for every
+backend: NMS is ultralytics' own steps (``geoal.detect.nms``), then the gathering of
+score vectors. For a square chip the result matches ``YOLO.predict``
 on the same pixels (geoal chips are RGB; ultralytics reads numpy arrays as BGR,
 so ``YOLO.predict(chip[..., ::-1])`` is the equivalent call). End-to-end models
 (YOLOv10, YOLO26) are the exception: geoal runs their one-to-many branch, with
 NMS, because every anchor needs a score vector.
 
-torch and ultralytics are imported inside the methods that need them.
+torch and ultralytics are imported inside the methods that need them: an exported
+backend whose export and model card are on disk never imports them.
 """
 
 from __future__ import annotations
@@ -18,27 +20,27 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from geoal.detect.nms import non_max_suppression
 from geoal.detect.prefetch import prefetch
 from geoal.detect.result import ChipResult
 from geoal.detect.views import (
     anchor_permutation,
-    get_view_ops,
     grid_shapes_for,
     inverse_transform_boxes,
+    transform_axes,
     view_names,
 )
 from geoal.errors import ConfigError
 
 if TYPE_CHECKING:
-    import torch
+    from geoal.detect.backends import Runner
 
 K = TypeVar("K")
 
@@ -82,8 +84,10 @@ class Detector:
     """A YOLO detection model in eval mode, fused, on its device, for the project's classes.
 
     Build one with ``geoal.detect.load_detector``. ``model`` is the ultralytics
-    ``DetectionModel``; ``model_hash`` is the content hash that tags stored
-    results (sha256 of the .pt file, or of the yaml content + classes).
+    ``DetectionModel``, loaded on first use by ``load_model`` where it was not given (an
+    exported backend with its export on disk never needs it); ``strides`` the head's
+    strides, pixels (default: the model's); ``model_hash`` is the content hash that tags
+    stored results (sha256 of the .pt file, or of the yaml content + classes).
 
     ``split_views``: the B * V view images are stacked into one tensor; on CUDA
     it goes through the network in one call, on the CPU (the default there) in
@@ -114,14 +118,20 @@ class Detector:
         model_path: Path,
         model_hash: str,
         runtime: Runtime,
+        *,
+        strides: tuple[int, ...] | None = None,
+        load_model: Callable[[], Any] | None = None,
     ) -> None:
-        self.strides: tuple[int, ...] = tuple(int(s) for s in model.stride.tolist())
+        if strides is None:
+            strides = tuple(int(s) for s in model.stride.tolist())
+        self.strides: tuple[int, ...] = strides
         imgsz = runtime.imgsz
         if imgsz is not None and (imgsz <= 0 or imgsz % max(self.strides)):
             raise ConfigError(
                 f"imgsz must be a positive multiple of {max(self.strides)} pixels, got {imgsz}"
             )
-        self.model = model
+        self._model = model
+        self._load_model = load_model
         self.classes = classes
         self.model_path = model_path
         self.model_hash = model_hash
@@ -129,13 +139,13 @@ class Detector:
         self.half = runtime.half
         self.imgsz = imgsz
         self.split_views = not self.device.startswith("cuda")
-        self._perm_cache: dict[tuple[int, tuple[str, ...]], torch.Tensor] = {}
+        self._perm_cache: dict[tuple[int, tuple[str, ...]], np.ndarray] = {}
         self.cpu_streams = max(1, runtime.cpu_streams)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
         self.backend = runtime.backend
         self.threads = max(1, runtime.threads)
-        self._runners: dict[int, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = {}
+        self._runners: dict[tuple[int, int], Runner] = {}
         self._runner_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -144,6 +154,15 @@ class Detector:
             f"device={self.device!r}, half={self.half}, backend={self.backend!r}, "
             f"hash={self.model_hash[:12]})"
         )
+
+    @property
+    def model(self) -> Any:
+        """The ultralytics ``DetectionModel`` (loaded now if it was not at construction)."""
+        if self._model is None:
+            if self._load_model is None:
+                raise RuntimeError("this Detector was built without a model or a way to load it")
+            self._model = self._load_model()
+        return self._model
 
     @property
     def num_classes(self) -> int:
@@ -172,57 +191,12 @@ class Detector:
         anchor and the embedding (``anchor_probs`` is then (V, 0, C), ``embedding``
         (0,)); boxes, scores, classes and each detection's score vector are the same.
         """
-        import torch
-
-        from geoal.detect.nms import non_max_suppression
-
         names = view_names(views)
         _check_thresholds(conf, iou, max_det)
         images = self._check_images(images)
-        n_images, size = images.shape[0], images.shape[1]
-        if n_images == 0:
+        if images.shape[0] == 0:
             return []
-        input_size = self.imgsz or size
-        if input_size % max(self.strides):
-            raise ValueError(
-                f"chip size {size} is not a multiple of the model's stride {max(self.strides)}; "
-                "give square chips of e.g. 640 pixels, or set imgsz"
-            )
-        with torch.inference_mode():
-            x = self._to_input(images, input_size, names)  # (V * B, 3, s, s)
-            # (V * B, 4 + C, A), and view 0's pooled head inputs (B, D) with details
-            raw, pooled = self._forward(x, n_images, keep_feats=details)
-            dets, keep = non_max_suppression(raw, conf, iou, max_det)
-            counts = [int(d.shape[0]) for d in dets]
-            kept = torch.cat(dets).float()  # (sum N, 6) xyxy, conf, cls
-            kept[:, :4].clamp_(0, input_size)  # as ultralytics clips boxes to the image
-            anchor_idx = torch.cat([k.reshape(-1).long() for k in keep])
-            # each detection's score vector: its anchor's row of its own image
-            image_idx = torch.repeat_interleave(
-                torch.arange(len(counts), device=raw.device),
-                torch.tensor(counts, device=raw.device),
-            )
-            det_probs = raw[image_idx, 4:, anchor_idx].float().cpu().numpy()  # (sum N, C)
-            n_views, n_anchors, n_cls = len(names), raw.shape[-1], self.num_classes
-            if details and pooled is not None:
-                perms = self._permutations(input_size, names, n_anchors, raw.device)  # (V, A)
-                scores = raw[:, 4:].reshape(n_views, n_images, n_cls, n_anchors)
-                scores = scores.gather(3, perms[:, None, None, :].expand_as(scores))
-                # (B, V, A, C), copied once into a C-contiguous block
-                anchor_probs = scores.permute(1, 0, 3, 2).contiguous().float().cpu().numpy()
-                embedding = torch.nn.functional.normalize(pooled, dim=1).cpu().numpy()
-            else:
-                anchor_probs = np.zeros((n_images, n_views, 0, n_cls), dtype=np.float32)
-                embedding = np.zeros((n_images, 0), dtype=np.float32)
-            arrays = _BatchArrays(
-                anchor_probs,
-                embedding,
-                counts,
-                kept.cpu().numpy(),
-                det_probs,
-                anchor_idx.cpu().numpy(),
-            )
-        return _results(arrays, names, size, input_size, self.backend)
+        return self._finish(self._submit(images, names), conf, iou, max_det, details)
 
     def iter_predict(
         self,
@@ -237,30 +211,47 @@ class Detector:
         """Yield (keys, results) for each (keys, (B, S, S, 3) chips) of ``batches``, in order.
 
         A background thread reads up to ``prefetch_depth`` batches ahead, so the
-        reading of batch n + 1 overlaps the model's work on batch n. Errors of the
-        reader are raised here; closing this generator stops the reader. ``details``:
-        see ``predict_batch``.
+        reading of batch n + 1 overlaps the model's work on batch n; on the CPU streams
+        the network's calls for batch n + 1 are queued before batch n's detections are
+        gathered, so the cores never wait for that step. Errors of the reader are raised
+        here; closing this generator stops the reader. ``details``: see ``predict_batch``.
         """
-        view_names(views)
+        names = view_names(views)
         _check_thresholds(conf, iou, max_det)
-        return self._iter_predict(batches, views, conf, iou, max_det, prefetch_depth, details)
+        return self._iter_predict(batches, names, (conf, iou, max_det), prefetch_depth, details)
 
     def _iter_predict(
         self,
         batches: Iterable[tuple[K, np.ndarray]],
-        views: int,
-        conf: float,
-        iou: float,
-        max_det: int,
+        names: tuple[str, ...],
+        nms: tuple[float, float, int],
         prefetch_depth: int,
         details: bool,
     ) -> Iterator[tuple[K, list[ChipResult]]]:
         stream = prefetch(batches, prefetch_depth)
+        waiting: tuple[K, _Pending] | None = None
         try:
-            for keys, images in stream:
-                yield keys, self.predict_batch(images, views, conf, iou, max_det, details)
+            while True:
+                try:
+                    keys, images = next(stream)
+                    pending = self._submit(self._check_images(images), names)  # queued
+                except StopIteration:
+                    break
+                except Exception as error:  # the batches before it are still delivered
+                    if waiting is not None:
+                        done, waiting = waiting, None
+                        yield done[0], self._finish(done[1], *nms, details)
+                    raise error
+                if waiting is not None:
+                    yield waiting[0], self._finish(waiting[1], *nms, details)
+                waiting = (keys, pending)
+            if waiting is not None:
+                done, waiting = waiting, None
+                yield done[0], self._finish(done[1], *nms, details)
         finally:
             stream.close()
+            if waiting is not None:
+                waiting[1].cancel()
 
     def _check_images(self, images: np.ndarray) -> np.ndarray:
         if not isinstance(images, np.ndarray):
@@ -271,111 +262,106 @@ class Detector:
             raise ValueError(f"images must be uint8 (0-255), got {images.dtype}")
         return np.ascontiguousarray(images)  # no copy for a contiguous batch
 
-    def _to_input(
-        self, images: np.ndarray, input_size: int, names: tuple[str, ...]
-    ) -> torch.Tensor:
-        """(B, S, S, 3) uint8 RGB -> (V * B, 3, s, s) float 0-1 on the device, view-major.
+    def _submit(self, images: np.ndarray, names: tuple[str, ...]) -> _Pending:
+        """Start the network on (B, S, S, 3) chips and their views: the calls of a batch.
 
-        Rows [v * B, (v + 1) * B) hold view v. Normalised as ultralytics does (x / 255,
-        fp16 or fp32, contiguous BCHW); the views are cut while still uint8, where
-        copies are a quarter of the size.
+        The B * V view images are stacked view-major (rows [v * B, (v + 1) * B) hold view
+        v) and, on the CPU, cut into calls of at most ``cpu_chunk`` images run by the
+        ``cpu_streams`` threads (queued behind earlier batches' calls); on CUDA, one call.
         """
-        import torch
-
-        x = torch.from_numpy(images)
-        if self.device.startswith("cuda"):
-            x = x.pin_memory().to(self.device, non_blocking=True)  # upload as uint8
-        if len(names) > 1:
-            x = torch.cat([_view_tensor(x, name) for name in names])
-        dtype = torch.float16 if self.half else torch.float32
-        x = x.permute(0, 3, 1, 2).to(dtype, memory_format=torch.contiguous_format).div_(255)
-        if input_size != x.shape[-1]:
-            # Chips are square, so a plain resize is ultralytics' letterbox without padding.
-            x = torch.nn.functional.interpolate(
-                x, size=(input_size, input_size), mode="bilinear", align_corners=False
+        n_images, size = images.shape[0], images.shape[1]
+        input_size = self.imgsz or size
+        if input_size % max(self.strides):
+            raise ValueError(
+                f"chip size {size} is not a multiple of the model's stride {max(self.strides)}; "
+                "give square chips of e.g. 640 pixels, or set imgsz"
             )
-        return x
-
-    def _forward(
-        self, x: torch.Tensor, n_images: int, keep_feats: bool = True
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Raw head output (N, 4 + C, A) (xywh, sigmoid scores) and view 0's pooled head inputs.
-
-        On CUDA ``x`` goes through the network in one call; on the CPU in calls of at
-        most ``cpu_chunk`` images (``split_views``), ``cpu_streams`` of them at a time.
-        The pooled head inputs ((n_images, D): each level's maps averaged over space,
-        levels concatenated) are kept for the first ``n_images`` rows (view 0) when
-        ``keep_feats``, else None.
-        """
-        import torch
-
-        runner = self._runner(x.shape[-1]) if self.backend != "torch" else None
-        run: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]] = (
-            partial(self._run_model, keep_feats=keep_feats)
-            if runner is None
-            else partial(_run_exported, runner)
-        )
+        if n_images == 0:
+            return _Pending(0, size, input_size, names, [], self.backend)
+        if len(names) == 1:
+            x = images
+        else:  # the views are cut while still uint8, where copies are a quarter of the size
+            x = np.concatenate([transform_axes(images, name, rows=1, cols=2) for name in names])
+        run = self._runner(size, input_size)
         streams = self.cpu_streams if self.split_views else 1
         chunk = min(n_images, self.cpu_chunk, -(-len(x) // streams)) if self.split_views else len(x)
-        parts = x.split(chunk)
+        parts = [x[i : i + chunk] for i in range(0, len(x), chunk)]
         if streams > 1 and len(parts) > 1:
-            outs = list(self._stream_pool(streams).map(run, parts))
+            pool = self._stream_pool(streams)
+            calls = [pool.submit(run, np.ascontiguousarray(part)) for part in parts]
         else:
-            outs = [run(part) for part in parts]
-        raws: list[torch.Tensor] = []
-        pooled: list[torch.Tensor] = []
-        start = 0
-        for part, (raw, pool) in zip(parts, outs, strict=True):
-            raws.append(raw)
-            if keep_feats and start < n_images and pool is not None:
-                pooled.append(pool[: n_images - start])
-            start += len(part)
-        raw_all = raws[0] if len(raws) == 1 else torch.cat(raws)
-        if not pooled:
-            return raw_all, None
-        return raw_all, pooled[0] if len(pooled) == 1 else torch.cat(pooled)
+            calls = [_done(run(np.ascontiguousarray(part))) for part in parts]
+        return _Pending(n_images, size, input_size, names, calls, self.backend)
 
-    def _run_model(
-        self, part: torch.Tensor, keep_feats: bool = True
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The torch module on (n, 3, s, s): raw (n, 4 + C, A), pooled head inputs (n, D)."""
-        import torch
+    def _finish(
+        self, pending: _Pending, conf: float, iou: float, max_det: int, details: bool
+    ) -> list[ChipResult]:
+        """Wait for a batch's calls, then NMS, gather the score vectors, split per chip."""
+        if pending.n_images == 0:
+            return []
+        outs = [call.result() for call in pending.calls]
+        raw = outs[0][0] if len(outs) == 1 else np.concatenate([r for r, _ in outs])
+        n_images, names, input_size = pending.n_images, pending.names, pending.input_size
+        dets, keep = non_max_suppression(raw, conf, iou, max_det)
+        counts = [int(d.shape[0]) for d in dets]
+        kept = np.concatenate(dets)  # (sum N, 6) xyxy, conf, cls
+        np.clip(kept[:, :4], 0, input_size, out=kept[:, :4])  # as ultralytics clips boxes
+        anchor_idx = np.concatenate(keep)
+        # each detection's score vector: its anchor's row of its own image
+        image_idx = np.repeat(np.arange(len(counts)), counts)
+        det_probs = raw[image_idx, 4:, anchor_idx]  # (sum N, C)
+        n_views, n_anchors, n_cls = len(names), raw.shape[-1], self.num_classes
+        if details:
+            perms = self._permutations(input_size, names, n_anchors)  # (V, A)
+            scores = raw[:, 4:].reshape(n_views, n_images, n_cls, n_anchors)
+            anchor_probs = np.empty((n_images, n_views, n_anchors, n_cls), dtype=np.float32)
+            for v in range(n_views):  # (B, V, A, C): view v's scores on the original grid
+                anchor_probs[:, v] = scores[v][:, :, perms[v]].transpose(0, 2, 1)
+            pooled = np.concatenate([p for _, p in outs])[:n_images]  # view 0's rows
+            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+            embedding = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        else:
+            anchor_probs = np.zeros((n_images, n_views, 0, n_cls), dtype=np.float32)
+            embedding = np.zeros((n_images, 0), dtype=np.float32)
+        arrays = _BatchArrays(anchor_probs, embedding, counts, kept, det_probs, anchor_idx)
+        return _results(arrays, names, pending.size, input_size, pending.backend)
 
-        with torch.inference_mode():  # thread-local: the stream threads need it too
-            out = self.model(part)
-        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
-            raise RuntimeError(f"unexpected output of {type(self.model).__name__}: {type(out)}")
-        if not keep_feats:
-            return out[0], None
-        feats = out[1].get("one2many", out[1])["feats"]
-        with torch.inference_mode():
-            pooled = torch.cat([f.mean(dim=(2, 3), dtype=torch.float32) for f in feats], 1)
-        return out[0], pooled
+    def _runner(self, size: int, input_size: int) -> Runner:
+        """The network for chips of ``size`` px at ``input_size`` px, made on first use.
 
-    def _runner(
-        self, input_size: int
-    ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
-        """The compiled export for ``input_size`` pixels; on failure, warn and switch to torch."""
+        torch: the module of ``detector_graph``; the exported backends: its cached ONNX
+        export, compiled (made from the torch model only when not on disk yet). If the
+        export or the runtime fails, warn once and run torch from then on.
+        """
         with self._runner_lock:
-            if input_size not in self._runners:
-                from geoal.detect.backends import open_runner
-                from geoal.detect.export import ensure_export
+            key = (size, input_size)
+            if key not in self._runners:
+                self._runners[key] = self._make_runner(size, input_size)
+            return self._runners[key]
 
-                try:
-                    path = ensure_export(self.model, self.model_path, self.model_hash, input_size)
-                    self._runners[input_size] = open_runner(
-                        self.backend, path, self.threads, self.cpu_streams, path.parent / "cache"
-                    )
-                except Exception as error:  # any failure of an exporter or runtime: run torch
-                    warnings.warn(
-                        f"backend {self.backend} failed for model {self.model_path} at "
-                        f"{input_size} px ({type(error).__name__}: {error}); "
-                        "running the model with torch instead (slower on a CPU)",
-                        stacklevel=2,
-                    )
-                    self.backend = "torch"
-                    return None
-            return self._runners[input_size]
+    def _make_runner(self, size: int, input_size: int) -> Runner:
+        from geoal.detect.backends import TorchRunner, open_runner
+        from geoal.detect.export import detector_graph, ensure_export
+
+        if self.backend != "torch":
+            try:
+                path = ensure_export(
+                    lambda: self.model, self.model_path, self.model_hash, size, input_size
+                )
+                runner: Runner = open_runner(
+                    self.backend, path, self.threads, self.cpu_streams, path.parent / "cache"
+                )
+                return runner
+            except Exception as error:  # any failure of an exporter or runtime: run torch
+                warnings.warn(
+                    f"backend {self.backend} failed for model {self.model_path} at "
+                    f"{input_size} px ({type(error).__name__}: {error}); "
+                    "running the model with torch instead (slower on a CPU)",
+                    stacklevel=4,
+                )
+                self.backend = "torch"
+                self._runners.clear()
+        return TorchRunner(detector_graph(self.model, size, input_size), self.device)
 
     def _stream_pool(self, streams: int) -> ThreadPoolExecutor:
         """The threads of the CPU streams, made on first use (again if ``cpu_streams`` changed)."""
@@ -386,12 +372,8 @@ class Detector:
             self._pool_size = streams
         return self._pool
 
-    def _permutations(
-        self, input_size: int, names: tuple[str, ...], n_anchors: int, device: torch.device
-    ) -> torch.Tensor:
-        """(V, A) int64 anchor permutations on the device, cached per input size and views."""
-        import torch
-
+    def _permutations(self, input_size: int, names: tuple[str, ...], n_anchors: int) -> np.ndarray:
+        """(V, A) int64 anchor permutations, cached per input size and views."""
         key = (input_size, names)
         if key not in self._perm_cache:
             grids = grid_shapes_for(input_size, self.strides)
@@ -400,19 +382,32 @@ class Detector:
                     f"{n_anchors} anchors in the head output do not match strides "
                     f"{self.strides} at {input_size} pixels (grids {list(grids)})"
                 )
-            perms = np.stack([anchor_permutation(grids, name) for name in names])
-            self._perm_cache[key] = torch.from_numpy(perms).to(device)
+            self._perm_cache[key] = np.stack([anchor_permutation(grids, name) for name in names])
         return self._perm_cache[key]
 
 
-def _run_exported(
-    runner: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], part: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """An exported graph on (n, 3, s, s) CPU float32: raw (n, 4 + C, A), pooled (n, D)."""
-    import torch
+@dataclass
+class _Pending:
+    """A batch whose network calls are queued or done: what ``_finish`` needs of it."""
 
-    raw, pooled = runner(part.contiguous().numpy())
-    return torch.from_numpy(raw), torch.from_numpy(pooled)
+    n_images: int
+    size: int  # chip side, pixels
+    input_size: int  # the network's input side, pixels
+    names: tuple[str, ...]  # the views
+    calls: list[Future[tuple[np.ndarray, np.ndarray]]]  # in row order
+    backend: str  # the runtime that runs the calls
+
+    def cancel(self) -> None:
+        """Drop the calls that have not started (the consumer has gone)."""
+        for call in self.calls:
+            call.cancel()
+
+
+def _done(value: tuple[np.ndarray, np.ndarray]) -> Future[tuple[np.ndarray, np.ndarray]]:
+    """A finished future holding ``value`` (a call run in the calling thread)."""
+    future: Future[tuple[np.ndarray, np.ndarray]] = Future()
+    future.set_result(value)
+    return future
 
 
 def _results(
@@ -452,15 +447,6 @@ def _results(
             )
         )
     return results
-
-
-def _view_tensor(x: torch.Tensor, name: str) -> torch.Tensor:
-    """The view ``name`` of a (N, H, W, 3) batch: ``views.transform_image`` on axes 1 and 2."""
-    ops = get_view_ops(name)
-    if ops.swap:
-        x = x.transpose(1, 2)
-    dims = [d for d, flip in ((1, ops.flip_rows), (2, ops.flip_cols)) if flip]
-    return x.flip(dims) if dims else x
 
 
 def _check_thresholds(conf: float, iou: float, max_det: int) -> None:

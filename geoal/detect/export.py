@@ -1,20 +1,27 @@
 """The detector's graph exported to ONNX for the CPU runtimes, cached next to the model.
 
-The exported graph has one input, ``images`` (N, 3, s, s) float32 0-1 (N dynamic,
-s fixed), and two outputs that are exactly what geoal reads from the torch module:
-``raw`` (N, 4 + C, A), the head output at every anchor (xywh in input pixels and
-the sigmoid class scores), and ``pooled`` (N, D), the head's input maps averaged
-over space, levels concatenated (the embedding before its L2 normalisation).
+The graph (:func:`detector_graph`, also what the torch backend runs) has one input,
+``images`` (N, S, S, 3) uint8 RGB chips (N dynamic, S fixed), and two outputs that are
+exactly what geoal reads from the network: ``raw`` (N, 4 + C, A), the head output at
+every anchor (xywh in input pixels and the sigmoid class scores), and ``pooled`` (N, D),
+the head's input maps averaged over space, levels concatenated (the embedding before its
+L2 normalisation). Chips are normalised (x / 255) and, when the model's input size s
+differs from S, resized (bilinear) inside the graph.
 
-An export is written once per model content, input size and exporter, as
-``.geoal-export/STEM-HASH-SIZEpx-KEY.onnx`` beside the model file (or, for a model
-that is not a writable local file such as ``yolov8n.yaml``, under
-``$GEOAL_CACHE_DIR``, default ``~/.cache/geoal``). ``KEY`` hashes everything that
-changes the graph: the model's hash, the input size, the torch and ultralytics
-versions, the opset and this module's format version; an export whose key no
-longer matches is rebuilt and the stale file removed. Files are written to a
-temporary name and renamed, so concurrent processes (Ray workers, shards) never
-read half a file.
+An export is written once per model content, chip and input size and exporter, as
+``.geoal-export/STEM-HASH-SIZEpx-KEY.onnx`` beside the model file (``SIZE`` is s, or
+``StoS`` when chips are resized; or, for a model that is not a writable local file such
+as ``yolov8n.yaml``, under ``$GEOAL_CACHE_DIR``, default ``~/.cache/geoal``). ``KEY``
+hashes everything that changes the graph: the model's hash, the sizes, the torch and
+ultralytics versions, the opset and this module's format version; an export whose key
+no longer matches is rebuilt and the stale file removed. Files are written to a
+temporary name and renamed, so concurrent processes (Ray workers, shards) never read
+half a file.
+
+Beside the exports, a model card (``STEM-HASH.json``, :class:`ModelCard`) records what
+loading the checkpoint tells (class names, strides, recorded input size): with the card
+and the export on disk, a later process runs an exported backend without importing torch
+or ultralytics at all (3-4 s of start-up on a CPU).
 
 torch and ultralytics are imported inside the functions that need them.
 """
@@ -25,30 +32,41 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-EXPORT_FORMAT = 1  # bump when the exported graph's inputs or outputs change
+EXPORT_FORMAT = 2  # bump when the exported graph's inputs or outputs change (2: uint8 NHWC in)
+CARD_FORMAT = 1
 OPSET = 17
 CACHE_ENV = "GEOAL_CACHE_DIR"
 EXPORT_DIR = ".geoal-export"
 
 
-def export_key(model_hash: str, input_size: int) -> str:
-    """A hex key of everything that changes the exported graph."""
-    import torch
-    import ultralytics
+def package_version(name: str) -> str:
+    """An installed package's version, read from its metadata (without importing it)."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"
 
+
+def export_key(model_hash: str, chip_size: int, input_size: int) -> str:
+    """A hex key of everything that changes the exported graph."""
     content = json.dumps(
         {
             "format": EXPORT_FORMAT,
             "model": model_hash,
+            "chip": chip_size,
             "imgsz": input_size,
             "opset": OPSET,
-            "torch": torch.__version__,
-            "ultralytics": ultralytics.__version__,
+            "torch": package_version("torch"),
+            "ultralytics": package_version("ultralytics"),
         },
         sort_keys=True,
     )
@@ -76,42 +94,58 @@ def export_folder(model_path: Path) -> Path:
     return folder
 
 
-def export_path(model_path: Path, model_hash: str, input_size: int) -> Path:
-    """The cached ONNX file of a model at an input size (it may not exist yet)."""
-    key = export_key(model_hash, input_size)[:16]
-    name = f"{model_path.stem}-{model_hash[:12]}-{input_size}px-{key}.onnx"
-    return export_folder(model_path) / name
+def _size_tag(chip_size: int, input_size: int) -> str:
+    return f"{input_size}px" if chip_size == input_size else f"{chip_size}to{input_size}px"
 
 
-def ensure_export(model: Any, model_path: Path, model_hash: str, input_size: int) -> Path:
-    """The cached ONNX export of ``model`` at ``input_size`` pixels, written if missing or stale.
+def export_path(model_path: Path, model_hash: str, chip_size: int, input_size: int) -> Path:
+    """The cached ONNX file of a model for chips of ``chip_size`` px run at ``input_size`` px."""
+    key = export_key(model_hash, chip_size, input_size)[:16]
+    tag = _size_tag(chip_size, input_size)
+    return export_folder(model_path) / f"{model_path.stem}-{model_hash[:12]}-{tag}-{key}.onnx"
 
-    ``model`` is the prepared ultralytics ``DetectionModel`` (eval, fused, CPU, fp32).
+
+def ensure_export(
+    load_model: Callable[[], Any],
+    model_path: Path,
+    model_hash: str,
+    chip_size: int,
+    input_size: int,
+) -> Path:
+    """The cached ONNX export of a model, written if missing or stale.
+
+    ``load_model()`` gives the prepared ultralytics ``DetectionModel`` (eval, fused, CPU,
+    fp32); it is called only when the file has to be written.
     """
-    path = export_path(model_path, model_hash, input_size)
+    path = export_path(model_path, model_hash, chip_size, input_size)
     if path.is_file():
         return path
     fd, tmp = tempfile.mkstemp(prefix=path.stem, suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        export_onnx(model, Path(tmp), input_size)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # as an ordinary file: other users' workers read it
-        os.replace(tmp, path)
+        export_onnx(load_model(), Path(tmp), chip_size, input_size)
+        _publish(Path(tmp), path)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-    _remove_stale(path, model_path.stem, model_hash, input_size)
+    _remove_stale(path, model_path.stem, model_hash, _size_tag(chip_size, input_size))
     return path
 
 
-def _remove_stale(path: Path, stem: str, model_hash: str, input_size: int) -> None:
-    """Delete older exports of the same model and size (another key), and beside the model,
+def _publish(tmp: Path, path: Path) -> None:
+    """Rename a finished temporary file into place, readable as an ordinary file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # as an ordinary file: other users' workers read it
+    os.replace(tmp, path)
+
+
+def _remove_stale(path: Path, stem: str, model_hash: str, tag: str) -> None:
+    """Delete older exports of the same model and sizes (another key), and beside the model,
     those of an earlier content of the same file."""
-    patterns = [f"{stem}-{model_hash[:12]}-{input_size}px-*.onnx"]
+    patterns = [f"{stem}-{model_hash[:12]}-{tag}-*.onnx"]
     if path.parent.name == EXPORT_DIR:
-        patterns.append(f"{stem}-*-{input_size}px-*.onnx")
+        patterns.append(f"{stem}-*-{tag}-*.onnx")
     for pattern in patterns:
         for old in path.parent.glob(pattern):
             if old != path:
@@ -119,9 +153,74 @@ def _remove_stale(path: Path, stem: str, model_hash: str, input_size: int) -> No
                     old.unlink()
 
 
-def export_graph(model: Any) -> Any:
-    """A torch module over a ``DetectionModel``: images -> (raw (N, 4 + C, A), pooled (N, D))."""
+@dataclass(frozen=True)
+class ModelCard:
+    """What loading a checkpoint tells about it, kept beside its exports (see the module doc).
+
+    ``classes`` the class names in order; ``strides`` the head's strides, pixels;
+    ``input`` the recorded input, {"imgsz": I, "chip_size": C or None}, or None.
+    """
+
+    model_hash: str
+    classes: tuple[str, ...]
+    strides: tuple[int, ...]
+    input: dict[str, int | None] | None
+
+
+def card_path(model_path: Path, model_hash: str) -> Path:
+    """Where the card of this content of a local model file lives (it may not exist)."""
+    folder = model_path.resolve().parent / EXPORT_DIR
+    return folder / f"{model_path.stem}-{model_hash[:12]}.json"
+
+
+def read_card(model_path: Path, model_hash: str) -> ModelCard | None:
+    """The card of this content of ``model_path``, or None when absent, unreadable or another's."""
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        data = json.loads(card_path(model_path, model_hash).read_text())
+        if data.get("format") != CARD_FORMAT or data.get("model_hash") != model_hash:
+            return None
+        recorded = data["input"]
+        return ModelCard(
+            model_hash,
+            tuple(str(c) for c in data["classes"]),
+            tuple(int(s) for s in data["strides"]),
+            None if recorded is None else {k: recorded[k] for k in ("imgsz", "chip_size")},
+        )
+    return None
+
+
+def write_card(model_path: Path, card: ModelCard) -> None:
+    """Write the card beside the model's exports; silently nothing where that folder is read-only."""
+    path = card_path(model_path, card.model_hash)
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.stem, suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as file:
+                json.dump({"format": CARD_FORMAT, **asdict(card)}, file)
+            _publish(Path(tmp), path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        for old in path.parent.glob(f"{model_path.stem}-*.json"):  # earlier contents' cards
+            if old != path and re.fullmatch(
+                rf"{re.escape(model_path.stem)}-[0-9a-f]{{12}}\.json", old.name
+            ):
+                with contextlib.suppress(OSError):
+                    old.unlink()
+
+
+def detector_graph(model: Any, chip_size: int, input_size: int) -> Any:
+    """A torch module over a ``DetectionModel``: (N, S, S, 3) uint8 RGB chips -> (raw, pooled).
+
+    ``raw`` (N, 4 + C, A) float32, ``pooled`` (N, D) float32. Chips are normalised as
+    ultralytics does (x / 255, the model's dtype, contiguous BCHW) and, when ``input_size``
+    differs from ``chip_size``, resized bilinearly (square chips: ultralytics' letterbox
+    without padding). The torch backend runs this module; the exports are traced from it.
+    """
     import torch
+
+    dtype = next(model.parameters()).dtype
 
     class _Graph(torch.nn.Module):
         def __init__(self, net: Any) -> None:
@@ -129,20 +228,25 @@ def export_graph(model: Any) -> Any:
             self.net = net
 
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            x = x.permute(0, 3, 1, 2).to(dtype, memory_format=torch.contiguous_format) / 255
+            if input_size != chip_size:
+                x = torch.nn.functional.interpolate(
+                    x, size=(input_size, input_size), mode="bilinear", align_corners=False
+                )
             raw, preds = self.net(x)
             feats = preds.get("one2many", preds)["feats"]
             pooled = torch.cat([f.mean(dim=(2, 3), dtype=torch.float32) for f in feats], 1)
-            return raw, pooled
+            return raw.float(), pooled
 
     return _Graph(model).eval()
 
 
-def export_onnx(model: Any, path: Path, input_size: int) -> None:
-    """Trace ``model`` at (2, 3, input_size, input_size) into ONNX at ``path`` (batch dynamic)."""
+def export_onnx(model: Any, path: Path, chip_size: int, input_size: int) -> None:
+    """Trace ``model``'s graph on (2, S, S, 3) uint8 chips into ONNX at ``path`` (batch dynamic)."""
     import torch
 
-    graph = export_graph(model)
-    example = torch.zeros(2, 3, input_size, input_size)
+    graph = detector_graph(model, chip_size, input_size)
+    example = torch.zeros(2, chip_size, chip_size, 3, dtype=torch.uint8)
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python control flow in the head
         # The TorchScript exporter (dynamo=False) needs no onnxscript and traces the head's

@@ -52,11 +52,12 @@ def load_detector(
     onnxruntime, or None / "auto" for the fastest installed on the device (or
     ``$GEOAL_BACKEND``); the exported ones run with torch's CPU thread count per call.
     """
-    from geoal.detect.backends import resolve_backend
+    from geoal.detect.backends import get_backend, resolve_backend
 
     class_names = None if classes is None else check_classes(classes)
     runtime = resolve_backend(backend, device)
-    torch_device, use_half, streams = _check_device(device, half)
+    exported = get_backend(runtime).exported
+    device, use_half, streams, threads = _check_device(device, half, torch_threads=not exported)
     text = str(model)
     if "://" in text:
         raise ModelError(
@@ -65,32 +66,58 @@ def load_detector(
         )
     path = Path(text).expanduser()
     suffix = path.suffix.lower()
+    settings = Runtime(device, use_half, imgsz, streams, runtime, threads)
+    if suffix == ".pt" and exported and path.is_file():
+        card_detector = _from_card(path, class_names, settings)
+        if card_detector is not None:  # torch and ultralytics are not imported
+            return card_detector
     if suffix in _YAML_SUFFIXES:
         if class_names is None:
             raise ConfigError(f"model {text!r}: a .yaml architecture needs the class names")
         net, model_hash = _build_yaml(path, class_names)
     elif suffix == ".pt":
-        net, model_hash = _load_pt(path, class_names)
+        net, model_hash, recorded = _load_pt(path, class_names)
         class_names = _model_class_names(net)
+        if exported:
+            _write_card(path, model_hash, net, class_names, recorded)
     else:
         raise ModelError(
             f"model {text!r} is neither a .pt checkpoint nor a .yaml architecture; give either"
         )
-    net = _prepare(net, torch_device, use_half)
+    return Detector(_prepare(net, device, use_half), class_names, path, model_hash, settings)
+
+
+def _from_card(path: Path, classes: tuple[str, ...] | None, runtime: Runtime) -> Detector | None:
+    """A Detector for an exported backend from the model's card, its model loaded only if needed.
+
+    None when the checkpoint has no card yet (it is loaded with torch, and the card written).
+    """
+    from geoal.detect.export import read_card
+
+    model_hash = sha256_file(path)
+    card = read_card(path, model_hash)
+    if card is None:
+        return None
+    if classes is not None and card.classes != classes:
+        raise _class_mismatch(str(path.resolve()), card.classes, classes)
+
+    def load() -> Any:  # only when an export for a new input size has to be made
+        net, _, _ = _load_pt(path, card.classes)
+        return _prepare(net, runtime.device, runtime.half)
+
     return Detector(
-        model=net,
-        classes=class_names,
-        model_path=path,
-        model_hash=model_hash,
-        runtime=Runtime(
-            device=str(torch_device),
-            half=use_half,
-            imgsz=imgsz,
-            cpu_streams=streams,
-            backend=runtime,
-            threads=_torch_threads(),
-        ),
+        None, card.classes, path, model_hash, runtime, strides=card.strides, load_model=load
     )
+
+
+def _write_card(
+    path: Path, model_hash: str, net: Any, classes: tuple[str, ...], recorded: ModelInput | None
+) -> None:
+    from geoal.detect.export import ModelCard, write_card
+
+    strides = tuple(int(s) for s in net.stride.tolist())
+    found = None if recorded is None else {"imgsz": recorded.imgsz, "chip_size": recorded.chip_size}
+    write_card(path, ModelCard(model_hash, classes, strides, found))
 
 
 CHECKPOINT_KEY = "geoal"
@@ -122,12 +149,17 @@ def stride_size(side: int) -> int:
 def checkpoint_input(path: str | Path) -> ModelInput | None:
     """The input size recorded in a local ``.pt`` (geoal's record, else ultralytics' train_args).
 
-    None for a ``.yaml``, a missing or unreadable file (loading it reports why), or a
+    Read from the model's card when it has one (``geoal.detect.export.ModelCard``). None for a ``.yaml``, a missing or unreadable file (loading it reports why), or a
     checkpoint that records no size.
     """
+    from geoal.detect.export import read_card
+
     path = Path(path)
     if path.suffix.lower() != ".pt" or not path.is_file():
         return None
+    card = read_card(path, sha256_file(path))
+    if card is not None:  # known without loading the checkpoint (or importing torch)
+        return None if card.input is None else ModelInput(**card.input)  # type: ignore[arg-type]
     import torch
 
     try:
@@ -177,40 +209,51 @@ def check_classes(classes: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-def _check_device(device: str, half: bool | None) -> tuple[torch.device, bool, int]:
-    """The torch device, whether to run fp16, and the model calls to run at once on the CPU."""
-    import torch
+def _check_device(
+    device: str, half: bool | None, *, torch_threads: bool = True
+) -> tuple[str, bool, int, int]:
+    """The device, whether to run fp16, the model calls to run at once on the CPU, threads each.
 
+    On the CPU, unless ``OMP_NUM_THREADS`` is set, a call gets all cores but one, as
+    ultralytics does (the chip readers keep one: GDAL decoding, stretching; a network
+    on every core competes with them and runs several times slower), and the cores those
+    threads leave (on 2 cores: 1 thread, half the machine) run calls of their own;
+    never under the user's OMP_NUM_THREADS (a Ray actor). ``torch_threads``: also set
+    torch's thread count (the torch backend); the exported ones get ``threads`` per call.
+    """
     if device == "cpu":
         if half:
             raise ModelError("half precision needs a CUDA device; use half=False on device 'cpu'")
         streams = 1
-        if "OMP_NUM_THREADS" not in os.environ:
-            # As ultralytics does on CPU: leave a core to the chip readers (GDAL decoding,
-            # stretch); torch on every core competes with them and runs several times slower.
+        threads = _omp_threads()
+        if threads is None:
             cores = os.cpu_count() or 2
             threads = max(1, cores - 1)
-            torch.set_num_threads(threads)
-            # The cores those threads leave unused (on 2 cores: 1 thread, half the machine)
-            # run model calls of their own; only when geoal chose the threads, so never in
-            # a Ray actor or under the user's OMP_NUM_THREADS.
             streams = max(1, cores // threads)
-        return torch.device("cpu"), False, streams
+        if torch_threads:
+            import torch
+
+            if "OMP_NUM_THREADS" not in os.environ:
+                torch.set_num_threads(threads)
+            threads = int(torch.get_num_threads())
+        return "cpu", False, streams, threads
     if not _CUDA_DEVICE.match(device):
         raise ModelError(f"device must be 'cpu' or 'cuda:N', got {device!r}")
+    import torch
+
     index = int(device.partition(":")[2] or 0)
     if not torch.cuda.is_available() or index >= torch.cuda.device_count():
         available = torch.cuda.device_count() if torch.cuda.is_available() else 0
         raise ModelError(
             f"device {device!r} is not available ({available} CUDA device(s) found); use 'cpu'"
         )
-    return torch.device("cuda", index), True if half is None else bool(half), 1
+    return f"cuda:{index}", True if half is None else bool(half), 1, int(torch.get_num_threads())
 
 
-def _torch_threads() -> int:
-    import torch
-
-    return int(torch.get_num_threads())
+def _omp_threads() -> int | None:
+    """``OMP_NUM_THREADS`` as a positive int, None when unset or not a number."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def _build_yaml(path: Path, classes: tuple[str, ...]) -> tuple[Any, str]:
@@ -251,6 +294,12 @@ def read_checkpoint(path: Path, what: str = "model file") -> tuple[Any, str]:
     download, an unreadable file or a non-detection model raise ModelError (``what`` names
     the file's role in the message). Training's init checks use it too.
     """
+    net, resolved, _ = _read_checkpoint(path, what)
+    return net, resolved
+
+
+def _read_checkpoint(path: Path, what: str = "model file") -> tuple[Any, str, ModelInput | None]:
+    """:func:`read_checkpoint`, and the input size the checkpoint records (or None)."""
     from ultralytics.nn.tasks import load_checkpoint
     from ultralytics.utils.checks import check_yolov5u_filename
 
@@ -270,27 +319,31 @@ def read_checkpoint(path: Path, what: str = "model file") -> tuple[Any, str]:
             "and download that; rename the file (e.g. add a suffix) and load it again"
         )
     try:
-        net, _ = load_checkpoint(resolved, device="cpu")
+        net, ckpt = load_checkpoint(resolved, device="cpu")
     except Exception as error:
         raise ModelError(
             f"cannot load {what} {resolved!r}: {type(error).__name__}: {error}"
         ) from error
     _check_detection_model(net, resolved, what)
-    return net, resolved
+    return net, resolved, _recorded_input(ckpt)
 
 
-def _load_pt(path: Path, classes: tuple[str, ...] | None) -> tuple[Any, str]:
-    """A DetectionModel from a local checkpoint, and the sha256 of the file."""
-    net, resolved = read_checkpoint(path)
+def _load_pt(path: Path, classes: tuple[str, ...] | None) -> tuple[Any, str, ModelInput | None]:
+    """A DetectionModel from a local checkpoint, the sha256 of the file, its recorded input."""
+    net, resolved, recorded = _read_checkpoint(path)
     model_hash = sha256_file(path)
     names = _model_class_names(net)
     if classes is not None and names != classes:
-        raise ModelError(
-            f"model file {resolved!r} detects classes {list(names)} but the project's classes "
-            f"are {list(classes)} (same names, same order needed); "
-            "use a model trained for this project"
-        )
-    return net, model_hash
+        raise _class_mismatch(resolved, names, classes)
+    return net, model_hash, recorded
+
+
+def _class_mismatch(resolved: str, names: tuple[str, ...], classes: tuple[str, ...]) -> ModelError:
+    return ModelError(
+        f"model file {resolved!r} detects classes {list(names)} but the project's classes "
+        f"are {list(classes)} (same names, same order needed); "
+        "use a model trained for this project"
+    )
 
 
 def _check_detection_model(net: Any, source: str, what: str = "model file") -> None:
@@ -312,8 +365,8 @@ def _model_class_names(net: Any) -> tuple[str, ...]:
     return tuple(str(name) for name in names)
 
 
-def _prepare(net: Any, device: torch.device, half: bool) -> Any:
-    """Eval, one-to-many head, fused, on ``device``, fp16 or fp32, no gradients."""
+def _prepare(net: Any, device: str, half: bool) -> Any:
+    """Eval, one-to-many head, fused, on ``device`` ("cpu", "cuda:N"), fp16 or fp32, no gradients."""
     import torch
 
     head = net.model[-1]
@@ -325,7 +378,7 @@ def _prepare(net: Any, device: torch.device, half: bool) -> Any:
     net.fuse(verbose=False)
     net = net.to(device)
     net = net.half() if half else net.float()
-    if _channels_last(device):
+    if _channels_last(torch.device(device)):
         # As ultralytics' predictor does: faster convolutions, and the same numbers as YOLO.predict.
         net = net.to(memory_format=torch.channels_last)
     for parameter in net.parameters():

@@ -1,14 +1,17 @@
 """Class-wise NMS of the raw YOLO head output, as ultralytics' ``non_max_suppression`` does it.
 
-The same steps and the same compiled kernel (torchvision's ``nms``) as ultralytics'
-single-label, class-aware path, so the kept boxes and their anchors are the same; what
-differs is how the kernel is reached. ``import torchvision`` takes 1.5-2 s (it imports
-``torch._dynamo`` through ``torchvision.ops``), longer than a small scene's whole
-prediction on a CPU; the kernel itself lives in torchvision's compiled extension, which
-loads in milliseconds. ultralytics uses the kernel only when torchvision is already
-imported and otherwise a Python-loop NMS.
+Numpy in, numpy out, so that every backend (torch, OpenVINO, ONNX Runtime) shares the
+steps after the forward pass and the exported ones never need torch. The steps are
+ultralytics' single-label, class-aware path; the suppression itself runs on one of two
+kernels with the same rule (keep by descending score, drop a box whose IoU with a kept
+box of its class is above the threshold):
 
-torch and torchvision are imported inside the functions that need them.
+- torchvision's compiled ``nms``, when torch is already imported (the torch backend):
+  the same kernel as ``YOLO.predict``, loaded without ``import torchvision`` (which takes
+  1.5-2 s through ``torch._dynamo``; the compiled extension alone loads in milliseconds);
+- :func:`greedy_nms`, a numpy loop in float32, when it is not (the exported backends in a
+  process that never imports torch, 3-4 s of start-up saved). It stops once ``max_det``
+  boxes are kept. The two differ only in the order of exactly tied scores.
 """
 
 from __future__ import annotations
@@ -17,25 +20,48 @@ import contextlib
 import sys
 from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    import torch
+import numpy as np
 
-NmsKernel = Callable[["torch.Tensor", "torch.Tensor", float], "torch.Tensor"]
+NmsKernel = Callable[[np.ndarray, np.ndarray, float, int], np.ndarray]
+"""(boxes (N, 4) float32 xyxy, scores (N,) float32, iou, max_det) -> kept (K,) int64, K <= max_det."""
 
 MAX_NMS = 30_000  # candidates per image kept for NMS, by score (ultralytics' max_nms)
 MAX_WH = 7680  # class offset in pixels that keeps the classes' boxes apart (ultralytics' max_wh)
 _EXTENSION_NAMES = ("_C_stable", "_C")  # torchvision's compiled ops, by version
 
 
-@lru_cache(maxsize=1)
-def nms_kernel() -> NmsKernel:
-    """torchvision's compiled NMS ``(boxes (N, 4) xyxy, scores (N,), iou) -> kept (K,) int64``.
+def greedy_nms(boxes: np.ndarray, scores: np.ndarray, iou: float, max_det: int) -> np.ndarray:
+    """Indices of the boxes kept by greedy NMS, by descending score (ties: lower index first).
 
-    Loads the compiled extension alone when torchvision is not imported yet; falls back on
-    importing torchvision.
+    ``boxes`` (N, 4) xyxy float32, ``scores`` (N,); a box is dropped when its IoU with a
+    kept box is above ``iou``, as torchvision's kernel computes it (float32 areas).
     """
+    order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[order, k]) for k in range(4))
+    areas = (x2 - x1) * (y2 - y1)
+    alive = np.ones(len(order), dtype=bool)
+    kept: list[int] = []
+    i = 0
+    n = len(order)
+    while i < n and len(kept) < max_det:
+        kept.append(i)
+        rest = slice(i + 1, n)
+        w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0)
+        h = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0)
+        inter = w * h
+        with np.errstate(invalid="ignore", divide="ignore"):
+            overlap = inter / (areas[i] + areas[rest] - inter)
+        alive[rest] &= ~(overlap > iou)
+        following = np.flatnonzero(alive[rest])
+        i = i + 1 + int(following[0]) if len(following) else n
+    return order[np.asarray(kept, dtype=np.int64)]
+
+
+@lru_cache(maxsize=1)
+def _torchvision_kernel() -> Callable[..., Any] | None:
+    """torchvision's compiled NMS, loaded without importing torchvision where possible."""
     import torch
 
     if "torchvision" not in sys.modules and not hasattr(torch.ops.torchvision, "nms"):
@@ -44,8 +70,28 @@ def nms_kernel() -> NmsKernel:
             with contextlib.suppress(OSError, RuntimeError):  # then the usual import below
                 torch.ops.load_library(path)
     if not hasattr(torch.ops.torchvision, "nms"):
-        import torchvision  # noqa: F401  (loads the extension the usual way)
+        try:
+            import torchvision  # noqa: F401  (loads the extension the usual way)
+        except ImportError:
+            return None
     return torch.ops.torchvision.nms
+
+
+def _torchvision_nms(boxes: np.ndarray, scores: np.ndarray, iou: float, max_det: int) -> np.ndarray:
+    import torch
+
+    kernel = _torchvision_kernel()
+    if kernel is None:
+        return greedy_nms(boxes, scores, iou, max_det)
+    kept = kernel(torch.from_numpy(boxes), torch.from_numpy(scores), iou)
+    return np.asarray(kept[:max_det].numpy(), dtype=np.int64)
+
+
+def nms_kernel() -> NmsKernel:
+    """The suppression kernel for this process: torchvision's when torch is imported, else numpy."""
+    if "torch" in sys.modules:
+        return _torchvision_nms
+    return greedy_nms
 
 
 def _extension_path() -> str | None:
@@ -67,33 +113,37 @@ def _extension_path() -> str | None:
     return None
 
 
+def xywh2xyxy(xywh: np.ndarray) -> np.ndarray:
+    """(N, 4) centre-size boxes -> (N, 4) corner boxes, in the input's dtype (ultralytics' op)."""
+    half = xywh[:, 2:] / 2
+    return np.concatenate([xywh[:, :2] - half, xywh[:, :2] + half], axis=1)
+
+
 def non_max_suppression(
-    raw: torch.Tensor, conf: float, iou: float, max_det: int
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    raw: np.ndarray, conf: float, iou: float, max_det: int, kernel: NmsKernel | None = None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per image, the kept detections (N, 6) [x1, y1, x2, y2, conf, cls] and their anchors (N,).
 
-    ``raw``: (B, 4 + C, A) head output, xywh boxes in input pixels and sigmoid class
+    ``raw``: (B, 4 + C, A) float32 head output, xywh boxes in input pixels and sigmoid class
     scores. Each anchor competes with its best class only (score > ``conf``), NMS runs
     per class at ``iou``, at most ``max_det`` detections per image, by descending score.
+    Detections are float32, anchors int64. ``kernel``: default :func:`nms_kernel`.
     """
-    import torch
-    from ultralytics.utils.ops import xywh2xyxy
-
-    kernel = nms_kernel()
+    kernel = kernel or nms_kernel()
     n_cls = raw.shape[1] - 4
-    candidates = raw[:, 4:].amax(1) > conf  # (B, A)
-    anchors = torch.arange(raw.shape[-1], device=raw.device)
-    rows = raw.transpose(-1, -2)  # (B, A, 4 + C)
     dets, keep = [], []
-    for image, mask in zip(rows, candidates, strict=True):
-        x, idx = image[mask], anchors[mask]
-        box = xywh2xyxy(x[:, :4])
-        score, cls = x[:, 4 : 4 + n_cls].max(1, keepdim=True)
-        x = torch.cat((box, score, cls.float()), 1)
+    for image in raw:  # (4 + C, A)
+        scores = image[4:]
+        best = scores.max(axis=0) if n_cls else np.zeros(image.shape[1], image.dtype)
+        idx = np.flatnonzero(best > conf)
+        rows = image[:, idx].T  # (n, 4 + C)
+        cls = rows[:, 4:].argmax(axis=1).astype(np.float32)
+        x = np.concatenate([xywh2xyxy(rows[:, :4]), best[idx, None], cls[:, None]], axis=1)
         if x.shape[0] > MAX_NMS:
-            top = x[:, 4].argsort(descending=True)[:MAX_NMS]
+            top = np.argsort(-x[:, 4], kind="stable")[:MAX_NMS]
             x, idx = x[top], idx[top]
-        kept = kernel(x[:, :4] + x[:, 5:6] * MAX_WH, x[:, 4], iou)[:max_det]
-        dets.append(x[kept])
-        keep.append(idx[kept])
+        offset = x[:, :4] + x[:, 5:6] * np.float32(MAX_WH)
+        kept = kernel(np.ascontiguousarray(offset), np.ascontiguousarray(x[:, 4]), iou, max_det)
+        dets.append(np.ascontiguousarray(x[kept], dtype=np.float32))
+        keep.append(idx[kept].astype(np.int64))
     return dets, keep

@@ -14,6 +14,7 @@ from detect_fixtures import CLASSES, make_chips
 from geoal.detect import backends, export
 from geoal.detect.backends import resolve_backend
 from geoal.errors import ConfigError, ModelError
+from geoal.hashing import sha256_file
 
 EXPORTED = ("openvino", "onnxruntime")
 
@@ -126,9 +127,9 @@ def test_export_is_cached_beside_the_model_and_rebuilt_when_stale(
     calls: list[int] = []
     real_export = export.export_onnx
 
-    def counting(net: Any, path: Path, size: int) -> None:
+    def counting(net: Any, path: Path, chip: int, size: int) -> None:
         calls.append(size)
-        real_export(net, path, size)
+        real_export(net, path, chip, size)
 
     monkeypatch.setattr(export, "export_onnx", counting)
     chips = make_chips(2)
@@ -155,14 +156,16 @@ def test_export_is_cached_beside_the_model_and_rebuilt_when_stale(
 
 
 def test_export_key_covers_what_changes_the_graph(monkeypatch: pytest.MonkeyPatch) -> None:
-    import torch
-
-    key = export.export_key("a" * 64, 640)
-    assert export.export_key("a" * 64, 640) == key
-    assert export.export_key("b" * 64, 640) != key
-    assert export.export_key("a" * 64, 512) != key
-    monkeypatch.setattr(torch, "__version__", "0.0.1")
-    assert export.export_key("a" * 64, 640) != key
+    key = export.export_key("a" * 64, 640, 640)
+    assert export.export_key("a" * 64, 640, 640) == key
+    assert export.export_key("b" * 64, 640, 640) != key
+    assert export.export_key("a" * 64, 640, 512) != key
+    assert export.export_key("a" * 64, 512, 640) != key  # chips resized in the graph
+    real = export.package_version
+    monkeypatch.setattr(
+        export, "package_version", lambda name: "0.0.1" if name == "torch" else real(name)
+    )
+    assert export.export_key("a" * 64, 640, 640) != key
 
 
 def test_failed_export_falls_back_to_torch_with_one_warning(
@@ -173,7 +176,7 @@ def test_failed_export_falls_back_to_torch_with_one_warning(
     model = tmp_path / "model.pt"
     model.write_bytes(checkpoint.read_bytes())
 
-    def broken(net: Any, path: Path, size: int) -> None:
+    def broken(net: Any, path: Path, chip: int, size: int) -> None:
         raise RuntimeError("exporter exploded")
 
     monkeypatch.setattr(export, "export_onnx", broken)
@@ -213,7 +216,7 @@ def test_openvino_gets_the_threads_and_streams_asked_for(checkpoint: Path) -> No
     detector = load_detector(checkpoint, CLASSES, backend="openvino")  # export shared above
     detector.threads, detector.cpu_streams = 1, 2
     detector.predict_batch(make_chips(2))
-    compiled = detector._runners[128].compiled
+    compiled = detector._runners[(128, 128)].compiled
     assert int(compiled.get_property("NUM_STREAMS")) == 2
     assert int(compiled.get_property("INFERENCE_NUM_THREADS")) == 2
     assert "float32" in str(compiled.get_property("INFERENCE_PRECISION_HINT"))
@@ -242,4 +245,104 @@ def test_the_first_call_is_made_by_the_thread_that_compiles(
 
     monkeypatch.setattr(runner_class, "__call__", recording)
     backends.open_runner(name, onnx, 1, 2, onnx.parent / "cache")
-    assert calls == [(threading.current_thread().name, (1, 3, 128, 128))]
+    assert calls == [(threading.current_thread().name, (1, 128, 128, 3))]
+
+
+_FRESH_PROCESS = """
+import json, sys
+import numpy as np
+sys.path.insert(0, {fixtures!r})
+from detect_fixtures import CLASSES, make_chips
+from geoal.detect import load_detector
+from geoal.detect.loading import checkpoint_input
+model = {model!r}
+found = checkpoint_input(model)
+detector = load_detector(model, CLASSES, backend={backend!r})
+results = detector.predict_batch(make_chips(3, size={size}), views=2, conf=0.05)
+np.savez({out!r}, *[r.anchor_probs for r in results], *[r.boxes for r in results])
+print(json.dumps({{
+    "torch": "torch" in sys.modules, "ultralytics": "ultralytics" in sys.modules,
+    "backend": detector.backend, "input": None if found is None else found.imgsz,
+}}))
+"""
+
+
+def _fresh(model: Path, backend: str, size: int, out: Path) -> dict[str, Any]:
+    """Load and predict in a fresh Python process; what it imported and ran."""
+    import json
+    import subprocess
+    import sys
+
+    code = _FRESH_PROCESS.format(
+        fixtures=str(Path(__file__).parent),
+        model=str(model),
+        backend=backend,
+        size=size,
+        out=str(out),
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("name", EXPORTED)
+def test_with_its_export_on_disk_a_model_runs_without_torch(
+    name: str, tmp_path: Path, checkpoint: Path
+) -> None:
+    """The first process exports the model and writes its card; the next imports neither
+    torch nor ultralytics (3-4 s of start-up) and returns the same arrays. A chip size
+    without an export loads the model then, and still runs the exported backend."""
+    from geoal.detect import load_detector
+
+    model = tmp_path / "model.pt"
+    model.write_bytes(checkpoint.read_bytes())
+    first = _fresh(model, name, 128, tmp_path / "first.npz")
+    assert first == {"torch": True, "ultralytics": True, "backend": name, "input": first["input"]}
+    cards = list((tmp_path / export.EXPORT_DIR).glob("model-*.json"))
+    assert len(cards) == 1
+    second = _fresh(model, name, 128, tmp_path / "second.npz")
+    assert second == {
+        "torch": False,
+        "ultralytics": False,
+        "backend": name,
+        "input": first["input"],
+    }
+    a, b = np.load(tmp_path / "first.npz"), np.load(tmp_path / "second.npz")
+    for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key])
+    # the torch backend on the same chips agrees (the card's classes and strides are right)
+    ref = load_detector(model, CLASSES, backend="torch").predict_batch(
+        make_chips(3, size=128), views=2, conf=0.05
+    )
+    for got, want in zip(range(3), ref, strict=True):
+        np.testing.assert_allclose(a[f"arr_{got}"], want.anchor_probs, atol=1e-4)
+    other = _fresh(model, name, 96, tmp_path / "other.npz")  # no export for 96 px chips yet
+    assert other["torch"] and other["backend"] == name
+    assert len(list((tmp_path / export.EXPORT_DIR).glob("*-96px-*.onnx"))) == 1
+
+
+def test_a_card_refuses_other_classes_and_follows_the_file(
+    tmp_path: Path, checkpoint: Path
+) -> None:
+    from geoal.detect import load_detector
+    from geoal.detect.loading import ModelInput, checkpoint_input, record_input
+
+    model = tmp_path / "model.pt"
+    record_input(checkpoint, model, ModelInput(128, 256))  # as geoal train records it
+    load_detector(model, CLASSES, backend="onnxruntime")  # loads with torch, writes the card
+    with pytest.raises(ModelError, match=r"detects classes \['car', 'ship', 'plane'\]"):
+        load_detector(model, ("car", "boat", "plane"), backend="onnxruntime")
+    card = export.read_card(model, sha256_file(model))
+    assert card is not None and card.classes == CLASSES and card.strides == (8, 16, 32)
+    assert card.input == {"imgsz": 128, "chip_size": 256}
+    assert checkpoint_input(model) == ModelInput(128, 256)  # read from the card
+    # new content in the same file: another hash, no card; loading writes the new one
+    other = tmp_path / "other.pt"
+    from detect_fixtures import make_checkpoint
+
+    make_checkpoint(other, CLASSES, seed=1)
+    model.write_bytes(other.read_bytes())
+    assert export.read_card(model, sha256_file(model)) is None
+    load_detector(model, CLASSES, backend="onnxruntime")
+    assert len(list((tmp_path / export.EXPORT_DIR).glob("model-*.json"))) == 1
+    assert export.read_card(model, sha256_file(model)) is not None

@@ -110,7 +110,7 @@ def test_reading_the_next_batch_overlaps_the_model(
     n_batches = 4
     reading = [threading.Event() for _ in range(n_batches + 1)]
     overlapped: list[bool] = []
-    real_predict = detector.predict_batch
+    real_submit = detector._submit
 
     def source() -> Iterator[tuple[int, np.ndarray]]:
         for n in range(n_batches):
@@ -121,9 +121,9 @@ def test_reading_the_next_batch_overlaps_the_model(
     def slow_model(images: np.ndarray, *args: Any, **kwargs: Any) -> Any:
         n = len(overlapped)
         overlapped.append(reading[n + 1].wait(WAIT_S))  # batch n + 1 read before we finish n
-        return real_predict(images, *args, **kwargs)
+        return real_submit(images, *args, **kwargs)
 
-    monkeypatch.setattr(detector, "predict_batch", slow_model)
+    monkeypatch.setattr(detector, "_submit", slow_model)
     keys = [k for k, _ in detector.iter_predict(source(), prefetch_depth=1)]
     assert keys == list(range(n_batches))
     assert overlapped == [True] * n_batches
