@@ -17,6 +17,13 @@ with greedy NMM / IOS / 0.5, class-aware. Reported:
   speedup_vs_sahi_<backend> and warm_speedup_vs_sahi_<backend>;
 - the same first-run throughput while another process keeps one core busy
   (busy_speedup_vs_sahi_<backend>), unless --no-busy;
+- whole processes, as a shell runs them: the wall time from starting the worker process to
+  its exit, imports, model loading and writing the objects included, one scene per process
+  (process_speedup_vs_sahi_<backend>; with the export on disk, geoal's OpenVINO and ONNX
+  Runtime processes import neither torch nor ultralytics);
+- the floor: the bare network of each backend on the same number of chips, through geoal's
+  CPU streams, no NMS or merge (network_chips_s_<backend>): what no pipeline around that
+  network can beat;
 - peak RSS of geoal on the scene and on a scene 4x larger in area (it must not grow
   with the scene: geoal holds detections, never the scene).
 
@@ -85,6 +92,34 @@ def worker_geoal(
         "objects": len(objects),
         "raw": det.raw_detections,
         "peak_rss_mb": _rss_mb(),
+        "backend": detector.backend,
+    }
+
+
+def worker_network(
+    scene: str, weights: str, batch: int, out: str, warm: bool = False, backend: str = "auto"
+) -> dict:
+    """The bare network: geoal's forward calls (its CPU streams) on the scene's chip count."""
+    import numpy as np
+    import rasterio
+
+    from geoal.detect import load_detector
+    from geoal.raster.grid import chip_grid
+
+    del out, warm
+    with rasterio.open(scene) as ds:
+        n_chips = len(chip_grid(ds.width, ds.height, SIZE, OVERLAP))
+    detector = load_detector(weights, None, backend=backend)
+    chips = np.random.default_rng(0).integers(0, 256, (batch, SIZE, SIZE, 3), dtype=np.uint8)
+    views = ("identity",)
+    [c.result() for c in detector._submit(chips, views).calls]  # compile, first call
+    t0 = time.perf_counter()
+    pending = [detector._submit(chips, views) for _ in range(-(-n_chips // batch))]
+    for batch_calls in pending:
+        [c.result() for c in batch_calls.calls]
+    return {
+        "seconds": time.perf_counter() - t0,
+        "chips": len(pending) * batch,
         "backend": detector.backend,
     }
 
@@ -202,7 +237,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         kind, scene_arg, weights_arg, batch_arg, out_arg, warm_arg, backend_arg = args.worker
-        worker = worker_geoal if kind == "geoal" else worker_sahi
+        worker = {"geoal": worker_geoal, "sahi": worker_sahi, "network": worker_network}[kind]
         print(
             json.dumps(
                 worker(
@@ -247,17 +282,24 @@ def main() -> None:
 
     def once(kind: str, backend: str, target: Path = scene, warm: str = "warm") -> dict:
         out = str(work / f"{kind}-{backend}-{target.stem}.json")
+        t0 = time.perf_counter()
         res = run_worker([kind, str(target), str(weights), str(args.batch), out, warm, backend])
-        if kind == "geoal" and res["backend"] != backend:
+        res["process_seconds"] = time.perf_counter() - t0
+        if kind != "sahi" and res["backend"] != backend:
             raise RuntimeError(f"arm {backend} ran {res['backend']}")
         res["out"] = out
         return res
 
     arms = [("sahi", "")] + [("geoal", b) for b in backends]
     runs: dict[tuple[str, str], list[dict]] = {arm: [] for arm in arms}
+    fresh: dict[tuple[str, str], list[dict]] = {arm: [] for arm in arms}
+    network: dict[str, list[dict]] = {name: [] for name in backends}
     for _ in range(repeat):
         for arm in arms:
             runs[arm].append(once(*arm))
+            fresh[arm].append(once(*arm, warm="once"))
+        for name in backends:
+            network[name].append(once("network", name, warm="once"))
     busy: dict[tuple[str, str], list[dict]] = {arm: [] for arm in arms}
     if not args.no_busy:
         with BusyCore():
@@ -291,6 +333,7 @@ def main() -> None:
     }
     if busy[sahi]:
         result["sahi_busy_chips_s"] = round(best(sahi, table=busy), 3)
+    result["sahi_process_chips_s"] = round(best(sahi, "process_seconds", fresh), 3)
     for name in backends:
         arm = ("geoal", name)
         result[f"{name}_chips_s"] = round(best(arm), 3)
@@ -304,6 +347,11 @@ def main() -> None:
             result[f"busy_speedup_vs_sahi_{name}"] = round(
                 best(arm, table=busy) / best(sahi, table=busy), 3
             )
+        result[f"{name}_process_chips_s"] = round(best(arm, "process_seconds", fresh), 3)
+        result[f"process_speedup_vs_sahi_{name}"] = round(
+            best(arm, "process_seconds", fresh) / best(sahi, "process_seconds", fresh), 3
+        )
+        result[f"network_chips_s_{name}"] = round(max(rate(r) for r in network[name]), 3)
         result[f"{name}_peak_rss_mb"] = round(min(r["peak_rss_mb"] for r in runs[arm]), 1)
         result[f"{name}_objects"] = len(objects(arm))
         result[f"match_rate_{name}"] = round(match_rate(objects(sahi), objects(arm)), 4)

@@ -26,6 +26,7 @@ largest score difference, the Spearman correlation of chip scores for each aggre
 
 Last stdout line: one JSON object with plain_chips_s, <backend>_chips_s,
 speedup_vs_ultralytics_<backend> (plain time / geoal time), busy_speedup_vs_ultralytics_<backend>,
+process_speedup_vs_ultralytics_<backend> (the same for the whole processes, start to exit),
 two_view_ratio_<backend> (two-view time / plain time), agreement_<backend>, load averages.
 """
 
@@ -141,8 +142,12 @@ def worker_geoal(project: str, weights: str, backend: str, views: int, batch: in
 
 
 def run_worker(args: list[Any], threads: str = "") -> dict:
-    """Run an arm in a fresh process; ``threads``: its OMP_NUM_THREADS ("": geoal chooses)."""
+    """Run an arm in a fresh process; ``threads``: its OMP_NUM_THREADS ("": geoal chooses).
+
+    Adds ``process_seconds``: the process's wall time, start to exit (imports included).
+    """
     env = dict(_SHELL_ENV, OMP_NUM_THREADS=threads) if threads else _SHELL_ENV
+    t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, __file__, "--worker", json.dumps(args)],
         capture_output=True,
@@ -152,7 +157,9 @@ def run_worker(args: list[Any], threads: str = "") -> dict:
     )
     if proc.returncode != 0:
         raise RuntimeError((proc.stderr or proc.stdout).strip().splitlines()[-1][:400])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return dict(
+        json.loads(proc.stdout.strip().splitlines()[-1]), process_seconds=time.perf_counter() - t0
+    )
 
 
 # -- agreement between two scored stores ---------------------------------------------
@@ -321,6 +328,9 @@ def main() -> None:
     runs = iter(range(1_000_000))
     last_db: dict[tuple[str, int], Path] = {}
 
+    process: dict[str, list[float]] = {}  # quiet runs only
+    quiet = [True]
+
     def geoal(arm: str, views: int) -> float:
         name, _, threads = arm.partition(":omp")
         folder = work / f"{name}-{threads}-{views}v-{next(runs)}"
@@ -330,10 +340,14 @@ def main() -> None:
         if out["backend"] != name:
             raise RuntimeError(f"arm {arm} ran {out['backend']}")
         last_db[(arm, views)] = folder / "geoal.db"
+        if quiet[0]:
+            process.setdefault(f"{arm}-{views}", []).append(out["process_seconds"])
         return float(out["seconds"])
 
     def plain() -> float:
         out = run_worker(["plain", str(scene), str(weights), windows, args.imgsz, args.batch])
+        if quiet[0]:
+            process.setdefault("plain", []).append(out["process_seconds"])
         return float(out["seconds"])
 
     view_counts = (1,) if args.quick else (1, 2)
@@ -351,6 +365,7 @@ def main() -> None:
             file=sys.stderr,
         )
     if not args.no_busy:
+        quiet[0] = False
         with BusyCore():
             for _ in range(repeat):
                 times.setdefault("busy-plain", []).append(plain())
@@ -370,6 +385,10 @@ def main() -> None:
         result["plain_busy_chips_s"] = round(n_chips / best["busy-plain"], 3)
     for name in backends:
         result[f"{name}_chips_s"] = round(n_chips / best[f"{name}-1"], 3)
+        # whole processes as a shell runs them (imports included; warm-up runs too)
+        result[f"process_speedup_vs_ultralytics_{name}"] = round(
+            min(process["plain"]) / min(process[f"{name}-1"]), 3
+        )
         result[f"speedup_vs_ultralytics_{name}"] = round(best["plain"] / best[f"{name}-1"], 3)
         if f"{name}-2" in best:
             result[f"{name}_two_view_chips_s"] = round(n_chips / best[f"{name}-2"], 3)

@@ -6,12 +6,15 @@ whose two outputs are exactly what geoal reads from torch: the raw head output
 (B, 4 + C, A) and the pooled head inputs (B, D). NMS, the score-vector gathering,
 the views, the uncertainties and the store are the same code for every backend.
 
-On a CPU the exported runtimes run the bare network faster than torch, most of all
-on a busy machine (a yolov8n at 640 px, batch 4, 2 cores, ms per chip: torch 106,
-ONNX Runtime 64, OpenVINO 46 quiet; 805, 181, 118 at a load average of 4; geoal's
-whole path: ``docs/benchmarks.md``). ``auto`` picks the fastest one installed for
-the device: OpenVINO, then ONNX Runtime, then torch on a CPU; torch on CUDA. ``GEOAL_BACKEND`` in the environment
-replaces ``auto``'s choice (e.g. ``GEOAL_BACKEND=torch`` on a whole Ray cluster).
+On a CPU the exported runtimes beat torch, most of all in a fresh process: with the
+export and the model card on disk they need neither torch nor ultralytics (3-4 s of
+imports). ``geoal score``, 64 chips of 640 px, one view, 2 cores, chips/s against plain
+``YOLO.predict``: OpenVINO 2.3x, ONNX Runtime 2.6x, torch 1.7x; with another process on
+one core 1.9x, 1.9x, 1.3x (``docs/benchmarks.md``). ``auto`` picks, of those installed,
+OpenVINO, then ONNX Runtime, then torch on a CPU (the two runtimes were within run-to-run
+noise of each other on that AMD machine, quiet and loaded; OpenVINO was well ahead on the
+bare network under load in an earlier measurement); torch on CUDA. ``GEOAL_BACKEND`` in the environment replaces ``auto``'s choice (e.g.
+``GEOAL_BACKEND=torch`` on a whole Ray cluster).
 
 Runtimes are imported inside the functions that need them.
 """
@@ -63,7 +66,12 @@ class Backend:
 
 
 class OpenVinoRunner:
-    """An ONNX graph compiled by OpenVINO for the CPU; one infer request per calling thread."""
+    """An ONNX graph compiled by OpenVINO for the CPU; one infer request per calling thread.
+
+    Compiled for a static batch of one chip, each call running its chips one by one: on
+    the 2-core AMD machine of ``docs/benchmarks.md`` the bare network took 71-74 ms per
+    chip so, against 80-86 ms with a dynamic batch of 4 (two streams of one thread).
+    """
 
     def __init__(self, onnx_path: Path, threads: int, streams: int, cache_dir: Path) -> None:
         import openvino as ov
@@ -80,7 +88,10 @@ class OpenVinoRunner:
             # Pinned threads stall when another process holds their core (a shared machine).
             "ENABLE_CPU_PINNING": "NO",
         }
-        self.compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
+        model = core.read_model(str(onnx_path))
+        size = model.inputs[0].partial_shape[1].get_length()
+        model.reshape([1, size, size, 3])
+        self.compiled = core.compile_model(model, "CPU", config)
         self._local = threading.local()
         _warm_up(self, self.compiled.inputs[0].partial_shape[1].get_length())
 
@@ -88,9 +99,13 @@ class OpenVinoRunner:
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()
-        request.infer([x])  # releases the GIL: the CPU streams run at once
-        # copies: the request's output buffers are reused by its next call
-        return request.get_output_tensor(0).data.copy(), request.get_output_tensor(1).data.copy()
+        raws, pooled = [], []
+        for i in range(len(x)):
+            request.infer([x[i : i + 1]])  # releases the GIL: the CPU streams run at once
+            # copies: the request's output buffers are reused by its next call
+            raws.append(request.get_output_tensor(0).data.copy())
+            pooled.append(request.get_output_tensor(1).data.copy())
+        return np.concatenate(raws), np.concatenate(pooled)
 
 
 class OnnxRuntimeRunner:

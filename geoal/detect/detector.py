@@ -89,7 +89,7 @@ class Detector:
     strides, pixels (default: the model's); ``model_hash`` is the content hash that tags
     stored results (sha256 of the .pt file, or of the yaml content + classes).
 
-    ``split_views``: the B * V view images are stacked into one tensor; on CUDA
+    ``split_views``: the B * V view images are stacked into one array; on CUDA
     it goes through the network in one call, on the CPU (the default there) in
     calls of at most ``cpu_chunk`` images (4), because CPU convolutions gain nothing
     from a bigger batch and lose cache locality (2 views of 4 chips at 640 px: one
@@ -102,10 +102,10 @@ class Detector:
     that costs OpenMP threads so much (they wait for each other at every operation).
 
     ``backend``: the runtime of the forward pass (``geoal.detect.backends``): ``torch``
-    runs ``model``; ``openvino`` and ``onnxruntime`` run its ONNX export
-    (``geoal.detect.export``), made and compiled on the first batch of each input size
-    with ``threads`` threads per call and ``cpu_streams`` calls at once. Everything
-    after the forward pass is the same code. If the export or the runtime fails, the
+    runs ``model`` in ``geoal.detect.export.detector_graph``; ``openvino`` and
+    ``onnxruntime`` run that graph's ONNX export, made (or found on disk) and compiled on
+    the first batch of each chip and input size, with ``threads`` threads per call and
+    ``cpu_streams`` calls at once. Everything after the forward pass is the same numpy code. If the export or the runtime fails, the
     detector warns once and runs torch from then on (``backend`` says which ran).
     """
 
