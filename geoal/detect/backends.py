@@ -13,8 +13,9 @@ imports). ``geoal score``, 64 chips of 640 px, one view, 2 cores, chips/s agains
 one core 1.9x, 1.9x, 1.3x (``docs/benchmarks.md``). ``auto`` picks, of those installed,
 OpenVINO, then ONNX Runtime, then torch on a CPU (the two runtimes were within run-to-run
 noise of each other on that AMD machine, quiet and loaded; OpenVINO was well ahead on the
-bare network under load in an earlier measurement); torch on CUDA. ``GEOAL_BACKEND`` in the environment replaces ``auto``'s choice (e.g.
-``GEOAL_BACKEND=torch`` on a whole Ray cluster).
+bare network under load in an earlier measurement); torch on CUDA. ``GEOAL_BACKEND`` in
+the environment replaces ``auto``'s choice (e.g. ``GEOAL_BACKEND=torch`` on a whole Ray
+cluster).
 
 Runtimes are imported inside the functions that need them.
 """

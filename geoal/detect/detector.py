@@ -105,8 +105,9 @@ class Detector:
     runs ``model`` in ``geoal.detect.export.detector_graph``; ``openvino`` and
     ``onnxruntime`` run that graph's ONNX export, made (or found on disk) and compiled on
     the first batch of each chip and input size, with ``threads`` threads per call and
-    ``cpu_streams`` calls at once. Everything after the forward pass is the same numpy code. If the export or the runtime fails, the
-    detector warns once and runs torch from then on (``backend`` says which ran).
+    ``cpu_streams`` calls at once. Everything after the forward pass is the same numpy
+    code. If the export or the runtime fails, the detector warns once and runs torch from
+    then on (``backend`` says which ran).
     """
 
     cpu_chunk = 4

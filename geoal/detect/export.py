@@ -190,7 +190,7 @@ def read_card(model_path: Path, model_hash: str) -> ModelCard | None:
 
 
 def write_card(model_path: Path, card: ModelCard) -> None:
-    """Write the card beside the model's exports; silently nothing where that folder is read-only."""
+    """Write the card beside the model's exports (nothing where that folder is read-only)."""
     path = card_path(model_path, card.model_hash)
     with contextlib.suppress(OSError):
         path.parent.mkdir(exist_ok=True)

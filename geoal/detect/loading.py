@@ -44,13 +44,16 @@ def load_detector(
     A ``.yaml`` gives a model with nc = len(classes) and these class names,
     randomly initialised from ``YAML_SEED``. A ``.pt`` must name exactly
     ``classes``, in order; ``classes=None`` takes a ``.pt``'s own class names
-    (``Detector.classes``; whole-scene prediction outside a project). ``device`` is "cpu" or "cuda:N"; ``half`` defaults to
-    fp16 on CUDA and fp32 on CPU. ``imgsz`` (pixels, a multiple of the model's
-    largest stride) resizes chips to the model's input size; None runs chips at
-    their own size. Raises ModelError for a missing, unreadable, remote or
-    mismatching model. ``backend`` (``geoal.detect.backends``): torch, openvino,
-    onnxruntime, or None / "auto" for the fastest installed on the device (or
-    ``$GEOAL_BACKEND``); the exported ones run with torch's CPU thread count per call.
+    (``Detector.classes``; whole-scene prediction outside a project). ``device`` is
+    "cpu" or "cuda:N"; ``half`` defaults to fp16 on CUDA and fp32 on CPU. ``imgsz``
+    (pixels, a multiple of the model's largest stride) resizes chips to the model's
+    input size; None runs chips at their own size. Raises ModelError for a missing,
+    unreadable, remote or mismatching model. ``backend`` (``geoal.detect.backends``):
+    torch, openvino, onnxruntime, or None / "auto" for the default on the device (or
+    ``$GEOAL_BACKEND``); the exported ones get the threads per call that torch would.
+    With an exported backend, a ``.pt`` whose model card is on disk
+    (``geoal.detect.export.ModelCard``) is not loaded at all (nor torch imported) until
+    an export is missing; loading a ``.pt`` for one writes its card.
     """
     from geoal.detect.backends import get_backend, resolve_backend
 
@@ -149,7 +152,8 @@ def stride_size(side: int) -> int:
 def checkpoint_input(path: str | Path) -> ModelInput | None:
     """The input size recorded in a local ``.pt`` (geoal's record, else ultralytics' train_args).
 
-    Read from the model's card when it has one (``geoal.detect.export.ModelCard``). None for a ``.yaml``, a missing or unreadable file (loading it reports why), or a
+    Read from the model's card when it has one (``geoal.detect.export.ModelCard``). None
+    for a ``.yaml``, a missing or unreadable file (loading it reports why), or a
     checkpoint that records no size.
     """
     from geoal.detect.export import read_card
@@ -366,7 +370,7 @@ def _model_class_names(net: Any) -> tuple[str, ...]:
 
 
 def _prepare(net: Any, device: str, half: bool) -> Any:
-    """Eval, one-to-many head, fused, on ``device`` ("cpu", "cuda:N"), fp16 or fp32, no gradients."""
+    """Eval, one-to-many head, fused, on ``device`` ("cpu", "cuda:N"), fp16/fp32, no gradients."""
     import torch
 
     head = net.model[-1]

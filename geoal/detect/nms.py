@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 NmsKernel = Callable[[np.ndarray, np.ndarray, float, int], np.ndarray]
-"""(boxes (N, 4) float32 xyxy, scores (N,) float32, iou, max_det) -> kept (K,) int64, K <= max_det."""
+"""(boxes (N, 4) float32 xyxy, scores (N,) float32, iou, max_det) -> kept (K <= max_det,) int64."""
 
 MAX_NMS = 30_000  # candidates per image kept for NMS, by score (ultralytics' max_nms)
 MAX_WH = 7680  # class offset in pixels that keeps the classes' boxes apart (ultralytics' max_wh)
