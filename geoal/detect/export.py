@@ -168,9 +168,9 @@ class ModelCard:
 
 
 def card_path(model_path: Path, model_hash: str) -> Path:
-    """Where the card of this content of a local model file lives (it may not exist)."""
-    folder = model_path.resolve().parent / EXPORT_DIR
-    return folder / f"{model_path.stem}-{model_hash[:12]}.json"
+    """Where the card of this content of a local model file lives (it may not exist): with
+    the model's exports (:func:`export_folder`)."""
+    return export_folder(model_path) / f"{model_path.stem}-{model_hash[:12]}.json"
 
 
 def read_card(model_path: Path, model_hash: str) -> ModelCard | None:
@@ -190,10 +190,13 @@ def read_card(model_path: Path, model_hash: str) -> ModelCard | None:
 
 
 def write_card(model_path: Path, card: ModelCard) -> None:
-    """Write the card beside the model's exports (nothing where that folder is read-only)."""
-    path = card_path(model_path, card.model_hash)
+    """Write the card with the model's exports (nothing where that fails: a read-only cache).
+
+    Beside the model, the cards of earlier contents of the same file are removed (not in the
+    shared user cache, where another folder's model may have the same name).
+    """
     with contextlib.suppress(OSError):
-        path.parent.mkdir(exist_ok=True)
+        path = card_path(model_path, card.model_hash)
         fd, tmp = tempfile.mkstemp(prefix=path.stem, suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "w") as file:
@@ -202,6 +205,8 @@ def write_card(model_path: Path, card: ModelCard) -> None:
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+        if path.parent.name != EXPORT_DIR:
+            return
         for old in path.parent.glob(f"{model_path.stem}-*.json"):  # earlier contents' cards
             if old != path and re.fullmatch(
                 rf"{re.escape(model_path.stem)}-[0-9a-f]{{12}}\.json", old.name
