@@ -346,3 +346,24 @@ def test_a_card_refuses_other_classes_and_follows_the_file(
     load_detector(model, CLASSES, backend="onnxruntime")
     assert len(list((tmp_path / export.EXPORT_DIR).glob("model-*.json"))) == 1
     assert export.read_card(model, sha256_file(model)) is not None
+
+
+@pytest.mark.parametrize("name", EXPORTED)
+def test_chips_resized_inside_the_exported_graph_agree_with_torch(
+    name: str, checkpoint: Path
+) -> None:
+    """128 px chips run at 96 px: the bilinear resize is part of the exported graph."""
+    from geoal.detect import load_detector
+
+    chips = make_chips(4, seed=3)
+    ref = load_detector(checkpoint, CLASSES, backend="torch", imgsz=96).predict_batch(
+        chips, views=2, conf=0.05
+    )
+    detector = load_detector(checkpoint, CLASSES, backend=name, imgsz=96)
+    got = detector.predict_batch(chips, views=2, conf=0.05)
+    assert detector.backend == name
+    assert list((checkpoint.parent / export.EXPORT_DIR).glob("*-128to96px-*.onnx"))
+    for a, b in zip(got, ref, strict=True):
+        assert a.anchor_probs.shape == b.anchor_probs.shape == (2, 12 * 12 + 6 * 6 + 3 * 3, 3)
+        np.testing.assert_allclose(a.anchor_probs, b.anchor_probs, atol=1e-3)
+        assert len(b) > 0 and _unmatched(a, b) == 0 and _unmatched(b, a) == 0
