@@ -228,9 +228,9 @@ def _check_device(
     if device == "cpu":
         if half:
             raise ModelError("half precision needs a CUDA device; use half=False on device 'cpu'")
-        streams = 1
-        threads = _omp_threads()
-        if threads is None:
+        if "OMP_NUM_THREADS" in os.environ:
+            threads, streams = _omp_threads() or 1, 1
+        else:
             cores = os.cpu_count() or 2
             threads = max(1, cores - 1)
             streams = max(1, cores // threads)
