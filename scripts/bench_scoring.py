@@ -329,7 +329,7 @@ def main() -> None:
     last_db: dict[tuple[str, int], Path] = {}
 
     process: dict[str, list[float]] = {}  # quiet runs only
-    quiet = [True]
+    quiet = True
 
     def geoal(arm: str, views: int) -> float:
         name, _, threads = arm.partition(":omp")
@@ -340,13 +340,13 @@ def main() -> None:
         if out["backend"] != name:
             raise RuntimeError(f"arm {arm} ran {out['backend']}")
         last_db[(arm, views)] = folder / "geoal.db"
-        if quiet[0]:
+        if quiet:
             process.setdefault(f"{arm}-{views}", []).append(out["process_seconds"])
         return float(out["seconds"])
 
     def plain() -> float:
         out = run_worker(["plain", str(scene), str(weights), windows, args.imgsz, args.batch])
-        if quiet[0]:
+        if quiet:
             process.setdefault("plain", []).append(out["process_seconds"])
         return float(out["seconds"])
 
@@ -365,7 +365,7 @@ def main() -> None:
             file=sys.stderr,
         )
     if not args.no_busy:
-        quiet[0] = False
+        quiet = False
         with BusyCore():
             for _ in range(repeat):
                 times.setdefault("busy-plain", []).append(plain())

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 EXPORT_FORMAT = 2  # bump when the exported graph's inputs or outputs change (2: uint8 NHWC in)
-CARD_FORMAT = 1
+CARD_FORMAT = 2
 OPSET = 17
 CACHE_ENV = "GEOAL_CACHE_DIR"
 EXPORT_DIR = ".geoal-export"
@@ -158,13 +158,15 @@ class ModelCard:
     """What loading a checkpoint tells about it, kept beside its exports (see the module doc).
 
     ``classes`` the class names in order; ``strides`` the head's strides, pixels;
-    ``input`` the recorded input, {"imgsz": I, "chip_size": C or None}, or None.
+    ``imgsz`` and ``chip_size`` the recorded input (``geoal.detect.loading.ModelInput``),
+    pixels; ``imgsz`` None: the checkpoint records none.
     """
 
     model_hash: str
     classes: tuple[str, ...]
     strides: tuple[int, ...]
-    input: dict[str, int | None] | None
+    imgsz: int | None
+    chip_size: int | None
 
 
 def card_path(model_path: Path, model_hash: str) -> Path:
@@ -179,14 +181,19 @@ def read_card(model_path: Path, model_hash: str) -> ModelCard | None:
         data = json.loads(card_path(model_path, model_hash).read_text())
         if data.get("format") != CARD_FORMAT or data.get("model_hash") != model_hash:
             return None
-        recorded = data["input"]
         return ModelCard(
             model_hash,
             tuple(str(c) for c in data["classes"]),
             tuple(int(s) for s in data["strides"]),
-            None if recorded is None else {k: recorded[k] for k in ("imgsz", "chip_size")},
+            _optional_int(data["imgsz"]),
+            _optional_int(data["chip_size"]),
         )
     return None
+
+
+def _optional_int(value: Any) -> int | None:
+    """A JSON value as an int, None kept (ValueError / TypeError for anything else)."""
+    return None if value is None else int(value)
 
 
 def write_card(model_path: Path, card: ModelCard) -> None:

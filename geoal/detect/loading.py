@@ -119,8 +119,8 @@ def _write_card(
     from geoal.detect.export import ModelCard, write_card
 
     strides = tuple(int(s) for s in net.stride.tolist())
-    found = None if recorded is None else {"imgsz": recorded.imgsz, "chip_size": recorded.chip_size}
-    write_card(path, ModelCard(model_hash, classes, strides, found))
+    imgsz, chip = (None, None) if recorded is None else (recorded.imgsz, recorded.chip_size)
+    write_card(path, ModelCard(model_hash, classes, strides, imgsz, chip))
 
 
 CHECKPOINT_KEY = "geoal"
@@ -163,7 +163,7 @@ def checkpoint_input(path: str | Path) -> ModelInput | None:
         return None
     card = read_card(path, sha256_file(path))
     if card is not None:  # known without loading the checkpoint (or importing torch)
-        return None if card.input is None else ModelInput(**card.input)  # type: ignore[arg-type]
+        return None if card.imgsz is None else ModelInput(card.imgsz, card.chip_size)
     import torch
 
     try:

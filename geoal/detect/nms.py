@@ -60,7 +60,7 @@ def greedy_nms(boxes: np.ndarray, scores: np.ndarray, iou: float, max_det: int) 
 
 
 @lru_cache(maxsize=1)
-def _torchvision_kernel() -> Callable[..., Any] | None:
+def _torchvision_kernel() -> Callable[..., Any]:
     """torchvision's compiled NMS, loaded without importing torchvision where possible."""
     import torch
 
@@ -70,20 +70,14 @@ def _torchvision_kernel() -> Callable[..., Any] | None:
             with contextlib.suppress(OSError, RuntimeError):  # then the usual import below
                 torch.ops.load_library(path)
     if not hasattr(torch.ops.torchvision, "nms"):
-        try:
-            import torchvision  # noqa: F401  (loads the extension the usual way)
-        except ImportError:
-            return None
+        import torchvision  # noqa: F401  (loads the extension the usual way)
     return torch.ops.torchvision.nms
 
 
 def _torchvision_nms(boxes: np.ndarray, scores: np.ndarray, iou: float, max_det: int) -> np.ndarray:
     import torch
 
-    kernel = _torchvision_kernel()
-    if kernel is None:
-        return greedy_nms(boxes, scores, iou, max_det)
-    kept = kernel(torch.from_numpy(boxes), torch.from_numpy(scores), iou)
+    kept = _torchvision_kernel()(torch.from_numpy(boxes), torch.from_numpy(scores), iou)
     return np.asarray(kept[:max_det].numpy(), dtype=np.int64)
 
 
@@ -130,11 +124,9 @@ def non_max_suppression(
     Detections are float32, anchors int64. ``kernel``: default :func:`nms_kernel`.
     """
     kernel = kernel or nms_kernel()
-    n_cls = raw.shape[1] - 4
     dets, keep = [], []
     for image in raw:  # (4 + C, A)
-        scores = image[4:]
-        best = scores.max(axis=0) if n_cls else np.zeros(image.shape[1], image.dtype)
+        best = image[4:].max(axis=0)  # (A,) each anchor's best class score
         idx = np.flatnonzero(best > conf)
         rows = image[:, idx].T  # (n, 4 + C)
         cls = rows[:, 4:].argmax(axis=1).astype(np.float32)
